@@ -1,0 +1,230 @@
+"""The spec-config TOML: what to start, what to run, and which thresholds apply by default.
+
+Everything here is checked before any engine starts, so that a typo costs a second, not the
+minutes of an engine start. Errors are `ConfigError`s whose message names the file and the key.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on Python 3.10
+    import tomli as tomllib
+
+#: Methods whose proposals come from a second set of weights, which the config must name.
+DRAFT_METHODS = frozenset({"draft_model", "eagle", "eagle3", "medusa", "mlp_speculator"})
+
+BUILTIN_PROMPT_SETS = ("copy", "chat", "code", "mixed")
+
+
+class ConfigError(Exception):
+    """A user's mistake in a config file: shown as one line, never with a traceback."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSection(BaseModel):
+    """The target model and the engine arguments handed to `vllm.LLM` / `vllm serve` unchanged.
+
+    Keys other than `name` are engine arguments; they are checked against the installed vLLM's
+    `EngineArgs` when an engine is about to start (`engines.validate_engine_args`), because the set
+    of valid arguments belongs to the user's vLLM, not to us.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(min_length=1)
+    dtype: str | None = None
+    max_model_len: int | None = Field(default=None, ge=1)
+    tensor_parallel_size: int | None = Field(default=None, ge=1)
+    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
+    enforce_eager: bool | None = None
+    seed: int | None = None
+
+    def engine_args(self) -> dict[str, Any]:
+        """Every engine argument the user set, without `name` (which becomes `model`)."""
+        args = self.model_dump(exclude_none=True, exclude={"name"})
+        return args
+
+
+class SpeculativeSection(BaseModel):
+    """Maps one-to-one onto vLLM's `speculative_config` dict; extra keys pass through."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    method: str | None = None
+    model: str | None = None
+    num_speculative_tokens: int = Field(ge=1)
+    prompt_lookup_min: int | None = Field(default=None, ge=1)
+    prompt_lookup_max: int | None = Field(default=None, ge=1)
+    draft_tensor_parallel_size: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> SpeculativeSection:
+        if self.method is None and self.model is None:
+            raise ValueError("set 'method' (e.g. \"ngram\") or a draft 'model'")
+        if self.method in DRAFT_METHODS and not self.model:
+            raise ValueError(f"method {self.method!r} needs a draft 'model'")
+        if (
+            self.prompt_lookup_min is not None
+            and self.prompt_lookup_max is not None
+            and self.prompt_lookup_min > self.prompt_lookup_max
+        ):
+            raise ValueError(
+                f"prompt_lookup_min ({self.prompt_lookup_min}) > prompt_lookup_max ({self.prompt_lookup_max})"
+            )
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.method or "draft_model"
+
+    def vllm_dict(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class WorkloadSection(_Section):
+    prompts: str = Field(default="builtin:mixed", description="builtin:<set> or a JSONL file")
+    num_prompts: int = Field(default=16, ge=1)
+    max_tokens: int = Field(default=128, ge=1)
+    temperatures: list[float] = Field(default_factory=lambda: [0.0, 0.8], min_length=1)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    seed: int = 0
+    chat_template: bool = True
+    ignore_eos: bool = False
+    concurrency: list[int] = Field(default_factory=list)
+    request_rate: list[float] = Field(default_factory=list)
+    burstiness: float = Field(default=1.0, gt=0)
+
+    @field_validator("temperatures")
+    @classmethod
+    def _non_negative(cls, temps: list[float]) -> list[float]:
+        for t in temps:
+            if t < 0 or math.isnan(t):
+                raise ValueError(f"temperature must be >= 0, got {t}")
+        return sorted(set(temps))
+
+    @field_validator("concurrency")
+    @classmethod
+    def _positive_concurrency(cls, levels: list[int]) -> list[int]:
+        if any(c < 1 for c in levels):
+            raise ValueError(f"concurrency levels must be >= 1, got {levels}")
+        return levels
+
+    @field_validator("request_rate")
+    @classmethod
+    def _positive_rate(cls, rates: list[float]) -> list[float]:
+        if any(not r > 0 for r in rates):
+            raise ValueError(f"request rates must be > 0 (inf allowed), got {rates}")
+        return rates
+
+    @field_validator("prompts")
+    @classmethod
+    def _known_builtin(cls, source: str) -> str:
+        if source.startswith("builtin:") and source.removeprefix("builtin:") not in BUILTIN_PROMPT_SETS:
+            raise ValueError(f"unknown built-in prompt set {source!r}; choose from {', '.join(BUILTIN_PROMPT_SETS)}")
+        return source
+
+
+class RunSection(_Section):
+    mode: Literal["offline", "server"] = "offline"
+    warmup: int = Field(default=2, ge=0, description="requests sent first and excluded from every figure")
+    repeats: int = Field(default=1, ge=1)
+    server_start_timeout_s: float = Field(default=600.0, gt=0)
+    min_valid_output_tokens: float = Field(
+        default=3.0, gt=0, description="a mean output shorter than this makes a run invalid"
+    )
+
+
+class GatesSection(_Section):
+    min_acceptance: float | None = Field(default=None, ge=0, le=1)
+    min_speedup: float | None = Field(default=None, gt=0)
+    max_p99_regression: float | None = Field(default=None, ge=0)
+    lossless_min_match: float | None = Field(default=None, ge=0, le=1)
+
+
+class SpecConfig(_Section):
+    model: ModelSection
+    speculative: SpeculativeSection
+    workload: WorkloadSection = WorkloadSection()
+    run: RunSection = RunSection()
+    gates: GatesSection = GatesSection()
+    path: Path = Path("<memory>")
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+
+def load_config(path: str | Path) -> SpecConfig:
+    """Read and validate a spec-config; relative paths inside it resolve against its folder."""
+    path = Path(path).resolve()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return parse_config(raw, path)
+
+
+def parse_config(raw: dict[str, Any], path: Path) -> SpecConfig:
+    if "path" in raw:
+        raise ConfigError(f"{path}: unknown top-level key 'path'")
+    try:
+        config = SpecConfig.model_validate({**raw, "path": path})
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_describe(exc)}") from None
+    return _resolve_paths(config)
+
+
+def _describe(exc: ValidationError) -> str:
+    """The first problem as `[section] key: message`, the form a user can grep the file for."""
+    problem = exc.errors()[0]
+    loc = [str(part) for part in problem["loc"]]
+    if problem["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif problem["type"] == "missing":
+        message = "required key is missing"
+    else:
+        message = problem["msg"].removeprefix("Value error, ")
+    if not loc:
+        return message
+    if len(loc) == 1:
+        return f"[{loc[0]}]: {message}" if problem["type"] == "missing" else f"'{loc[0]}': {message}"
+    where = f"[{loc[0]}] {'.'.join(loc[1:])}"
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{where}: {message}{more}"
+
+
+def _resolve_paths(config: SpecConfig) -> SpecConfig:
+    base = config.path.parent
+
+    def resolve(value: str | None) -> str | None:
+        if value is None or value.startswith("builtin:"):
+            return value
+        candidate = base / value
+        # a hub id such as "meta-llama/Llama-3.1-8B" stays as written unless it names a local path
+        return str(candidate) if candidate.exists() or value.startswith((".", "/")) else value
+
+    model = config.model.model_copy(update={"name": resolve(config.model.name)})
+    speculative = config.speculative.model_copy(update={"model": resolve(config.speculative.model)})
+    prompts = config.workload.prompts
+    if not prompts.startswith("builtin:"):
+        prompt_file = base / prompts
+        if not prompt_file.is_file():
+            raise ConfigError(f"{config.path}: [workload] prompts: file not found: {prompt_file}")
+        prompts = str(prompt_file)
+    workload = config.workload.model_copy(update={"prompts": prompts})
+    return config.model_copy(update={"model": model, "speculative": speculative, "workload": workload})

@@ -1,0 +1,132 @@
+"""An in-process `vllm.LLM`, driven one engine step at a time.
+
+The step loop is the one `LLM.generate` runs internally; driving it ourselves lets us timestamp
+every step, which gives per-request TTFT/TPOT/E2E and the tokens each step produced (1 + accepted
+drafts) at no extra cost. vLLM is imported here and only here (for this mode).
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import time
+from typing import Any
+
+from ..results import RequestSample, SpecCounters
+from .base import EngineSpec, EngineStartError, Sampling
+
+SPEC_COUNTER_NAMES = {
+    "vllm:spec_decode_num_drafts": "num_drafts",
+    "vllm:spec_decode_num_draft_tokens": "num_draft_tokens",
+    "vllm:spec_decode_num_accepted_tokens": "num_accepted_tokens",
+}
+PER_POSITION_NAME = "vllm:spec_decode_num_accepted_tokens_per_pos"
+
+
+class OfflineEngine:
+    def __init__(self, spec: EngineSpec) -> None:
+        self.spec = spec
+        started = time.perf_counter()
+        try:
+            from vllm import LLM
+        except ImportError as exc:
+            raise EngineStartError(
+                f"vLLM is not importable ({exc}); install 'pytest-specdecode[vllm]' or '[cpu]'"
+            ) from None
+        args = dict(spec.engine_args)
+        if spec.speculative_config:
+            args["speculative_config"] = dict(spec.speculative_config)
+        try:
+            self._llm = LLM(model=spec.model, disable_log_stats=False, **args)
+        except Exception as exc:  # vLLM raises many types; all mean "this engine did not start"
+            gc.collect()
+            raise EngineStartError(f"{type(exc).__name__}: {exc}".splitlines()[0][:500]) from exc
+        self.start_s = time.perf_counter() - started
+        self._request_ids = itertools.count()
+
+    def generate(self, prompts: list[str], sampling: Sampling) -> tuple[list[RequestSample], float]:
+        from vllm import SamplingParams
+
+        engine = self._llm.llm_engine
+        params = SamplingParams(
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens,
+            seed=sampling.seed,
+            ignore_eos=sampling.ignore_eos,
+        )
+        started = time.perf_counter()
+        order: dict[str, int] = {}
+        for index, prompt in enumerate(prompts):
+            request_id = f"specdecode-{next(self._request_ids)}"
+            order[request_id] = index
+            engine.add_request(request_id, prompt, params)
+        prompt_tokens: dict[str, int] = {}
+        token_ids: dict[str, list[int]] = {}
+        step_times: dict[str, list[float]] = {rid: [] for rid in order}
+        chunks: dict[str, list[int]] = {rid: [] for rid in order}
+        finished_at: dict[str, float] = {}
+        while engine.has_unfinished_requests():
+            outputs = engine.step()
+            now = time.perf_counter()
+            for output in outputs:
+                rid = output.request_id
+                if rid not in order:
+                    continue
+                ids = list(output.outputs[0].token_ids)
+                new_tokens = len(ids) - len(token_ids.get(rid, ()))
+                if new_tokens > 0:
+                    step_times[rid].append(now)
+                    chunks[rid].append(new_tokens)
+                token_ids[rid] = ids
+                prompt_tokens[rid] = len(output.prompt_token_ids or ())
+                if output.finished:
+                    finished_at[rid] = now
+        duration = time.perf_counter() - started
+        samples: list[RequestSample] = [None] * len(prompts)  # type: ignore[list-item]
+        for rid, index in order.items():
+            times = step_times[rid]
+            samples[index] = RequestSample(
+                prompt_tokens=prompt_tokens.get(rid, 0),
+                output_tokens=len(token_ids.get(rid, ())),
+                ttft_s=(times[0] - started) if times else None,
+                e2e_s=finished_at.get(rid, time.perf_counter()) - started,
+                itl_s=[later - earlier for earlier, later in zip(times, times[1:])],
+                chunk_tokens=chunks[rid],
+                output_token_ids=token_ids.get(rid, []),
+            )
+        return samples, duration
+
+    def spec_counters(self) -> SpecCounters:
+        totals: dict[str, int] = dict.fromkeys(SPEC_COUNTER_NAMES.values(), 0)
+        per_position: list[int] = []
+        for metric in self._llm.get_metrics():
+            if metric.name in SPEC_COUNTER_NAMES:
+                totals[SPEC_COUNTER_NAMES[metric.name]] += int(metric.value)
+            elif metric.name == PER_POSITION_NAME:
+                values = [int(v) for v in metric.values]
+                per_position += [0] * (len(values) - len(per_position))
+                for position, value in enumerate(values):
+                    per_position[position] += value
+        return SpecCounters(**totals, accepted_per_position=per_position)
+
+    def kv_cache_tokens(self) -> int | None:
+        cache = self._llm.llm_engine.vllm_config.cache_config
+        if not cache.num_gpu_blocks:
+            return None
+        return int(cache.num_gpu_blocks) * int(cache.block_size)
+
+    def tokenizer(self) -> Any:
+        return self._llm.get_tokenizer()
+
+    def close(self) -> None:
+        """Stop the engine-core process now, not whenever the garbage collector gets to it."""
+        llm = self.__dict__.pop("_llm", None)
+        if llm is None:
+            return
+        engine = llm.llm_engine
+        shutdown = getattr(llm, "shutdown", None) or getattr(engine.engine_core, "shutdown", None)
+        if shutdown is not None:
+            shutdown()
+        del llm, engine
+        gc.collect()

@@ -1,0 +1,63 @@
+"""Engines shared by every test of a process, started on first use and stopped exactly once.
+
+Two configs with the same target and engine arguments share one vanilla engine. At most
+`max_live` engines run at a time (one by default: two full engines rarely fit one GPU); the least
+recently used one is stopped to make room. A failed start is remembered, so the tests of a broken
+config all error with the same reason instead of each paying for another failed start.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+
+from .base import Engine, EngineSpec, EngineStartError
+
+EngineFactory = Callable[[EngineSpec], Engine]
+
+
+class EnginePool:
+    def __init__(self, factories: dict[str, EngineFactory], max_live: int = 1) -> None:
+        if max_live < 1:
+            raise ValueError("max_live must be >= 1")
+        self._factories = factories
+        self.max_live = max_live
+        self._live: OrderedDict[str, Engine] = OrderedDict()
+        self._failed: dict[str, str] = {}
+        self.starts: list[tuple[str, str, float]] = []  # (key, role, seconds): the session's start bill
+
+    def get(self, spec: EngineSpec) -> Engine:
+        key = spec.key
+        if key in self._failed:
+            raise EngineStartError(self._failed[key])
+        if key in self._live:
+            self._live.move_to_end(key)
+            return self._live[key]
+        while len(self._live) >= self.max_live:
+            _, oldest = self._live.popitem(last=False)
+            oldest.close()
+        try:
+            engine = self._factories[spec.mode](spec)
+        except EngineStartError as exc:
+            self._failed[key] = str(exc)
+            raise
+        self._live[key] = engine
+        self.starts.append((key, spec.role, engine.start_s))
+        return engine
+
+    def is_live(self, spec: EngineSpec) -> bool:
+        return spec.key in self._live
+
+    def close_all(self) -> None:
+        while self._live:
+            _, engine = self._live.popitem(last=False)
+            engine.close()
+
+
+def offline_factory(spec: EngineSpec) -> Engine:
+    from .offline import OfflineEngine
+
+    return OfflineEngine(spec)
+
+
+DEFAULT_FACTORIES: dict[str, EngineFactory] = {"offline": offline_factory}

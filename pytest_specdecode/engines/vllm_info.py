@@ -1,0 +1,81 @@
+"""Facts about the installed vLLM: its version, its platform, and which arguments it accepts.
+
+Imported only when an engine is about to start, so `pytest --help` never pays for vLLM.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+from functools import cache
+from typing import Any
+
+from ..config import ConfigError, SpecConfig
+from ..results import Environment
+
+#: Engine defaults on a machine without a GPU, unless the config sets the key: a CUDA-graph
+#: compile costs ~90 s on CPU, and on CPU the memory fraction is a share of system RAM.
+CPU_ENGINE_DEFAULTS: dict[str, Any] = {"enforce_eager": True, "gpu_memory_utilization": 0.3}
+
+
+@cache
+def is_cpu_platform() -> bool:
+    from vllm.platforms import current_platform
+
+    return bool(current_platform.is_cpu())
+
+
+def engine_defaults() -> dict[str, Any]:
+    return dict(CPU_ENGINE_DEFAULTS) if is_cpu_platform() else {}
+
+
+@cache
+def _engine_arg_names() -> frozenset[str]:
+    from vllm.engine.arg_utils import EngineArgs
+
+    return frozenset(f.name for f in dataclasses.fields(EngineArgs))
+
+
+@cache
+def _speculative_keys() -> frozenset[str] | None:
+    try:
+        from vllm.config import SpeculativeConfig
+    except ImportError:
+        return None
+    fields = getattr(SpeculativeConfig, "__dataclass_fields__", None) or getattr(SpeculativeConfig, "model_fields", None)
+    return frozenset(fields) if fields else None
+
+
+def validate_against_vllm(config: SpecConfig) -> None:
+    """Unknown engine or speculative keys, named in the words of the user's own vLLM version."""
+    known_args = _engine_arg_names()
+    for key in config.model.engine_args():
+        if key not in known_args:
+            raise ConfigError(f"{config.path}: [model] {key}: not an engine argument of vLLM {vllm_version()}")
+    known_spec = _speculative_keys()
+    if known_spec is None:
+        return
+    for key in config.speculative.vllm_dict():
+        if key not in known_spec:
+            raise ConfigError(
+                f"{config.path}: [speculative] {key}: not a SpeculativeConfig field of vLLM {vllm_version()}"
+            )
+
+
+def vllm_version() -> str | None:
+    try:
+        import vllm
+    except ImportError:
+        return None
+    return getattr(vllm, "__version__", None)
+
+
+def environment() -> Environment:
+    try:
+        import torch
+
+        torch_version = torch.__version__
+        device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()})"
+    except ImportError:
+        torch_version, device = None, None
+    return Environment(vllm=vllm_version(), torch=torch_version, device=device, python=platform.python_version())

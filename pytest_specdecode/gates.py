@@ -1,0 +1,283 @@
+"""Gates: thresholds on a measured comparison, from markers or from assertion helpers.
+
+Like pytest's `skipping.py`: each marker is parsed by a small pure function into a frozen `Gate`
+(a user's mistake becomes a `GateUsageError` naming the marker), and `judge` turns a gate and a
+result into `Verdict`s. The markers and the `assert_*` helpers share this one implementation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .config import GatesSection
+from .results import LATENCY_METRICS, ConfigResult, RunResult
+
+GATE_MARKERS = ("min_acceptance", "min_speedup", "max_p99_regression", "lossless")
+SPEEDUP_METRICS = ("throughput", "tpot")
+ACCEPTANCE_PERCENTILES = (10, 50, 90)
+_RUN_SELECTORS = frozenset({"temperature", "concurrency", "request_rate"})
+OPTIONS = {
+    "min_acceptance": _RUN_SELECTORS | {"position", "percentile"},
+    "min_speedup": _RUN_SELECTORS | {"metric"},
+    "max_p99_regression": _RUN_SELECTORS | {"metric"},
+    "lossless": frozenset(),
+}
+
+MARKER_HELP = {
+    "min_acceptance": "min_acceptance(x, *, temperature=None, position=None, percentile=None, concurrency=None, "
+    "request_rate=None): fail when acceptance (accepted / drafted tokens; at one 0-based draft position; or a "
+    "percentile of per-request acceptance) is below x",
+    "min_speedup": "min_speedup(x, *, metric='throughput'|'tpot', temperature=None, concurrency=None, "
+    "request_rate=None): fail when spec/vanilla speed is below x",
+    "max_p99_regression": "max_p99_regression(x, *, metric='e2e'|'tpot'|'ttft'|'itl', temperature=None, "
+    "concurrency=None, request_rate=None): fail when spec P99 exceeds vanilla P99 by more than x (0.10 = 10%)",
+    "lossless": "lossless(min_match=1.0): fail when fewer than min_match of greedy (T=0) outputs equal vanilla's",
+}
+
+
+class GateUsageError(ValueError):
+    """A marker or helper called with arguments that cannot be a gate."""
+
+
+class GateFailure(AssertionError):
+    """A gate missed: the message holds the measured value, the threshold and advice."""
+
+
+@dataclass(frozen=True)
+class Gate:
+    kind: str
+    threshold: float
+    temperature: float | None = None
+    position: int | None = None
+    percentile: int | None = None
+    metric: str | None = None
+    concurrency: int | None = None
+    request_rate: float | None = None
+
+    @property
+    def label(self) -> str:
+        extras = [f"{name}={value}" for name, value in asdict(self).items() if name not in ("kind", "threshold") and value is not None]
+        return f"{self.kind}({', '.join([f'{self.threshold:g}', *extras])})"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    test: str
+    gate: str
+    run: str
+    threshold: float
+    measured: float | None
+    passed: bool
+    message: str = field(default="", compare=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_gate(kind: str, args: tuple, kwargs: dict[str, Any], defaults: GatesSection | None = None) -> Gate:
+    """A marker's arguments as a Gate; the threshold may come from the config's [gates]."""
+    default = {
+        "min_acceptance": defaults and defaults.min_acceptance,
+        "min_speedup": defaults and defaults.min_speedup,
+        "max_p99_regression": defaults and defaults.max_p99_regression,
+        "lossless": (defaults and defaults.lossless_min_match) or 1.0,
+    }[kind]
+    kwargs = dict(kwargs)
+    if kind == "lossless" and "min_match" in kwargs:
+        args = (kwargs.pop("min_match"), *args)
+    if len(args) > 1:
+        raise GateUsageError(f"{kind}: takes one positional threshold, got {len(args)}; {MARKER_HELP[kind]}")
+    threshold = args[0] if args else default
+    if threshold is None:
+        raise GateUsageError(f"{kind}: no threshold given and none in the config's [gates]; {MARKER_HELP[kind]}")
+    unknown = set(kwargs) - OPTIONS[kind]
+    if unknown:
+        raise GateUsageError(f"{kind}: unexpected argument {sorted(unknown)[0]!r}; {MARKER_HELP[kind]}")
+    gate = Gate(kind=kind, threshold=_number(kind, "threshold", threshold), **_checked_options(kind, kwargs))
+    _check_range(gate)
+    return gate
+
+
+def _number(kind: str, name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise GateUsageError(f"{kind}: {name} must be a number, got {value!r}")
+    return float(value)
+
+
+def _checked_options(kind: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if kwargs.get("temperature") is not None:
+        options["temperature"] = _number(kind, "temperature", kwargs["temperature"])
+        if options["temperature"] < 0:
+            raise GateUsageError(f"{kind}: temperature must be >= 0")
+    if kwargs.get("position") is not None:
+        position = kwargs["position"]
+        if not isinstance(position, int) or isinstance(position, bool) or position < 0:
+            raise GateUsageError(f"{kind}: position is a 0-based draft position (int >= 0), got {position!r}")
+        options["position"] = position
+    if kwargs.get("percentile") is not None:
+        if kwargs["percentile"] not in ACCEPTANCE_PERCENTILES:
+            raise GateUsageError(f"{kind}: percentile must be one of {ACCEPTANCE_PERCENTILES}, got {kwargs['percentile']!r}")
+        options["percentile"] = int(kwargs["percentile"])
+    if "metric" in kwargs:
+        choices = SPEEDUP_METRICS if kind == "min_speedup" else LATENCY_METRICS
+        if kwargs["metric"] not in choices:
+            raise GateUsageError(f"{kind}: metric must be one of {', '.join(choices)}, got {kwargs['metric']!r}")
+        options["metric"] = kwargs["metric"]
+    elif kind in ("min_speedup", "max_p99_regression"):
+        options["metric"] = "throughput" if kind == "min_speedup" else "e2e"
+    if kwargs.get("concurrency") is not None:
+        options["concurrency"] = int(_number(kind, "concurrency", kwargs["concurrency"]))
+    if kwargs.get("request_rate") is not None:
+        options["request_rate"] = _number(kind, "request_rate", kwargs["request_rate"])
+    return options
+
+
+def _check_range(gate: Gate) -> None:
+    x = gate.threshold
+    if gate.kind in ("min_acceptance", "lossless") and not 0 <= x <= 1:
+        raise GateUsageError(f"{gate.kind}: threshold must be within [0, 1], got {x:g}")
+    if gate.kind == "min_speedup" and not x > 0:
+        raise GateUsageError(f"{gate.kind}: threshold must be > 0, got {x:g}")
+    if gate.kind == "max_p99_regression" and not x >= 0:
+        raise GateUsageError(f"{gate.kind}: threshold must be >= 0 (0.10 allows 10% slower), got {x:g}")
+
+
+def measured_value(gate: Gate, run: RunResult) -> float | None:
+    """The one figure a gate compares against its threshold."""
+    if gate.kind == "min_acceptance":
+        if gate.percentile is not None:
+            return run.per_request_acceptance.percentile(f"p{gate.percentile}")
+        if gate.position is not None:
+            positions = run.per_position_acceptance
+            return positions[gate.position] if gate.position < len(positions) else None
+        return run.acceptance_rate
+    if gate.kind == "min_speedup":
+        return run.speedup if gate.metric == "throughput" else run.tpot_speedup
+    if gate.kind == "max_p99_regression":
+        return run.p99_regression[gate.metric or "e2e"]
+    return run.outputs_match
+
+
+def passes(gate: Gate, value: float) -> bool:
+    return value <= gate.threshold if gate.kind == "max_p99_regression" else value >= gate.threshold
+
+
+def judge(gate: Gate, result: ConfigResult, test: str = "") -> list[Verdict]:
+    """One verdict per run the gate applies to; a gate that matches no run is a usage error."""
+    runs = result.select(gate.temperature, gate.concurrency, gate.request_rate)
+    if gate.kind == "lossless":
+        runs = [run for run in runs if run.temperature == 0]
+    if not runs:
+        raise GateUsageError(f"{gate.label}: no measured run matches (runs: {', '.join(r.label for r in result.runs)})")
+    verdicts = []
+    for run in runs:
+        value = measured_value(gate, run) if run.valid else None
+        passed = value is not None and passes(gate, value)
+        verdicts.append(
+            Verdict(test, gate.label, run.label, gate.threshold, value, passed, "" if passed else explain(gate, run, value))
+        )
+    return verdicts
+
+
+def explain(gate: Gate, run: RunResult, value: float | None) -> str:
+    """The failure message: what was measured, against what, and what the tuning rules suggest."""
+    if not run.valid:
+        return f"{gate.label} at {run.label}: invalid measurement: {run.invalid_reason}"
+    if value is None:
+        return f"{gate.label} at {run.label}: not measured (no samples for this figure)"
+    relation = "above" if gate.kind == "max_p99_regression" else "below"
+    lines = [f"{gate.label} at {run.label}: measured {value:.3f}, {relation} threshold {gate.threshold:g}"]
+    lines.append(per_position_table(run))
+    lines.extend(advice(run))
+    return "\n".join(line for line in lines if line)
+
+
+def per_position_table(run: RunResult) -> str:
+    positions = run.per_position_acceptance
+    if not positions:
+        return ""
+    head = "  position:   " + " ".join(f"{i:>5d}" for i in range(len(positions)))
+    body = "  acceptance: " + " ".join(f"{p:>5.2f}" for p in positions)
+    summary = (
+        f"  acceptance rate {run.acceptance_rate:.3f}, mean acceptance length {run.mean_acceptance_length:.2f}, "
+        f"speedup {run.speedup:.2f}x" if run.acceptance_rate is not None and run.speedup is not None else ""
+    )
+    return "\n".join(line for line in (head, body, summary) if line)
+
+
+def advice(run: RunResult) -> list[str]:
+    """The tuning rules of vLLM's speculation-metrics guide, applied to this run."""
+    tips = []
+    rate = run.acceptance_rate
+    k = run.num_speculative_tokens
+    cut = next((i for i, p in enumerate(run.per_position_acceptance) if p < 0.5), None)
+    if rate is not None and rate < 0.5:
+        tips.append(f"  advice: acceptance < 50%: lower num_speculative_tokens (now {k}) or try another method")
+    if cut is not None and cut < k:
+        tips.append(
+            f"  advice: per-position acceptance falls below 0.5 at position {cut}: "
+            f"num_speculative_tokens = {max(cut, 1)} would stop drafting tokens that are mostly rejected"
+        )
+    if rate is not None and rate > 0.8:
+        tips.append(f"  advice: acceptance > 80%: a larger num_speculative_tokens (now {k}) may gain more")
+    if run.temperature > 0:
+        tips.append(f"  note: sampling at T={run.temperature:g} lowers acceptance; compare with the T=0 run")
+    return tips
+
+
+def check(gate: Gate, result: ConfigResult, test: str = "") -> list[Verdict]:
+    """Judge, then raise `GateFailure` listing every missed run."""
+    __tracebackhide__ = True
+    verdicts = judge(gate, result, test)
+    missed = [v.message for v in verdicts if not v.passed]
+    if missed:
+        raise GateFailure("\n".join(missed))
+    return verdicts
+
+
+def _helper(kind: str, result: ConfigResult, threshold: float | None, **options: Any) -> list[Verdict]:
+    __tracebackhide__ = True
+    args = () if threshold is None else (threshold,)
+    return check(parse_gate(kind, args, {k: v for k, v in options.items() if v is not None}), result)
+
+
+def assert_min_acceptance(result: ConfigResult, threshold: float, *, temperature: float | None = None,
+                          position: int | None = None, percentile: int | None = None,
+                          concurrency: int | None = None, request_rate: float | None = None) -> list[Verdict]:
+    """Fail the test when acceptance is below `threshold` in any matching run."""
+    __tracebackhide__ = True
+    return _helper("min_acceptance", result, threshold, temperature=temperature, position=position,
+                   percentile=percentile, concurrency=concurrency, request_rate=request_rate)
+
+
+def assert_min_speedup(result: ConfigResult, threshold: float, *, metric: str = "throughput",
+                       temperature: float | None = None, concurrency: int | None = None,
+                       request_rate: float | None = None) -> list[Verdict]:
+    """Fail the test when spec is not `threshold` times faster than vanilla in any matching run."""
+    __tracebackhide__ = True
+    return _helper("min_speedup", result, threshold, metric=metric, temperature=temperature,
+                   concurrency=concurrency, request_rate=request_rate)
+
+
+def assert_max_p99_regression(result: ConfigResult, threshold: float, *, metric: str = "e2e",
+                              temperature: float | None = None, concurrency: int | None = None,
+                              request_rate: float | None = None) -> list[Verdict]:
+    """Fail the test when spec's P99 latency is more than `threshold` (a fraction) above vanilla's."""
+    __tracebackhide__ = True
+    return _helper("max_p99_regression", result, threshold, metric=metric, temperature=temperature,
+                   concurrency=concurrency, request_rate=request_rate)
+
+
+def assert_lossless(result: ConfigResult, min_match: float = 1.0) -> list[Verdict]:
+    """Fail the test when fewer than `min_match` of greedy outputs equal vanilla's token for token."""
+    __tracebackhide__ = True
+    return _helper("lossless", result, min_match)
+
+
+def gates_from_marks(marks: Iterable[Any], defaults: GatesSection | None) -> list[Gate]:
+    """Every gate marker on an item (closest first, as pytest's iter_markers yields them)."""
+    return [parse_gate(mark.name, tuple(mark.args), dict(mark.kwargs), defaults) for mark in marks if mark.name in GATE_MARKERS]

@@ -1,0 +1,263 @@
+"""pytest hooks and fixtures. Loaded in every pytest run of every project that installs us, so it
+imports only the standard library, pytest and our light modules; vLLM and torch load when the
+first engine starts. Each hook delegates to `session`, `gates` or `report`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .config import ConfigError
+from .engines.base import Engine, EngineStartError
+from .gates import GATE_MARKERS, MARKER_HELP, Gate, GateUsageError, Verdict, gates_from_marks, judge
+from .report import markdown, terminal_lines, write_json
+from .results import ConfigResult
+from .session import Options, SpecSession
+
+SESSION_KEY = pytest.StashKey[SpecSession]()
+GATES_KEY = pytest.StashKey[list[Gate]]()
+RESULT_KEY = pytest.StashKey[ConfigResult]()
+VERDICTS_KEY = pytest.StashKey[list[Verdict]]()
+
+CONFIG_FIXTURE = "_specdecode_config_path"
+NEEDS_CONFIG = frozenset({"spec_config", "spec_run", "spec_engine", "vanilla_engine"})
+NO_CONFIG_REASON = "no spec-config: pass --spec-config=FILE or mark the test with @pytest.mark.spec_config(FILE)"
+REPORT_ATTR = "specdecode"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("specdecode", "speculative-decoding gates (pytest-specdecode)")
+    group.addoption("--spec-config", action="append", default=[], metavar="TOML", type=Path,
+                    help="spec-config file to measure; repeat for several (each is its own parametrization)")
+    group.addoption("--spec-report", metavar="PATH", type=Path, default=None,
+                    help="write every measured run and gate verdict as JSON to PATH")
+    group.addoption("--spec-mode", choices=("offline", "server"), default=None,
+                    help="override every config's [run] mode")
+    group.addoption("--spec-max-engines", type=int, default=1, metavar="N",
+                    help="engines kept running at once (default 1; 2 keeps spec and vanilla both up)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "spec_config(path): measure this test's spec_run with this config file "
+                            "(relative to the test file)")
+    for name in GATE_MARKERS:
+        config.addinivalue_line("markers", f"{MARKER_HELP[name]} (pytest-specdecode gate)")
+    if config.getoption("--spec-max-engines") < 1:
+        raise pytest.UsageError("--spec-max-engines must be >= 1")
+    options = Options(
+        configs=tuple(config.getoption("--spec-config")),
+        report=config.getoption("--spec-report"),
+        mode=config.getoption("--spec-mode"),
+        max_engines=config.getoption("--spec-max-engines"),
+    )
+    session = SpecSession(options, progress=lambda line: _progress(config, line))
+    config.stash[SESSION_KEY] = session
+    config.pluginmanager.register(_ReportCollector(session), f"specdecode-collector-{id(config)}")
+
+
+def _progress(config: pytest.Config, line: str) -> None:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"[specdecode] {line}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is not None:
+        session.close()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Each config is one parametrization of every test that needs one; ids are the file stems."""
+    needs = NEEDS_CONFIG & set(metafunc.fixturenames) or _has_gates(metafunc.definition)
+    if not needs:
+        return
+    bound = metafunc.definition.get_closest_marker("spec_config")
+    if bound is not None:
+        if len(bound.args) != 1:
+            raise pytest.UsageError(f"{metafunc.definition.nodeid}: spec_config takes exactly one path")
+        paths = [Path(metafunc.definition.path).parent / bound.args[0]]
+    else:
+        paths = list(metafunc.config.stash[SESSION_KEY].options.configs)
+    if paths:
+        metafunc.parametrize(CONFIG_FIXTURE, [p.resolve() for p in paths], ids=[p.stem for p in paths], scope="session")
+
+
+def _has_gates(node: Any) -> bool:
+    return any(True for name in GATE_MARKERS for _ in node.iter_markers(name))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Validate every gate marker now: a bad threshold is a usage error before anything starts."""
+    session = config.stash[SESSION_KEY]
+    for item in items:
+        marks = [mark for name in GATE_MARKERS for mark in item.iter_markers(name)]
+        if not marks:
+            continue
+        defaults = _config_defaults(session, item)
+        try:
+            item.stash[GATES_KEY] = gates_from_marks(marks, defaults)
+        except GateUsageError as exc:
+            raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
+
+
+def _config_defaults(session: SpecSession, item: pytest.Item) -> Any:
+    path = getattr(item, "callspec", None) and item.callspec.params.get(CONFIG_FIXTURE)
+    if path is None:
+        return None
+    try:
+        return session.config_for(path).gates
+    except ConfigError:
+        return None  # reported as the test's error when its fixture loads the config
+
+
+@pytest.fixture(scope="session")
+def _specdecode_config_path(request: pytest.FixtureRequest) -> Path | None:
+    return getattr(request, "param", None)
+
+
+@pytest.fixture(autouse=True)
+def _specdecode_gates(request: pytest.FixtureRequest) -> None:
+    """Tests with gate markers measure their config in setup, so a failed start is an error."""
+    if request.node.stash.get(GATES_KEY, None):
+        request.getfixturevalue("spec_run")
+
+
+@pytest.fixture
+def spec_config(request: pytest.FixtureRequest, _specdecode_config_path: Path | None) -> Any:
+    """The validated config (`pytest_specdecode.config.SpecConfig`) this test is parametrized with."""
+    if _specdecode_config_path is None:
+        pytest.skip(NO_CONFIG_REASON)
+    try:
+        return request.config.stash[SESSION_KEY].config_for(_specdecode_config_path)
+    except ConfigError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture
+def spec_run(request: pytest.FixtureRequest, spec_config: Any) -> ConfigResult:
+    """The measured spec-vs-vanilla comparison; measured once per config per session."""
+    session = request.config.stash[SESSION_KEY]
+    try:
+        result = session.result_for(spec_config.path)
+    except (EngineStartError, ConfigError) as exc:
+        pytest.fail(f"{spec_config.path.name}: {exc}", pytrace=False)
+    request.node.stash[RESULT_KEY] = result
+    return result
+
+
+def _engine_fixture(request: pytest.FixtureRequest, spec_config: Any, role: str) -> Engine:
+    try:
+        return request.config.stash[SESSION_KEY].engine_for(spec_config.path, role)
+    except (EngineStartError, ConfigError) as exc:
+        pytest.fail(f"{spec_config.path.name}: {role} engine: {exc}", pytrace=False)
+
+
+@pytest.fixture
+def spec_engine(request: pytest.FixtureRequest, spec_config: Any) -> Engine:
+    """The running speculative engine of this config (shared; do not close it)."""
+    return _engine_fixture(request, spec_config, "spec")
+
+
+@pytest.fixture
+def vanilla_engine(request: pytest.FixtureRequest, spec_config: Any) -> Engine:
+    """The running vanilla twin of this config (shared; do not close it)."""
+    return _engine_fixture(request, spec_config, "vanilla")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """After the test body passes, its gate markers are judged against the measured result."""
+    outcome = yield
+    gates = item.stash.get(GATES_KEY, None)
+    result = item.stash.get(RESULT_KEY, None)
+    if not gates or result is None:
+        return outcome
+    try:
+        verdicts = [verdict for gate in gates for verdict in judge(gate, result, item.nodeid)]
+    except GateUsageError as exc:
+        pytest.fail(f"{item.nodeid}: {exc}", pytrace=False)
+    item.stash[VERDICTS_KEY] = verdicts
+    for verdict in verdicts:
+        item.user_properties.append(
+            (f"specdecode:{verdict.gate}@{verdict.run}", f"measured={verdict.measured} passed={verdict.passed}")
+        )
+    failures = [verdict.message for verdict in verdicts if not verdict.passed]
+    if failures:
+        pytest.fail("\n".join(failures), pytrace=False)
+    return outcome
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """The report carries the result and verdicts, so xdist's controller sees what workers measured."""
+    report = yield
+    result = item.stash.get(RESULT_KEY, None)
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        if result is not None or VERDICTS_KEY in item.stash:
+            setattr(report, REPORT_ATTR, (result, item.stash.get(VERDICTS_KEY, [])))
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_report_to_serializable(report: Any) -> Iterator[dict | None]:
+    data = yield
+    carried = getattr(report, REPORT_ATTR, None)
+    if data is not None and carried is not None:
+        result, verdicts = carried
+        data[REPORT_ATTR] = {
+            "result": result.model_dump(mode="json") if result is not None else None,
+            "verdicts": [v.as_dict() for v in verdicts],
+        }
+    return data
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_report_from_serializable(data: dict) -> Iterator[Any]:
+    report = yield
+    carried = data.get(REPORT_ATTR) if isinstance(data, dict) else None
+    if report is not None and carried:
+        result = ConfigResult.model_validate(carried["result"]) if carried["result"] else None
+        setattr(report, REPORT_ATTR, (result, [Verdict(**v) for v in carried["verdicts"]]))
+    return report
+
+
+class _ReportCollector:
+    """Registered per pytest config: `pytest_runtest_logreport` gets no config of its own."""
+
+    def __init__(self, session: SpecSession) -> None:
+        self.session = session
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        carried = getattr(report, REPORT_ATTR, None)
+        if carried is not None:
+            self.session.record(*carried)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    session = config.stash[SESSION_KEY]
+    lines = terminal_lines(list(session.results.values()), session.verdicts)
+    if lines:
+        terminalreporter.write_sep("=", "speculative decoding")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Reports are written by the controller only, and also after failures or Ctrl-C."""
+    if hasattr(session.config, "workerinput"):
+        return
+    spec = session.config.stash[SESSION_KEY]
+    results = list(spec.results.values())
+    if spec.options.report is not None and (results or spec.verdicts):
+        write_json(spec.options.report, results, spec.verdicts)
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    text = markdown(results, spec.verdicts)
+    if summary_file and text:
+        with open(summary_file, "a", encoding="utf-8") as handle:
+            handle.write(text)

@@ -1,0 +1,278 @@
+"""The one result model. The summary table, the JSON report, JUnit properties, pytest-benchmark's
+JSON and every gate read these objects; each figure is derived here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, computed_field
+
+from .stats import Distribution, ratio
+
+SCHEMA_VERSION = 1
+
+LatencyMetric = Literal["e2e", "tpot", "ttft", "itl"]
+LATENCY_METRICS: tuple[LatencyMetric, ...] = ("e2e", "tpot", "ttft", "itl")
+
+
+class RequestSample(BaseModel):
+    """One measured request, as timed by the client side of the engine."""
+
+    prompt_tokens: int
+    output_tokens: int
+    ttft_s: float | None
+    e2e_s: float
+    itl_s: list[float] = Field(default_factory=list, description="gaps between streamed chunks")
+    chunk_tokens: list[int] = Field(default_factory=list, description="tokens per engine step")
+    output_token_ids: list[int] = Field(default_factory=list, exclude=True)
+    repeat: int = 0
+
+    @computed_field
+    @property
+    def tpot_s(self) -> float | None:
+        """Time per output token after the first: the decode speed a user feels."""
+        if self.ttft_s is None or self.output_tokens < 2:
+            return None
+        return (self.e2e_s - self.ttft_s) / (self.output_tokens - 1)
+
+    @computed_field
+    @property
+    def acceptance_length(self) -> float | None:
+        """Tokens per decode step after the first chunk; 1.0 means nothing was ever accepted."""
+        steps = self.chunk_tokens[1:]
+        return sum(steps) / len(steps) if steps else None
+
+
+class SpecCounters(BaseModel):
+    """vLLM's `spec_decode_*` counters, as the delta over the measured window."""
+
+    num_drafts: int = 0
+    num_draft_tokens: int = 0
+    num_accepted_tokens: int = 0
+    accepted_per_position: list[int] = Field(default_factory=list)
+
+    def minus(self, earlier: SpecCounters) -> SpecCounters:
+        positions = max(len(self.accepted_per_position), len(earlier.accepted_per_position))
+        mine = self.accepted_per_position + [0] * (positions - len(self.accepted_per_position))
+        theirs = earlier.accepted_per_position + [0] * (positions - len(earlier.accepted_per_position))
+        return SpecCounters(
+            num_drafts=self.num_drafts - earlier.num_drafts,
+            num_draft_tokens=self.num_draft_tokens - earlier.num_draft_tokens,
+            num_accepted_tokens=self.num_accepted_tokens - earlier.num_accepted_tokens,
+            accepted_per_position=[a - b for a, b in zip(mine, theirs)],
+        )
+
+
+class EngineFigures(BaseModel):
+    """What one engine (spec or vanilla) did on one run."""
+
+    samples: list[RequestSample]
+    duration_s: float = Field(description="wall time of the measured window, warmup excluded")
+    kv_cache_tokens: int | None = None
+    source: Literal["measured", "cached"] = "measured"
+
+    @computed_field
+    @property
+    def num_requests(self) -> int:
+        return len(self.samples)
+
+    @computed_field
+    @property
+    def output_tokens(self) -> int:
+        return sum(s.output_tokens for s in self.samples)
+
+    @computed_field
+    @property
+    def tokens_per_s(self) -> float | None:
+        return ratio(self.output_tokens, self.duration_s)
+
+    @computed_field
+    @property
+    def ttft_ms(self) -> Distribution:
+        return Distribution.of([s.ttft_s * 1e3 for s in self.samples if s.ttft_s is not None])
+
+    @computed_field
+    @property
+    def tpot_ms(self) -> Distribution:
+        return Distribution.of([s.tpot_s * 1e3 for s in self.samples if s.tpot_s is not None])
+
+    @computed_field
+    @property
+    def e2e_ms(self) -> Distribution:
+        return Distribution.of([s.e2e_s * 1e3 for s in self.samples])
+
+    @computed_field
+    @property
+    def itl_ms(self) -> Distribution:
+        return Distribution.of([gap * 1e3 for s in self.samples for gap in s.itl_s])
+
+    def latency(self, metric: LatencyMetric) -> Distribution:
+        return getattr(self, f"{metric}_ms")
+
+
+class RunResult(BaseModel):
+    """One config at one temperature (and, in server mode, one load level): spec vs vanilla."""
+
+    config: str
+    config_name: str
+    mode: Literal["offline", "server"] = "offline"
+    model: str
+    method: str
+    num_speculative_tokens: int
+    workload: str
+    temperature: float
+    concurrency: int | None = None
+    request_rate: float | None = None
+    counters: SpecCounters
+    spec: EngineFigures
+    vanilla: EngineFigures
+    outputs_match: float | None = Field(
+        default=None, description="greedy runs only: share of requests whose tokens equal vanilla's"
+    )
+    invalid_reason: str | None = None
+
+    @computed_field
+    @property
+    def valid(self) -> bool:
+        return self.invalid_reason is None
+
+    @computed_field
+    @property
+    def num_drafts(self) -> int:
+        return self.counters.num_drafts
+
+    @computed_field
+    @property
+    def num_draft_tokens(self) -> int:
+        return self.counters.num_draft_tokens
+
+    @computed_field
+    @property
+    def num_accepted_tokens(self) -> int:
+        return self.counters.num_accepted_tokens
+
+    @computed_field
+    @property
+    def acceptance_rate(self) -> float | None:
+        return ratio(self.counters.num_accepted_tokens, self.counters.num_draft_tokens)
+
+    @computed_field
+    @property
+    def mean_acceptance_length(self) -> float | None:
+        accepted_per_draft = ratio(self.counters.num_accepted_tokens, self.counters.num_drafts)
+        return None if accepted_per_draft is None else 1.0 + accepted_per_draft
+
+    @computed_field
+    @property
+    def per_position_acceptance(self) -> list[float]:
+        if not self.counters.num_drafts:
+            return []
+        return [accepted / self.counters.num_drafts for accepted in self.counters.accepted_per_position]
+
+    @computed_field
+    @property
+    def per_request_acceptance_length(self) -> Distribution:
+        return Distribution.of([s.acceptance_length for s in self.spec.samples if s.acceptance_length is not None])
+
+    @computed_field
+    @property
+    def per_request_acceptance(self) -> Distribution:
+        """Each request's acceptance rate, (acceptance length - 1) / K: the spread behind the mean."""
+        k = self.num_speculative_tokens
+        return Distribution.of(
+            [(s.acceptance_length - 1) / k for s in self.spec.samples if s.acceptance_length is not None]
+        )
+
+    @computed_field
+    @property
+    def speedup(self) -> float | None:
+        return ratio(self.spec.tokens_per_s, self.vanilla.tokens_per_s)
+
+    @computed_field
+    @property
+    def tpot_speedup(self) -> float | None:
+        return ratio(self.vanilla.tpot_ms.mean, self.spec.tpot_ms.mean)
+
+    @computed_field
+    @property
+    def p99_regression(self) -> dict[str, float | None]:
+        """Per latency metric: spec P99 / vanilla P99 - 1 (0.18 means 18% slower at the tail)."""
+        regressions = {}
+        for metric in LATENCY_METRICS:
+            spec_p99 = self.spec.latency(metric).p99
+            vanilla_p99 = self.vanilla.latency(metric).p99
+            change = ratio(spec_p99, vanilla_p99)
+            regressions[metric] = None if change is None else change - 1.0
+        return regressions
+
+    @computed_field
+    @property
+    def kv_cache_ratio(self) -> float | None:
+        """Spec engine's KV-cache capacity over vanilla's: below 1 when a draft's weights eat it."""
+        return ratio(self.spec.kv_cache_tokens, self.vanilla.kv_cache_tokens)
+
+    @property
+    def label(self) -> str:
+        load = ""
+        if self.concurrency is not None:
+            load = f" c={self.concurrency}"
+        elif self.request_rate is not None:
+            load = f" rate={self.request_rate:g}"
+        return f"{self.config_name} T={self.temperature:g}{load}"
+
+
+class Environment(BaseModel):
+    vllm: str | None = None
+    torch: str | None = None
+    device: str | None = None
+    python: str | None = None
+
+
+class ConfigResult(BaseModel):
+    """Everything measured for one config in a session: what the `spec_run` fixture yields."""
+
+    config: str
+    config_name: str
+    runs: list[RunResult]
+    environment: Environment = Environment()
+    engine_start_s: dict[str, float] = Field(default_factory=dict)
+
+    def select(
+        self, temperature: float | None = None, concurrency: int | None = None, request_rate: float | None = None
+    ) -> list[RunResult]:
+        """The runs at that temperature / load level (all of them where an argument is None)."""
+        return [
+            run
+            for run in self.runs
+            if (temperature is None or abs(run.temperature - temperature) < 1e-9)
+            and (concurrency is None or run.concurrency == concurrency)
+            and (request_rate is None or run.request_rate == request_rate)
+        ]
+
+    def run(self, temperature: float | None = None, **load: int | float | None) -> RunResult:
+        """The single run a figure is read from; the lowest temperature and load by default."""
+        chosen = self.select(temperature, **load)
+        if not chosen:
+            raise LookupError(f"{self.config_name}: no run at temperature={temperature} {load or ''}".strip())
+        return chosen[0]
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        return self.run().acceptance_rate
+
+    @property
+    def mean_acceptance_length(self) -> float | None:
+        return self.run().mean_acceptance_length
+
+    @property
+    def per_position_acceptance(self) -> list[float]:
+        return self.run().per_position_acceptance
+
+    @property
+    def speedup(self) -> float | None:
+        return self.run().speedup
+
+    @property
+    def outputs_match(self) -> float | None:
+        return self.run().outputs_match

@@ -1,0 +1,161 @@
+"""Cross-test state: which configs were loaded and measured, and what every gate said.
+
+Engines and measurements live in one process-wide `SharedMeasurer`, reference-counted by pytest
+sessions: a pytester session run in-process inside another borrows the outer session's engines and
+measurements instead of starting its own, and the engines stop when the outermost session ends,
+on Ctrl-C, or at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import ConfigError, SpecConfig, load_config
+from .engines.base import Engine, EngineStartError
+from .engines.pool import DEFAULT_FACTORIES, EngineFactory, EnginePool
+from .gates import Verdict
+from .measure import Measurer, Progress, engine_specs
+from .results import ConfigResult
+
+
+@dataclass(frozen=True)
+class Options:
+    """The command-line view of a session (see plugin.pytest_addoption)."""
+
+    configs: tuple[Path, ...] = ()
+    report: Path | None = None
+    mode: str | None = None
+    max_engines: int = 1
+
+
+class SharedMeasurer:
+    def __init__(self) -> None:
+        self.measurer: Measurer | None = None
+        self._users = 0
+        self._results: dict[str, ConfigResult] = {}
+        atexit.register(self.close)
+
+    def acquire(self, factories: dict[str, EngineFactory], max_live: int, progress: Progress) -> Measurer:
+        if self.measurer is None:
+            self.measurer = Measurer(EnginePool(factories, max_live), progress=progress)
+        self._users += 1
+        return self.measurer
+
+    def release(self) -> None:
+        self._users -= 1
+        if self._users <= 0:
+            self.close()
+
+    def close(self) -> None:
+        measurer, self.measurer, self._users = self.measurer, None, 0
+        self._results.clear()
+        if measurer is not None:
+            measurer.pool.close_all()
+
+    def result(self, config: SpecConfig, measure: Callable[[], ConfigResult]) -> ConfigResult:
+        """Identical configs (wherever their files live) are measured once per process."""
+        key = _content_key(config)
+        if key not in self._results:
+            self._results[key] = measure()
+        cached = self._results[key]
+        renamed = {"config": str(config.path), "config_name": config.name}
+        return cached.model_copy(
+            update={**renamed, "runs": [run.model_copy(update=renamed) for run in cached.runs]}
+        )
+
+
+def _content_key(config: SpecConfig) -> str:
+    text = config.model_dump_json(exclude={"path", "gates"})
+    prompts = Path(config.workload.prompts)
+    if not config.workload.prompts.startswith("builtin:") and prompts.is_file():
+        text += hashlib.sha256(prompts.read_bytes()).hexdigest()
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+SHARED = SharedMeasurer()
+
+
+@dataclass
+class SpecSession:
+    """One pytest session's view: its configs, its results (also those reported by xdist workers)."""
+
+    options: Options
+    progress: Progress = lambda _: None
+    factories: dict[str, EngineFactory] = field(default_factory=lambda: dict(DEFAULT_FACTORIES))
+    results: dict[str, ConfigResult] = field(default_factory=dict)
+    verdicts: list[Verdict] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    _configs: dict[Path, SpecConfig | ConfigError] = field(default_factory=dict)
+    _measurer: Measurer | None = None
+
+    def config_for(self, path: Path) -> SpecConfig:
+        path = path.resolve()
+        if path not in self._configs:
+            try:
+                config = load_config(path)
+                if self.options.mode:
+                    config = config.model_copy(update={"run": config.run.model_copy(update={"mode": self.options.mode})})
+                self._configs[path] = config
+            except ConfigError as exc:
+                self._configs[path] = exc
+        loaded = self._configs[path]
+        if isinstance(loaded, ConfigError):
+            raise loaded
+        return loaded
+
+    def measurer(self) -> Measurer:
+        if self._measurer is None:
+            self._measurer = SHARED.acquire(self.factories, self.options.max_engines, self.progress)
+            from .engines import vllm_info
+
+            self._measurer.defaults = vllm_info.engine_defaults()
+        return self._measurer
+
+    def result_for(self, path: Path) -> ConfigResult:
+        """The measured comparison for a config, measured on first request."""
+        config = self.config_for(path)
+        key = str(config.path)
+        if key in self.errors:
+            raise EngineStartError(self.errors[key])
+        if key not in self.results:
+            try:
+                self.results[key] = self._measure(config)
+            except (EngineStartError, ConfigError) as exc:
+                self.errors[key] = str(exc)
+                raise
+        return self.results[key]
+
+    def engine_for(self, path: Path, role: str) -> Engine:
+        config = self.config_for(path)
+        self._validate(config)
+        spec, vanilla = engine_specs(config, self.measurer().defaults)
+        return self.measurer().pool.get(spec if role == "spec" else vanilla)
+
+    def _measure(self, config: SpecConfig) -> ConfigResult:
+        self._validate(config)
+        measurer = self.measurer()
+        result = SHARED.result(config, lambda: measurer.measure(config))
+        from .engines import vllm_info
+
+        return result.model_copy(update={"environment": vllm_info.environment()})
+
+    @staticmethod
+    def _validate(config: SpecConfig) -> None:
+        from .engines import vllm_info
+
+        vllm_info.validate_against_vllm(config)
+
+    def record(self, result: ConfigResult | None, verdicts: list[Verdict]) -> None:
+        """What a test report carried (from this process or an xdist worker)."""
+        if result is not None:
+            self.results.setdefault(result.config, result)
+        self.verdicts.extend(verdicts)
+
+    def close(self) -> None:
+        if self._measurer is not None:
+            self._measurer = None
+            SHARED.release()

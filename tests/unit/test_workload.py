@@ -1,0 +1,41 @@
+import json
+
+import pytest
+
+from pytest_specdecode.config import ConfigError, WorkloadSection
+from pytest_specdecode.workload import BUILTIN_SETS, Prompt, load_prompts, render
+
+
+class TemplateTokenizer:
+    def apply_chat_template(self, conversation, add_generation_prompt, tokenize):
+        assert add_generation_prompt and not tokenize
+        return "".join(f"<{m['role']}>{m['content']}" for m in conversation) + "<assistant>"
+
+
+def test_builtin_sets_are_distinct_prompts():
+    for name, prompts in BUILTIN_SETS.items():
+        assert len(prompts) >= 12, name
+        assert len(set(prompts)) == len(prompts), name
+
+
+def test_short_sources_cycle_with_distinct_variants():
+    prompts = load_prompts(WorkloadSection(prompts="builtin:chat", num_prompts=40))
+    assert len(prompts) == 40
+    assert len({p.text for p in prompts}) == 40
+
+
+def test_jsonl_prompts_and_messages(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"prompt": "a"}) + "\n\n" + json.dumps({"messages": [{"role": "user", "content": "b"}]}) + "\n")
+    prompts = load_prompts(WorkloadSection(prompts=str(path), num_prompts=2))
+    assert prompts == [Prompt(text="a"), Prompt(messages=({"role": "user", "content": "b"},))]
+    assert render(prompts, TemplateTokenizer(), chat_template=True) == ["<user>a<assistant>", "<user>b<assistant>"]
+    assert render(prompts, TemplateTokenizer(), chat_template=False) == ["a", "b"]
+
+
+@pytest.mark.parametrize("line", ["{not json", '{"text": "x"}', '{"messages": [{"role": "user"}]}'])
+def test_bad_jsonl_lines_name_file_and_line(tmp_path, line):
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"prompt": "ok"}\n' + line + "\n")
+    with pytest.raises(ConfigError, match=rf"{path}:2: "):
+        load_prompts(WorkloadSection(prompts=str(path), num_prompts=2))

@@ -55,17 +55,15 @@ class Measurer:
         vanilla: dict[float, EngineFigures] = {}
         # vanilla first, so that the spec engine is the one left running for `spec_engine` tests
         for sampling in samplings:
-            if rendered is None:
-                engine = self._engine(vanilla_side, config)
-                rendered = render(prompts, engine.tokenizer(), config.workload.chat_template)
-            key = _memo_key(vanilla_side, rendered, sampling)
+            key = _memo_key(vanilla_side, prompts, config.workload.chat_template, sampling)
             if key not in self._vanilla_memo:
                 engine = self._engine(vanilla_side, config)
+                rendered = rendered or render(prompts, engine.tokenizer(), config.workload.chat_template)
                 self.progress(f"{config.name}: vanilla T={sampling.temperature:g} ({len(rendered)} prompts)")
-                figures, _ = self._measure_side(engine, rendered, sampling)
-                self._vanilla_memo[key] = figures
+                self._vanilla_memo[key], _ = self._measure_side(engine, rendered, sampling)
             vanilla[sampling.temperature] = self._vanilla_memo[key]
         engine = self._engine(spec_side, config)
+        rendered = rendered or render(prompts, engine.tokenizer(), config.workload.chat_template)
         runs = []
         for sampling in samplings:
             self.progress(f"{config.name}: speculative T={sampling.temperature:g} ({len(rendered)} prompts)")
@@ -123,8 +121,8 @@ class Measurer:
         )
 
 
-def _memo_key(side: EngineSpec, prompts: list[str], sampling: Sampling) -> str:
-    payload = json.dumps([side.key, prompts, asdict(sampling)], sort_keys=True)
+def _memo_key(side: EngineSpec, prompts: list[Prompt], chat_template: bool, sampling: Sampling) -> str:
+    payload = json.dumps([side.key, [asdict(p) for p in prompts], chat_template, asdict(sampling)], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from .benchmark_export import add_to_benchmark_session
 from .config import ConfigError
 from .engines.base import Engine, EngineStartError
 from .gates import GATE_MARKERS, MARKER_HELP, Gate, GateUsageError, Verdict, gates_from_marks, judge
@@ -248,12 +249,17 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             terminalreporter.write_line(line)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Reports are written by the controller only, and also after failures or Ctrl-C."""
+    """Reports are written by the controller only, and also after failures or Ctrl-C.
+
+    tryfirst: pytest-benchmark saves its JSON in its own sessionfinish, after ours adds to it.
+    """
     if hasattr(session.config, "workerinput"):
         return
     spec = session.config.stash[SESSION_KEY]
     results = list(spec.results.values())
+    add_to_benchmark_session(session.config, results)
     if spec.options.report is not None and (results or spec.verdicts):
         write_json(spec.options.report, results, spec.verdicts)
     summary_file = os.environ.get("GITHUB_STEP_SUMMARY")

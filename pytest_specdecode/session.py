@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import atexit
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,15 @@ class SharedMeasurer:
             self.measurer = Measurer(EnginePool(factories, max_live), progress=progress)
         self._users += 1
         return self.measurer
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Keep engines and measurements alive across the sessions run inside this block."""
+        self._users += 1
+        try:
+            yield
+        finally:
+            self.release()
 
     def release(self) -> None:
         self._users -= 1

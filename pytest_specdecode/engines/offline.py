@@ -36,11 +36,14 @@ class OfflineEngine:
         args = dict(spec.engine_args)
         if spec.speculative_config:
             args["speculative_config"] = dict(spec.speculative_config)
+        existing = _descendants()
         try:
             self._llm = LLM(model=spec.model, disable_log_stats=False, **args)
         except Exception as exc:  # vLLM raises many types; all mean "this engine did not start"
+            _kill(_descendants() - existing)
             gc.collect()
             raise EngineStartError(f"{type(exc).__name__}: {exc}".splitlines()[0][:500]) from exc
+        self._processes = _descendants() - existing
         self.start_s = time.perf_counter() - started
         self._request_ids = itertools.count()
 
@@ -120,13 +123,41 @@ class OfflineEngine:
         return self._llm.get_tokenizer()
 
     def close(self) -> None:
-        """Stop the engine-core process now, not whenever the garbage collector gets to it."""
+        """Stop the engine-core and worker processes now, whatever vLLM's own shutdown does."""
         llm = self.__dict__.pop("_llm", None)
         if llm is None:
             return
-        engine = llm.llm_engine
-        shutdown = getattr(llm, "shutdown", None) or getattr(engine.engine_core, "shutdown", None)
-        if shutdown is not None:
-            shutdown()
-        del llm, engine
-        gc.collect()
+        try:
+            shutdown = getattr(llm, "shutdown", None) or getattr(llm.llm_engine.engine_core, "shutdown", None)
+            if shutdown is not None:
+                shutdown()
+        finally:
+            del llm
+            gc.collect()
+            _kill(self._processes)
+
+
+def _descendants() -> set[int]:
+    import psutil
+
+    return {child.pid for child in psutil.Process().children(recursive=True)}
+
+
+def _kill(pids: set[int], grace_s: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL what is still alive after the grace period."""
+    import psutil
+
+    alive = []
+    for pid in pids:
+        try:
+            process = psutil.Process(pid)
+            process.terminate()
+            alive.append(process)
+        except psutil.NoSuchProcess:
+            continue
+    _, survivors = psutil.wait_procs(alive, timeout=grace_s)
+    for process in survivors:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            continue

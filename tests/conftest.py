@@ -1,0 +1,30 @@
+import pytest
+from _pytest.pytester import SysModulesSnapshot
+
+from pytest_specdecode.session import SHARED
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _engines_outlive_pytester_sessions():
+    """In-process pytester sessions borrow one set of real engines instead of starting their own."""
+    with SHARED.held():
+        yield
+
+
+def _is_library_module(name: str) -> bool:
+    return not name.startswith(("test_", "conftest"))
+
+
+@pytest.fixture
+def pytester(pytester: pytest.Pytester) -> pytest.Pytester:
+    """pytester, except that library modules survive each in-process run.
+
+    pytester drops every module an inner run imported; torch cannot be imported a second time in
+    one process, and the shared engines still use vLLM's modules. Test modules are still dropped.
+    """
+    take_snapshot = lambda: SysModulesSnapshot(preserve=_is_library_module)  # noqa: E731
+    pytester._Pytester__take_sys_modules_snapshot = take_snapshot
+    pytester._sys_modules_snapshot = take_snapshot()
+    return pytester

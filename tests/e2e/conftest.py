@@ -1,0 +1,20 @@
+from pathlib import Path
+
+import pytest
+
+CONFIGS = Path(__file__).parent / "configs"
+
+
+@pytest.fixture
+def ngram_toml() -> Path:
+    return CONFIGS / "ngram.toml"
+
+
+@pytest.fixture
+def draft_toml() -> Path:
+    return CONFIGS / "draft.toml"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        item.add_marker(pytest.mark.engine)

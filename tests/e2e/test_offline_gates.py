@@ -1,0 +1,140 @@
+"""Real sessions (pytester, in-process) against real vLLM CPU engines.
+
+The in-process sessions share one set of engines and measurements (see tests/conftest.py), so
+each config is measured once for the whole file.
+"""
+
+import json
+import xml.etree.ElementTree as ET
+
+GATED_TEST = """
+import pytest
+from pytest_specdecode import assert_min_acceptance
+
+@pytest.mark.min_acceptance(0.3, temperature=0.0)
+@pytest.mark.min_speedup(0.01)
+@pytest.mark.max_p99_regression(100.0, metric="tpot")
+def test_gate(spec_run):
+    pass
+
+@pytest.mark.min_acceptance(temperature=0.0)
+def test_default_threshold_from_config(spec_run):
+    pass
+
+def test_helpers(spec_run):
+    assert_min_acceptance(spec_run, 0.3, temperature=0.0, position=0)
+    assert spec_run.per_position_acceptance[0] >= spec_run.per_position_acceptance[-1]
+"""
+
+
+def test_ngram_gates_pass_and_report_every_figure(pytester, ngram_toml, monkeypatch):
+    summary = pytester.path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    pytester.makepyfile(test_gated=GATED_TEST)
+    report = pytester.path / "report.json"
+    junit = pytester.path / "junit.xml"
+    result = pytester.runpytest(f"--spec-config={ngram_toml}", f"--spec-report={report}", f"--junitxml={junit}", "-v")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*test_gate[[]ngram[]] PASSED*", "*speculative decoding*", "ngram T=0 *", "ngram T=0.8 *"])
+
+    data = json.loads(report.read_text())
+    assert data["schema_version"] == 1
+    assert data["environment"]["vllm"] and data["environment"]["torch"]
+    runs = {run["temperature"]: run for run in data["runs"]}
+    assert set(runs) == {0.0, 0.8}
+    greedy = runs[0.0]
+    assert greedy["mode"] == "offline" and greedy["method"] == "ngram" and greedy["num_speculative_tokens"] == 3
+    assert greedy["valid"] is True
+    assert greedy["num_drafts"] > 0 and greedy["num_draft_tokens"] == 3 * greedy["num_drafts"]
+    assert greedy["acceptance_rate"] == greedy["num_accepted_tokens"] / greedy["num_draft_tokens"]
+    assert greedy["mean_acceptance_length"] == 1 + greedy["num_accepted_tokens"] / greedy["num_drafts"]
+    positions = greedy["per_position_acceptance"]
+    assert len(positions) == 3 and positions == sorted(positions, reverse=True)
+    for side in ("spec", "vanilla"):
+        figures = greedy[side]
+        assert figures["output_tokens"] > 0 and figures["tokens_per_s"] > 0
+        for metric in ("ttft_ms", "tpot_ms", "e2e_ms"):
+            assert figures[metric]["p50"] <= figures[metric]["p90"] <= figures[metric]["p99"]
+        assert figures["kv_cache_tokens"] > 0
+    assert greedy["speedup"] == greedy["spec"]["tokens_per_s"] / greedy["vanilla"]["tokens_per_s"]
+    assert 0.0 <= greedy["outputs_match"] <= 1.0 and runs[0.8]["outputs_match"] is None
+    gates = {(g["test"].split("::")[-1], g["gate"], g["run"]) for g in data["gates"]}
+    assert ("test_gate[ngram]", "min_acceptance(0.3, temperature=0.0)", "ngram T=0") in gates
+    assert all(g["passed"] for g in data["gates"])
+
+    properties = [p.get("name") for p in ET.parse(junit).iter("property")]
+    assert "specdecode:min_speedup(0.01, metric=throughput)@ngram T=0.8" in properties
+    assert "| ngram T=0 |" in summary.read_text()
+
+
+def test_bad_draft_fails_with_measured_value_threshold_and_advice(pytester, draft_toml, ngram_toml):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.min_acceptance(0.5)
+        def test_draft_gate(spec_run):
+            pass
+        """
+    )
+    result = pytester.runpytest(f"--spec-config={draft_toml}", f"--spec-config={ngram_toml}")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*min_acceptance(0.5) at draft T=0: measured 0.*, below threshold 0.5",
+            "*position:*0*1",
+            "*advice: acceptance < 50%: lower num_speculative_tokens (now 2)*",
+            "FAILED*test_draft_gate[[]draft[]]*",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_vanilla_twin_is_shared_between_configs_of_one_target(pytester, draft_toml, ngram_toml):
+    report = pytester.path / "r.json"
+    pytester.makepyfile("def test_runs(spec_run):\n    pass\n")
+    pytester.runpytest(f"--spec-config={draft_toml}", f"--spec-config={ngram_toml}", f"--spec-report={report}")
+    runs = json.loads(report.read_text())["runs"]
+    by_config = {(r["config_name"], r["temperature"]): r for r in runs}
+    assert by_config[("draft", 0.0)]["vanilla"] == by_config[("ngram", 0.0)]["vanilla"]
+    assert by_config[("draft", 0.0)]["spec"]["kv_cache_tokens"] < by_config[("ngram", 0.0)]["spec"]["kv_cache_tokens"]
+
+
+def test_broken_config_errors_its_tests_and_others_still_run(pytester, ngram_toml):
+    broken = pytester.path / "broken.toml"
+    broken.write_text(ngram_toml.read_text().replace("num_speculative_tokens = 3", "num_speculative_tokens = 0"))
+    pytester.makepyfile("def test_runs(spec_run):\n    pass\n")
+    result = pytester.runpytest(f"--spec-config={broken}", f"--spec-config={ngram_toml}")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*broken.toml: [[]speculative[]] num_speculative_tokens: Input should be greater than or equal to 1*"])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_engine_that_cannot_start_is_an_error_with_its_reason(pytester, ngram_toml):
+    missing = pytester.path / "missing-model.toml"
+    missing.write_text(ngram_toml.read_text().replace('"builtin:smollm2-135m"', '"/nonexistent/model"'))
+    pytester.makepyfile("def test_a(spec_run):\n    pass\n\ndef test_b(spec_run):\n    pass\n")
+    result = pytester.runpytest(f"--spec-config={missing}")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(["*missing-model.toml: *Error*"])
+
+
+def test_bound_config_marker_and_engine_fixtures(pytester, ngram_toml):
+    (pytester.path / "configs").mkdir()
+    (pytester.path / "configs" / "bound.toml").write_text(ngram_toml.read_text())
+    pytester.makepyfile(
+        """
+        import pytest
+        from pytest_specdecode.engines.base import Sampling
+
+        pytestmark = pytest.mark.spec_config("configs/bound.toml")
+
+        def test_drive_the_engine(spec_engine, spec_config):
+            samples, seconds = spec_engine.generate(["Hello"], Sampling(0.0, 4))
+            assert spec_config.name == "bound"
+            assert samples[0].output_tokens >= 1 and seconds > 0
+        """
+    )
+    result = pytester.runpytest("-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*test_drive_the_engine[[]bound[]] PASSED*"])

@@ -1,0 +1,49 @@
+"""The parts of the pytest surface that must work without starting any engine."""
+
+import subprocess
+import sys
+
+
+def test_markers_are_registered_and_strict_markers_accepts_them(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.min_acceptance(0.5)
+        @pytest.mark.lossless
+        def test_x(spec_run):
+            pass
+        """
+    )
+    result = pytester.runpytest("--strict-markers", "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*no spec-config: pass --spec-config=FILE*"])
+    markers = pytester.runpytest("--markers")
+    markers.stdout.fnmatch_lines(["*spec_config(path)*", "*min_acceptance(x, *", "*min_speedup(x, *", "*max_p99_regression(x, *", "*lossless(min_match=1.0)*"])
+
+
+def test_a_threshold_out_of_range_is_a_usage_error_naming_the_test(pytester, tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[model]\nname = "m"\n[speculative]\nmethod = "ngram"\nnum_speculative_tokens = 2\n')
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.min_acceptance(1.5)
+        def test_too_strict(spec_run):
+            pass
+        """
+    )
+    result = pytester.runpytest(f"--spec-config={config}")
+    assert result.ret == 4  # pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*test_too_strict[[]c[]]: min_acceptance: threshold must be within [[]0, 1[]], got 1.5"])
+
+
+def test_unused_plugin_imports_neither_vllm_nor_torch():
+    code = "import sys, pytest_specdecode.plugin; print(sorted(m for m in ('vllm', 'torch') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_help_lists_every_option(pytester):
+    result = pytester.runpytest("--help")
+    result.stdout.fnmatch_lines(["*--spec-config=TOML*", "*--spec-report=PATH*", "*--spec-mode*", "*--spec-max-engines=N*"])

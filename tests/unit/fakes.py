@@ -1,0 +1,70 @@
+"""A scripted engine for unit tests of the measurement logic (real engines are in tests/e2e)."""
+
+from pytest_specdecode.engines.base import EngineSpec, EngineStartError, Sampling
+from pytest_specdecode.results import RequestSample, SpecCounters
+
+
+class TemplateTokenizer:
+    def apply_chat_template(self, conversation, add_generation_prompt, tokenize):
+        return "".join(m["content"] for m in conversation)
+
+
+class FakeEngine:
+    """Every request yields `tokens` tokens in chunks of `chunk`; each chunk past the first is a draft step."""
+
+    def __init__(self, spec: EngineSpec, tokens: int = 7, chunk: int = 2, k: int = 3, seconds: float = 1.0):
+        self.spec = spec
+        self.start_s = 0.5
+        self.tokens, self.chunk, self.k, self.seconds = tokens, chunk, k, seconds
+        self.calls: list[tuple[int, Sampling]] = []
+        self.counters = SpecCounters(accepted_per_position=[0] * k)
+        self.closed = False
+
+    def generate(self, prompts, sampling):
+        self.calls.append((len(prompts), sampling))
+        steps = [1] + [self.chunk] * ((self.tokens - 1) // self.chunk)
+        samples = [
+            RequestSample(prompt_tokens=5, output_tokens=sum(steps), ttft_s=0.1, e2e_s=0.1 + 0.05 * (len(steps) - 1),
+                          itl_s=[0.05] * (len(steps) - 1), chunk_tokens=steps, output_token_ids=list(range(sum(steps))))
+            for _ in prompts
+        ]
+        if self.spec.speculative_config:
+            drafts = len(prompts) * (len(steps) - 1)
+            accepted = self.chunk - 1
+            self.counters = SpecCounters(
+                num_drafts=self.counters.num_drafts + drafts,
+                num_draft_tokens=self.counters.num_draft_tokens + drafts * self.k,
+                num_accepted_tokens=self.counters.num_accepted_tokens + drafts * accepted,
+                accepted_per_position=[c + (drafts if i < accepted else 0) for i, c in enumerate(self.counters.accepted_per_position)],
+            )
+        return samples, self.seconds
+
+    def spec_counters(self):
+        return self.counters
+
+    def kv_cache_tokens(self):
+        return 1000 if self.spec.speculative_config else 1200
+
+    def tokenizer(self):
+        return TemplateTokenizer()
+
+    def close(self):
+        self.closed = True
+
+
+class FakeFactory:
+    def __init__(self, fail_for: str | None = None, **engine_kwargs):
+        self.engines: list[FakeEngine] = []
+        self.fail_for = fail_for
+        self.engine_kwargs = engine_kwargs
+
+    def __call__(self, spec):
+        if self.fail_for and self.fail_for in spec.model:
+            raise EngineStartError("model not found")
+        kwargs = dict(self.engine_kwargs)
+        if not spec.speculative_config:
+            kwargs["chunk"] = 1
+            kwargs["seconds"] = kwargs.get("seconds", 1.0) * 2
+        engine = FakeEngine(spec, **kwargs)
+        self.engines.append(engine)
+        return engine

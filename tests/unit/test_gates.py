@@ -1,0 +1,102 @@
+"""Gate parsing and verdicts: pure logic, no engine."""
+
+import pytest
+
+from pytest_specdecode import GateFailure, assert_lossless, assert_max_p99_regression, assert_min_acceptance, assert_min_speedup
+from pytest_specdecode.config import GatesSection
+from pytest_specdecode.gates import GateUsageError, judge, parse_gate
+
+from .builders import result, run
+
+
+@pytest.mark.parametrize(
+    ("kind", "args", "kwargs", "message"),
+    [
+        ("min_acceptance", (1.5,), {}, "threshold must be within [0, 1], got 1.5"),
+        ("min_acceptance", ("high",), {}, "threshold must be a number, got 'high'"),
+        ("min_acceptance", (0.5, 0.6), {}, "takes one positional threshold"),
+        ("min_acceptance", (0.5,), {"position": -1}, "position is a 0-based draft position"),
+        ("min_acceptance", (0.5,), {"percentile": 25}, "percentile must be one of (10, 50, 90)"),
+        ("min_acceptance", (0.5,), {"metric": "e2e"}, "unexpected argument 'metric'"),
+        ("min_speedup", (0,), {}, "threshold must be > 0"),
+        ("min_speedup", (1.2,), {"metric": "e2e"}, "metric must be one of throughput, tpot"),
+        ("max_p99_regression", (-0.1,), {}, "threshold must be >= 0"),
+        ("max_p99_regression", (0.1,), {"metric": "latency"}, "metric must be one of e2e, tpot, ttft, itl"),
+        ("max_p99_regression", (0.1,), {"temperature": -1}, "temperature must be >= 0"),
+        ("min_acceptance", (), {}, "no threshold given and none in the config's [gates]"),
+        ("lossless", (), {"min_match": 2}, "threshold must be within [0, 1]"),
+    ],
+)
+def test_bad_marker_arguments_are_usage_errors(kind, args, kwargs, message):
+    with pytest.raises(GateUsageError) as caught:
+        parse_gate(kind, args, kwargs)
+    assert message in str(caught.value)
+    assert str(caught.value).startswith(kind)
+
+
+def test_thresholds_default_to_the_config_and_markers_win():
+    defaults = GatesSection(min_acceptance=0.6, lossless_min_match=0.9)
+    assert parse_gate("min_acceptance", (), {}, defaults).threshold == 0.6
+    assert parse_gate("min_acceptance", (0.7,), {}, defaults).threshold == 0.7
+    assert parse_gate("lossless", (), {}, defaults).threshold == 0.9
+    assert parse_gate("lossless", (), {}, None).threshold == 1.0
+    assert parse_gate("max_p99_regression", (0.1,), {}).metric == "e2e"
+
+
+def test_every_matching_run_gets_a_verdict_and_temperature_selects():
+    measured = result(run(0.0), run(0.8, accepted=(10, 2, 0)))
+    gate = parse_gate("min_acceptance", (0.3,), {})
+    verdicts = judge(gate, measured, "t")
+    assert [(v.run, v.passed) for v in verdicts] == [("cfg T=0", True), ("cfg T=0.8", False)]
+    assert verdicts[1].measured == pytest.approx(12 / 150)
+    assert "measured 0.080, below threshold 0.3" in verdicts[1].message
+    assert len(judge(parse_gate("min_acceptance", (0.3,), {"temperature": 0.0}), measured)) == 1
+
+
+def test_position_gate_reads_per_position_acceptance():
+    verdict, = judge(parse_gate("min_acceptance", (0.5,), {"position": 1}), result(run()))
+    assert verdict.measured == pytest.approx(20 / 50) and not verdict.passed
+    assert "per-position acceptance falls below 0.5 at position 1" in verdict.message
+
+
+def test_a_gate_on_a_missing_position_or_temperature():
+    verdict, = judge(parse_gate("min_acceptance", (0.5,), {"position": 7}), result(run()))
+    assert verdict.measured is None and not verdict.passed
+    with pytest.raises(GateUsageError, match="no measured run matches"):
+        judge(parse_gate("min_acceptance", (0.5,), {"temperature": 0.5}), result(run()))
+
+
+def test_invalid_runs_fail_every_gate_with_the_reason():
+    verdict, = judge(parse_gate("min_speedup", (0.1,), {}), result(run(invalid="no drafts were proposed")))
+    assert not verdict.passed and verdict.measured is None
+    assert "invalid measurement: no drafts were proposed" in verdict.message
+
+
+def test_speedup_and_p99_regression_directions():
+    fast = result(run(spec_duration=1.0, spec_e2e=1.25))
+    assert judge(parse_gate("min_speedup", (1.5,), {}), fast)[0].passed  # 2x
+    assert not judge(parse_gate("min_speedup", (2.5,), {}), fast)[0].passed
+    regression, = judge(parse_gate("max_p99_regression", (0.10,), {}), fast)
+    assert regression.measured == pytest.approx(0.25) and not regression.passed
+    assert "above threshold 0.1" in regression.message
+    assert judge(parse_gate("max_p99_regression", (0.30,), {}), fast)[0].passed
+
+
+def test_lossless_judges_greedy_runs_only():
+    measured = result(run(0.0), run(0.8))
+    assert [v.run for v in judge(parse_gate("lossless", (), {}), measured)] == ["cfg T=0"]
+    with pytest.raises(GateUsageError):
+        judge(parse_gate("lossless", (), {}), result(run(0.8)))
+
+
+def test_assertion_helpers_share_the_marker_logic():
+    measured = result(run(0.0), run(0.8, accepted=(10, 2, 0)))
+    assert_min_acceptance(measured, 0.3, temperature=0.0)
+    assert_min_speedup(measured, 1.5)
+    assert_lossless(measured)
+    with pytest.raises(GateFailure, match=r"min_acceptance\(0.3\) at cfg T=0.8: measured 0.080"):
+        assert_min_acceptance(measured, 0.3)
+    with pytest.raises(GateFailure):
+        assert_max_p99_regression(result(run(spec_e2e=2.0)), 0.5)
+    with pytest.raises(GateUsageError):
+        assert_min_acceptance(measured, 3)

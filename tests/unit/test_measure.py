@@ -1,0 +1,78 @@
+"""The measurement pipeline on scripted engines: warmup excluded, counters as deltas, twins shared."""
+
+from pathlib import Path
+
+import pytest
+
+from pytest_specdecode.config import parse_config
+from pytest_specdecode.engines.base import EngineStartError
+from pytest_specdecode.engines.pool import EnginePool
+from pytest_specdecode.measure import Measurer
+
+from .fakes import FakeFactory
+
+
+def make_config(name="ngram", **workload):
+    raw = {
+        "model": {"name": "target", "seed": 0},
+        "speculative": {"method": "ngram", "num_speculative_tokens": 3},
+        "workload": {"prompts": "builtin:chat", "num_prompts": 4, "max_tokens": 8, **workload},
+        "run": {"warmup": 2},
+    }
+    return parse_config(raw, Path(f"/configs/{name}.toml"))
+
+
+def test_warmup_is_excluded_and_counters_are_deltas():
+    factory = FakeFactory()
+    result = Measurer(EnginePool({"offline": factory})).measure(make_config())
+    vanilla, spec = factory.engines
+    assert [n for n, _ in spec.calls] == [2, 4, 4]  # warmup once, then one batch per temperature
+    for run in result.runs:
+        assert run.spec.num_requests == 4
+        # 4 requests x 3 draft steps each; the warmup's 2 x 3 steps are not in the delta
+        assert run.num_drafts == 12 and run.num_draft_tokens == 36 and run.num_accepted_tokens == 12
+        assert run.acceptance_rate == pytest.approx(1 / 3)
+        assert run.mean_acceptance_length == pytest.approx(2.0)
+        assert run.per_position_acceptance == [1.0, 0.0, 0.0]
+        assert run.speedup == pytest.approx(2.0)
+        assert run.kv_cache_ratio == pytest.approx(1000 / 1200)
+    assert result.runs[0].outputs_match == 1.0 and result.runs[1].outputs_match is None
+
+
+def test_vanilla_twin_is_measured_once_for_configs_that_share_it():
+    factory = FakeFactory()
+    measurer = Measurer(EnginePool({"offline": factory}))
+    measurer.measure(make_config("a"))
+    measurer.measure(make_config("b").model_copy(update={"speculative": make_config().speculative.model_copy(update={"num_speculative_tokens": 2})}))
+    vanilla_engines = [e for e in factory.engines if not e.spec.speculative_config]
+    assert len(vanilla_engines) == 1 and len(vanilla_engines[0].calls) == 3  # warmup + 2 temperatures
+
+
+def test_pool_keeps_max_live_engines_and_remembers_failed_starts():
+    factory = FakeFactory(fail_for="broken")
+    pool = EnginePool({"offline": factory}, max_live=1)
+    measurer = Measurer(pool)
+    measurer.measure(make_config())
+    vanilla, spec = factory.engines
+    assert vanilla.closed and not spec.closed
+    broken = make_config().model_copy(update={"model": make_config().model.model_copy(update={"name": "broken"})})
+    for _ in range(2):
+        with pytest.raises(EngineStartError, match="model not found"):
+            measurer.measure(broken)
+    assert len(factory.engines) == 2  # the failure was remembered, not retried
+    pool.close_all()
+    assert spec.closed
+
+
+def test_one_token_outputs_make_a_run_invalid():
+    factory = FakeFactory(tokens=1)
+    result = Measurer(EnginePool({"offline": factory})).measure(make_config())
+    assert not result.runs[0].valid
+    assert "no drafts" in result.runs[0].invalid_reason
+
+
+def test_progress_lines_name_config_and_step():
+    lines = []
+    Measurer(EnginePool({"offline": FakeFactory()}), progress=lines.append).measure(make_config())
+    assert lines[0] == "ngram: starting vanilla engine (target)"
+    assert any(line.startswith("ngram: speculative T=0.8") for line in lines)

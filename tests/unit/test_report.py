@@ -1,0 +1,29 @@
+import json
+
+from pytest_specdecode.gates import judge, parse_gate
+from pytest_specdecode.report import markdown, terminal_lines, write_json
+
+from .builders import result, run
+
+
+def test_report_json_terminal_and_markdown_read_the_same_result(tmp_path):
+    measured = result(run(0.0), run(0.8, invalid="speculative outputs average 1.0 tokens"))
+    verdicts = judge(parse_gate("min_acceptance", (0.3,), {}), measured, "test_x")
+    path = tmp_path / "out" / "r.json"
+    write_json(path, [measured], verdicts)
+    data = json.loads(path.read_text())
+    assert data["schema_version"] == 1
+    assert [r["temperature"] for r in data["runs"]] == [0.0, 0.8]
+    assert data["runs"][0]["acceptance_rate"] == measured.runs[0].acceptance_rate
+    assert data["gates"][1] == {"test": "test_x", "gate": "min_acceptance(0.3)", "run": "cfg T=0.8",
+                                "threshold": 0.3, "measured": None, "passed": False}
+    lines = terminal_lines([measured], verdicts)
+    assert lines[0].split()[:3] == ["run", "accept", "mean"]
+    assert any("INVALID" in line and "cfg T=0.8" in line for line in lines)
+    assert "FAILED test_x: min_acceptance(0.3) at cfg T=0.8: measured -" in lines
+    text = markdown([measured], verdicts)
+    assert "| cfg T=0 | 0.433 |" in text and "**Missed gates**" in text
+
+
+def test_nothing_measured_shows_nothing():
+    assert terminal_lines([], []) == [] and markdown([], []) == ""

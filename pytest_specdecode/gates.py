@@ -72,6 +72,8 @@ class Verdict:
     measured: float | None
     passed: bool
     message: str = field(default="", compare=False)
+    outcome: str = "pass"  # "pass", "fail", or (confident verdicts only) "inconclusive"
+    interval: tuple[float, float] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -166,31 +168,48 @@ def passes(gate: Gate, value: float) -> bool:
     return value <= gate.threshold if gate.kind == "max_p99_regression" else value >= gate.threshold
 
 
-def judge(gate: Gate, result: ConfigResult, test: str = "") -> list[Verdict]:
-    """One verdict per run the gate applies to; a gate that matches no run is a usage error."""
+def judge(gate: Gate, result: ConfigResult, test: str = "", confident: bool = False) -> list[Verdict]:
+    """One verdict per run the gate applies to; a gate that matches no run is a usage error.
+
+    `confident`: where a bootstrap interval exists for the gate's figure, the verdict is the
+    interval's (fail only when all of it misses the threshold, "inconclusive" when it straddles).
+    """
     runs = result.select(gate.temperature, gate.concurrency, gate.request_rate)
     if gate.kind == "lossless":
         runs = [run for run in runs if run.temperature == 0]
     if not runs:
         raise GateUsageError(f"{gate.label}: no measured run matches (runs: {', '.join(r.label for r in result.runs)})")
-    verdicts = []
-    for run in runs:
-        value = measured_value(gate, run) if run.valid else None
-        passed = value is not None and passes(gate, value)
-        verdicts.append(
-            Verdict(test, gate.label, run.label, gate.threshold, value, passed, "" if passed else explain(gate, run, value))
-        )
-    return verdicts
+    return [_verdict(gate, run, test, confident) for run in runs]
 
 
-def explain(gate: Gate, run: RunResult, value: float | None) -> str:
+def _verdict(gate: Gate, run: RunResult, test: str, confident: bool) -> Verdict:
+    value = measured_value(gate, run) if run.valid else None
+    outcome = "pass" if value is not None and passes(gate, value) else "fail"
+    interval = None
+    if confident and run.valid:
+        from .uncertainty import confident_outcome, gate_interval
+
+        found = gate_interval(gate, run)
+        if found is not None:
+            interval = (found.low, found.high)
+            outcome = confident_outcome(gate.kind, gate.threshold, found)
+    message = "" if outcome == "pass" else explain(gate, run, value, interval, outcome)
+    return Verdict(test, gate.label, run.label, gate.threshold, value, outcome == "pass", message, outcome, interval)
+
+
+def explain(
+    gate: Gate, run: RunResult, value: float | None, interval: tuple[float, float] | None = None, outcome: str = "fail"
+) -> str:
     """The failure message: what was measured, against what, and what the tuning rules suggest."""
     if not run.valid:
         return f"{gate.label} at {run.label}: invalid measurement: {run.invalid_reason}"
     if value is None:
         return f"{gate.label} at {run.label}: not measured (no samples for this figure)"
     relation = "above" if gate.kind == "max_p99_regression" else "below"
-    lines = [f"{gate.label} at {run.label}: measured {value:.3f}, {relation} threshold {gate.threshold:g}"]
+    if outcome == "inconclusive":
+        relation = "inconclusive against"
+    spread = f" (95% interval {interval[0]:.3f}..{interval[1]:.3f})" if interval else ""
+    lines = [f"{gate.label} at {run.label}: measured {value:.3f}{spread}, {relation} threshold {gate.threshold:g}"]
     lines.append(per_position_table(run))
     lines.extend(advice(run))
     return "\n".join(line for line in lines if line)
@@ -233,7 +252,7 @@ def check(gate: Gate, result: ConfigResult, test: str = "") -> list[Verdict]:
     """Judge, then raise `GateFailure` listing every missed run."""
     __tracebackhide__ = True
     verdicts = judge(gate, result, test)
-    missed = [v.message for v in verdicts if not v.passed]
+    missed = [v.message for v in verdicts if v.outcome == "fail"]
     if missed:
         raise GateFailure("\n".join(missed))
     return verdicts

@@ -6,6 +6,7 @@ first engine starts. Each hook delegates to `session`, `gates` or `report`.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,13 @@ from typing import Any
 import pytest
 
 from .benchmark_export import add_to_benchmark_session
+from .baseline import BaselineError
 from .config import ConfigError
 from .engines.base import Engine, EngineStartError
 from .gates import GATE_MARKERS, MARKER_HELP, Gate, GateUsageError, Verdict, gates_from_marks, judge
 from .report import markdown, terminal_lines, write_json
 from .results import ConfigResult
-from .session import Options, SpecSession
+from .session import DEFAULT_BASELINE_DIR, Options, SpecSession
 
 SESSION_KEY = pytest.StashKey[SpecSession]()
 GATES_KEY = pytest.StashKey[list[Gate]]()
@@ -40,7 +42,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--spec-mode", choices=("offline", "server"), default=None,
                     help="override every config's [run] mode")
     group.addoption("--spec-max-engines", type=int, default=1, metavar="N",
-                    help="engines kept running at once (default 1; 2 keeps spec and vanilla both up)")
+                    help="engines kept running at once (default 1; 2 keeps spec and vanilla both up and "
+                         "interleaves their repeats)")
+    group.addoption("--spec-endpoint", metavar="URL", default=None,
+                    help="measure this running OpenAI-compatible vLLM server as the speculative side; starts nothing")
+    group.addoption("--spec-baseline-endpoint", metavar="URL", default=None,
+                    help="with --spec-endpoint: the running vanilla server to compare against")
+    group.addoption("--spec-verdict", choices=("point", "confident"), default="point",
+                    help="point: compare the measured value; confident: fail only when the whole 95%% bootstrap "
+                         "interval misses the threshold, warn 'inconclusive' when it straddles (default point)")
+    group.addoption("--spec-strict", action="store_true",
+                    help="with --spec-verdict=confident: an inconclusive gate fails")
+    group.addoption("--spec-baseline-dir", metavar="DIR", type=Path, default=None,
+                    help="where vanilla baselines and saved runs live (default: <rootdir>/.specdecode)")
+    group.addoption("--spec-refresh-baseline", action="store_true",
+                    help="re-measure vanilla even when a matching stored baseline exists, and store the new one")
+    group.addoption("--spec-baseline-max-age", type=float, default=168.0, metavar="HOURS",
+                    help="a stored baseline older than this is not reused (default 168)")
+    group.addoption("--spec-save", metavar="NAME", default=None,
+                    help="store this session's results as NAME (one file per config) for --spec-compare")
+    group.addoption("--spec-compare", metavar="NAME", nargs="?", const="latest", default=None,
+                    help="fail gated tests whose acceptance or speedup fell since the stored run NAME "
+                         "(default: the latest); limits from [gates] max_acceptance_drop / max_speedup_drop")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -55,7 +78,18 @@ def pytest_configure(config: pytest.Config) -> None:
         report=config.getoption("--spec-report"),
         mode=config.getoption("--spec-mode"),
         max_engines=config.getoption("--spec-max-engines"),
+        endpoint=config.getoption("--spec-endpoint"),
+        baseline_endpoint=config.getoption("--spec-baseline-endpoint"),
+        confident=config.getoption("--spec-verdict") == "confident",
+        strict=config.getoption("--spec-strict"),
+        baseline_dir=config.getoption("--spec-baseline-dir") or config.rootpath / DEFAULT_BASELINE_DIR,
+        refresh_baseline=config.getoption("--spec-refresh-baseline"),
+        baseline_max_age_s=config.getoption("--spec-baseline-max-age") * 3600,
+        save=config.getoption("--spec-save"),
+        compare=config.getoption("--spec-compare"),
     )
+    if options.baseline_endpoint and not options.endpoint:
+        raise pytest.UsageError("--spec-baseline-endpoint needs --spec-endpoint")
     session = SpecSession(options, progress=lambda line: _progress(config, line))
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(_ReportCollector(session), f"specdecode-collector-{id(config)}")
@@ -179,19 +213,39 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     result = item.stash.get(RESULT_KEY, None)
     if not gates or result is None:
         return outcome
+    session = item.config.stash[SESSION_KEY]
     try:
-        verdicts = [verdict for gate in gates for verdict in judge(gate, result, item.nodeid)]
-    except GateUsageError as exc:
+        verdicts = [verdict for gate in gates for verdict in judge(gate, result, item.nodeid, session.options.confident)]
+        if session.options.compare:
+            verdicts.append(_regression_verdict(session, item.nodeid, result))
+    except (GateUsageError, BaselineError) as exc:
         pytest.fail(f"{item.nodeid}: {exc}", pytrace=False)
     item.stash[VERDICTS_KEY] = verdicts
     for verdict in verdicts:
         item.user_properties.append(
-            (f"specdecode:{verdict.gate}@{verdict.run}", f"measured={verdict.measured} passed={verdict.passed}")
+            (f"specdecode:{verdict.gate}@{verdict.run}", f"measured={verdict.measured} {verdict.outcome}")
         )
-    failures = [verdict.message for verdict in verdicts if not verdict.passed]
+    failing = {"fail", "inconclusive"} if session.options.strict else {"fail"}
+    for verdict in verdicts:
+        if verdict.outcome == "inconclusive" and not session.options.strict:
+            warnings.warn(InconclusiveGate(verdict.message), stacklevel=1)
+    failures = [verdict.message for verdict in verdicts if verdict.outcome in failing]
     if failures:
         pytest.fail("\n".join(failures), pytrace=False)
     return outcome
+
+
+class InconclusiveGate(UserWarning):
+    """A confident verdict whose interval straddles the threshold (a failure with --spec-strict)."""
+
+
+def _regression_verdict(session: SpecSession, test: str, result: ConfigResult) -> Verdict:
+    defaults = session.config_for(Path(result.config)).gates
+    name, drops = session.regressions(result, defaults)
+    return Verdict(
+        test, f"no_regression(vs {name})", result.config_name, defaults.max_acceptance_drop, None,
+        not drops, "\n".join(drops), "fail" if drops else "pass",
+    )
 
 
 @pytest.hookimpl(wrapper=True)
@@ -224,7 +278,8 @@ def pytest_report_from_serializable(data: dict) -> Iterator[Any]:
     carried = data.get(REPORT_ATTR) if isinstance(data, dict) else None
     if report is not None and carried:
         result = ConfigResult.model_validate(carried["result"]) if carried["result"] else None
-        setattr(report, REPORT_ATTR, (result, [Verdict(**v) for v in carried["verdicts"]]))
+        verdicts = [Verdict(**{**v, "interval": tuple(v["interval"]) if v["interval"] else None}) for v in carried["verdicts"]]
+        setattr(report, REPORT_ATTR, (result, verdicts))
     return report
 
 
@@ -260,6 +315,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     spec = session.config.stash[SESSION_KEY]
     results = list(spec.results.values())
     add_to_benchmark_session(session.config, results)
+    try:
+        spec.save_history()
+    except BaselineError as exc:
+        session.config.pluginmanager.get_plugin("terminalreporter").write_line(f"[specdecode] {exc}", red=True)
     if spec.options.report is not None and (results or spec.verdicts):
         write_json(spec.options.report, results, spec.verdicts)
     summary_file = os.environ.get("GITHUB_STEP_SUMMARY")

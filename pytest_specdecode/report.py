@@ -56,10 +56,24 @@ def terminal_lines(results: list[ConfigResult], verdicts: list[Verdict]) -> list
     widths = [max(len(str(row[i])) for row in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [COLUMNS, *rows]]
     lines.insert(1, "  ".join("-" * width for width in widths))
+    lines += [f"break-even {line}" for line in break_even_lines(results)]
     for verdict in verdicts:
         if not verdict.passed:
             lines.append(f"FAILED {verdict.test}: {verdict.gate} at {verdict.run}: measured {_fmt(verdict.measured)}")
     lines.append("TPOT column: speculative vs vanilla. E2E column: speculative.")
+    return lines
+
+
+def break_even_lines(results: Iterable[ConfigResult]) -> list[str]:
+    lines = []
+    for result in results:
+        for point in result.break_even:
+            unit = "c" if point.axis == "concurrency" else "rate"
+            paying = "never" if point.highest_level_with_speedup is None else f"up to {unit}={point.highest_level_with_speedup:g}"
+            tail = (
+                "never" if point.first_level_p99_regresses is None else f"from {unit}={point.first_level_p99_regresses:g}"
+            )
+            lines.append(f"{result.config_name} T={point.temperature:g}: speedup >= 1 {paying}; E2E P99 regresses {tail}")
     return lines
 
 
@@ -71,6 +85,7 @@ def report_dict(results: list[ConfigResult], verdicts: list[Verdict]) -> dict[st
         "environment": environment,
         "runs": runs,
         "engine_start_s": {r.config_name: r.engine_start_s for r in results},
+        "break_even": {r.config_name: [point.model_dump() for point in r.break_even] for r in results},
         "gates": [
             {k: v for k, v in verdict.as_dict().items() if k != "message"} for verdict in verdicts
         ],
@@ -88,6 +103,9 @@ def markdown(results: list[ConfigResult], verdicts: list[Verdict]) -> str:
         return ""
     lines = ["## Speculative decoding gates", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
+    even = break_even_lines(results)
+    if even:
+        lines += ["", "**Break-even**", ""] + [f"- {line}" for line in even]
     failed = [v for v in verdicts if not v.passed]
     if failed:
         lines += ["", "**Missed gates**", ""]

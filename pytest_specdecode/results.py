@@ -4,6 +4,8 @@ JSON and every gate read these objects; each figure is derived here and nowhere 
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, Field, computed_field
@@ -52,15 +54,21 @@ class SpecCounters(BaseModel):
     num_accepted_tokens: int = 0
     accepted_per_position: list[int] = Field(default_factory=list)
 
+    def __add__(self, other: SpecCounters) -> SpecCounters:
+        return self._combine(other, operator.add)
+
     def minus(self, earlier: SpecCounters) -> SpecCounters:
-        positions = max(len(self.accepted_per_position), len(earlier.accepted_per_position))
+        return self._combine(earlier, operator.sub)
+
+    def _combine(self, other: SpecCounters, op: Callable[[int, int], int]) -> SpecCounters:
+        positions = max(len(self.accepted_per_position), len(other.accepted_per_position))
         mine = self.accepted_per_position + [0] * (positions - len(self.accepted_per_position))
-        theirs = earlier.accepted_per_position + [0] * (positions - len(earlier.accepted_per_position))
+        theirs = other.accepted_per_position + [0] * (positions - len(other.accepted_per_position))
         return SpecCounters(
-            num_drafts=self.num_drafts - earlier.num_drafts,
-            num_draft_tokens=self.num_draft_tokens - earlier.num_draft_tokens,
-            num_accepted_tokens=self.num_accepted_tokens - earlier.num_accepted_tokens,
-            accepted_per_position=[a - b for a, b in zip(mine, theirs)],
+            num_drafts=op(self.num_drafts, other.num_drafts),
+            num_draft_tokens=op(self.num_draft_tokens, other.num_draft_tokens),
+            num_accepted_tokens=op(self.num_accepted_tokens, other.num_accepted_tokens),
+            accepted_per_position=[op(a, b) for a, b in zip(mine, theirs)],
         )
 
 
@@ -111,6 +119,14 @@ class EngineFigures(BaseModel):
         return getattr(self, f"{metric}_ms")
 
 
+class BaselineInfo(BaseModel):
+    """Where a run's vanilla figures came from: measured in this session, or a stored baseline."""
+
+    source: Literal["measured", "cached"]
+    fingerprint: str
+    age_s: float
+
+
 class RunResult(BaseModel):
     """One config at one temperature (and, in server mode, one load level): spec vs vanilla."""
 
@@ -131,6 +147,7 @@ class RunResult(BaseModel):
         default=None, description="greedy runs only: share of requests whose tokens equal vanilla's"
     )
     invalid_reason: str | None = None
+    baseline: BaselineInfo | None = None
 
     @computed_field
     @property
@@ -229,6 +246,15 @@ class Environment(BaseModel):
     python: str | None = None
 
 
+class BreakEven(BaseModel):
+    """Where speculation stops paying along one load sweep at one temperature."""
+
+    temperature: float
+    axis: Literal["concurrency", "request_rate"]
+    highest_level_with_speedup: float | None = Field(description="highest level whose speedup is >= 1")
+    first_level_p99_regresses: float | None = Field(description="lowest level whose E2E P99 is above vanilla's")
+
+
 class ConfigResult(BaseModel):
     """Everything measured for one config in a session: what the `spec_run` fixture yields."""
 
@@ -237,6 +263,32 @@ class ConfigResult(BaseModel):
     runs: list[RunResult]
     environment: Environment = Environment()
     engine_start_s: dict[str, float] = Field(default_factory=dict)
+
+    @computed_field
+    @property
+    def break_even(self) -> list[BreakEven]:
+        """Per temperature and load axis: the number that tells where to set `disable_by_batch_size`."""
+        points = []
+        for temperature in sorted({run.temperature for run in self.runs}):
+            for axis in ("concurrency", "request_rate"):
+                sweep = sorted(
+                    (getattr(run, axis), run)
+                    for run in self.runs
+                    if run.temperature == temperature and getattr(run, axis) is not None and run.valid
+                )
+                if len(sweep) < 2:
+                    continue
+                paying = [level for level, run in sweep if run.speedup is not None and run.speedup >= 1]
+                regressing = [level for level, run in sweep if (run.p99_regression["e2e"] or 0) > 0]
+                points.append(
+                    BreakEven(
+                        temperature=temperature,
+                        axis=axis,
+                        highest_level_with_speedup=max(paying) if paying else None,
+                        first_level_p99_regresses=min(regressing) if regressing else None,
+                    )
+                )
+        return points
 
     def select(
         self, temperature: float | None = None, concurrency: int | None = None, request_rate: float | None = None

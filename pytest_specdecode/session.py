@@ -15,12 +15,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import ConfigError, SpecConfig, load_config
-from .engines.base import Engine, EngineStartError
+from .baseline import BaselineError, BaselineStore, HistoryStore, compare_runs
+from .config import ConfigError, GatesSection, SpecConfig, load_config
+from .engines.base import Engine, EngineSpec, EngineStartError
 from .engines.pool import DEFAULT_FACTORIES, EngineFactory, EnginePool
 from .gates import Verdict
-from .measure import Measurer, Progress, engine_specs
-from .results import ConfigResult
+from .measure import BaselineCache, Endpoints, Measurer, Progress, engine_specs
+from .results import ConfigResult, EngineFigures
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,19 @@ class Options:
     report: Path | None = None
     mode: str | None = None
     max_engines: int = 1
+    endpoint: str | None = None
+    baseline_endpoint: str | None = None
+    confident: bool = False
+    strict: bool = False
+    baseline_dir: Path | None = None
+    refresh_baseline: bool = False
+    baseline_max_age_s: float = 7 * 24 * 3600
+    save: str | None = None
+    compare: str | None = None
+
+    @property
+    def endpoints(self) -> Endpoints | None:
+        return Endpoints(self.endpoint, self.baseline_endpoint) if self.endpoint else None
 
 
 class SharedMeasurer:
@@ -88,6 +102,25 @@ def _content_key(config: SpecConfig) -> str:
 
 SHARED = SharedMeasurer()
 
+DEFAULT_BASELINE_DIR = ".specdecode"
+
+
+class _FreshBaselines:
+    """A baseline store seen through the session's options: too old or refreshing means "none"."""
+
+    def __init__(self, store: BaselineStore, max_age_s: float, refresh: bool) -> None:
+        self._store, self._max_age_s, self._refresh = store, max_age_s, refresh
+
+    def identity(self, side: EngineSpec) -> dict:
+        return self._store.identity(side)
+
+    def load(self, fingerprint: str) -> tuple[EngineFigures, float] | None:
+        found = None if self._refresh else self._store.load(fingerprint)
+        return found if found is not None and found[1] <= self._max_age_s else None
+
+    def save(self, fingerprint: str, figures: EngineFigures, meta: dict) -> Path:
+        return self._store.save(fingerprint, figures, meta)
+
 
 @dataclass
 class SpecSession:
@@ -120,10 +153,42 @@ class SpecSession:
     def measurer(self) -> Measurer:
         if self._measurer is None:
             self._measurer = SHARED.acquire(self.factories, self.options.max_engines, self.progress)
-            from .engines import vllm_info
+            self._measurer.endpoints = self.options.endpoints
+            self._measurer.baselines = self._baselines()
+            if self.options.endpoints is None:
+                from .engines import vllm_info
 
-            self._measurer.defaults = vllm_info.engine_defaults()
+                self._measurer.defaults = vllm_info.engine_defaults()
         return self._measurer
+
+    def _baselines(self) -> BaselineCache | None:
+        if self.options.baseline_dir is None:
+            return None
+        return _FreshBaselines(
+            BaselineStore(self.options.baseline_dir), self.options.baseline_max_age_s, self.options.refresh_baseline
+        )
+
+    def history(self) -> HistoryStore:
+        return HistoryStore(self.options.baseline_dir or Path(DEFAULT_BASELINE_DIR))
+
+    def save_history(self) -> list[Path]:
+        """`--spec-save NAME`: each config's result as NAME.<config>.json."""
+        if not self.options.save:
+            return []
+        return [self.history().save(f"{self.options.save}.{r.config_name}", r) for r in self.results.values()]
+
+    def regressions(self, result: ConfigResult, defaults: GatesSection) -> tuple[str, list[str]]:
+        """`--spec-compare`: what fell since the stored run; the run's name and one line per drop."""
+        history = self.history()
+        if self.options.compare == "latest":
+            found = history.latest(f".{result.config_name}")
+            if found is None:
+                raise BaselineError(f"{history.folder}: no stored run for {result.config_name} to compare with")
+            name, previous = found
+        else:
+            name = f"{self.options.compare}.{result.config_name}"
+            previous = history.load(name)
+        return name, compare_runs(result, previous, defaults.max_acceptance_drop, defaults.max_speedup_drop)
 
     def result_for(self, path: Path) -> ConfigResult:
         """The measured comparison for a config, measured on first request."""
@@ -142,22 +207,27 @@ class SpecSession:
     def engine_for(self, path: Path, role: str) -> Engine:
         config = self.config_for(path)
         self._validate(config)
-        spec, vanilla = engine_specs(config, self.measurer().defaults)
-        return self.measurer().pool.get(spec if role == "spec" else vanilla)
+        spec, vanilla = engine_specs(config, self.measurer().defaults, self.options.endpoints)
+        side = spec if role == "spec" else vanilla
+        if side is None:
+            raise EngineStartError("no vanilla engine: --spec-endpoint was given without --spec-baseline-endpoint")
+        return self.measurer().pool.get(side)
 
     def _measure(self, config: SpecConfig) -> ConfigResult:
         self._validate(config)
         measurer = self.measurer()
+        measurer.progress = self.progress  # the shared measurer reports to the session asking now
         result = SHARED.result(config, lambda: measurer.measure(config))
         from .engines import vllm_info
 
         return result.model_copy(update={"environment": vllm_info.environment()})
 
-    @staticmethod
-    def _validate(config: SpecConfig) -> None:
-        from .engines import vllm_info
+    def _validate(self, config: SpecConfig) -> None:
+        """Engine arguments are checked against the local vLLM, unless it is a remote server's."""
+        if self.options.endpoints is None:
+            from .engines import vllm_info
 
-        vllm_info.validate_against_vllm(config)
+            vllm_info.validate_against_vllm(config)
 
     def record(self, result: ConfigResult | None, verdicts: list[Verdict]) -> None:
         """What a test report carried (from this process or an xdist worker)."""

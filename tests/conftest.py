@@ -1,7 +1,13 @@
+import os
+
 import pytest
 from _pytest.pytester import SysModulesSnapshot
 
+from pytest_specdecode.models import MODEL_DIR_ENV, model_cache_dir
 from pytest_specdecode.session import SHARED
+
+# pytester points HOME at each test's tmp dir: keep one model cache for every inner session
+os.environ.setdefault(MODEL_DIR_ENV, str(model_cache_dir()))
 
 pytest_plugins = ["pytester"]
 

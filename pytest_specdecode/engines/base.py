@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from ..load import LoadLevel
 from ..results import RequestSample, SpecCounters
 
 
@@ -27,11 +28,14 @@ class EngineSpec:
     engine_args: dict[str, Any] = field(default_factory=dict)
     speculative_config: dict[str, Any] | None = None
     mode: str = "offline"
+    url: str | None = None
+    start_timeout_s: float = field(default=600.0, compare=False)
 
     @property
     def key(self) -> str:
         payload = json.dumps(
-            {"model": self.model, "args": self.engine_args, "spec": self.speculative_config, "mode": self.mode},
+            {"model": self.model, "args": self.engine_args, "spec": self.speculative_config, "mode": self.mode,
+             "url": self.url},
             sort_keys=True,
             default=str,
         )
@@ -41,16 +45,19 @@ class EngineSpec:
     def role(self) -> str:
         return "spec" if self.speculative_config else "vanilla"
 
-    def vanilla_twin(self) -> EngineSpec:
-        return EngineSpec(self.model, self.engine_args, None, self.mode)
+    def vanilla_twin(self, url: str | None = None) -> EngineSpec:
+        """Same target and engine arguments, no speculation (at `url` when measuring an endpoint)."""
+        return replace(self, speculative_config=None, url=url)
 
 
 class Engine(Protocol):
     spec: EngineSpec
     start_s: float
 
-    def generate(self, prompts: list[str], sampling: Sampling) -> tuple[list[RequestSample], float]:
-        """Run the prompts together; per-request samples and the wall time of the whole batch."""
+    def generate(
+        self, prompts: list[str], sampling: Sampling, load: LoadLevel | None = None
+    ) -> tuple[list[RequestSample], float]:
+        """Per-request samples and the wall time of the whole batch (offline: all prompts at once)."""
         ...
 
     def spec_counters(self) -> SpecCounters: ...

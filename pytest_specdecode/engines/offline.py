@@ -12,6 +12,7 @@ import itertools
 import time
 from typing import Any
 
+from ..load import LoadLevel
 from ..results import RequestSample, SpecCounters
 from .base import EngineSpec, EngineStartError, Sampling
 
@@ -47,7 +48,10 @@ class OfflineEngine:
         self.start_s = time.perf_counter() - started
         self._request_ids = itertools.count()
 
-    def generate(self, prompts: list[str], sampling: Sampling) -> tuple[list[RequestSample], float]:
+    def generate(
+        self, prompts: list[str], sampling: Sampling, load: LoadLevel | None = None
+    ) -> tuple[list[RequestSample], float]:
+        """All prompts at once, as `LLM.generate` would: offline mode has no load levels."""
         from vllm import SamplingParams
 
         engine = self._llm.llm_engine

@@ -60,4 +60,22 @@ def offline_factory(spec: EngineSpec) -> Engine:
     return OfflineEngine(spec)
 
 
-DEFAULT_FACTORIES: dict[str, EngineFactory] = {"offline": offline_factory}
+def server_factory(spec: EngineSpec) -> Engine:
+    from .server import ServerEngine
+
+    return ServerEngine(spec, spec.start_timeout_s)
+
+
+def endpoint_factory(spec: EngineSpec) -> Engine:
+    from .server import EndpointEngine
+
+    if spec.url is None:
+        raise EngineStartError(f"no endpoint URL for the {spec.role} side")
+    return EndpointEngine(spec, spec.url)
+
+
+DEFAULT_FACTORIES: dict[str, EngineFactory] = {
+    "offline": offline_factory,
+    "server": server_factory,
+    "endpoint": endpoint_factory,
+}

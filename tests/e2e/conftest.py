@@ -18,3 +18,8 @@ def draft_toml() -> Path:
 def pytest_collection_modifyitems(items):
     for item in items:
         item.add_marker(pytest.mark.engine)
+
+
+@pytest.fixture
+def server_toml() -> Path:
+    return CONFIGS / "server.toml"

@@ -20,7 +20,7 @@ class FakeEngine:
         self.counters = SpecCounters(accepted_per_position=[0] * k)
         self.closed = False
 
-    def generate(self, prompts, sampling):
+    def generate(self, prompts, sampling, load=None):
         self.calls.append((len(prompts), sampling))
         steps = [1] + [self.chunk] * ((self.tokens - 1) // self.chunk)
         samples = [

@@ -12,12 +12,12 @@ from pytest_specdecode.measure import Measurer
 from .fakes import FakeFactory
 
 
-def make_config(name="ngram", **workload):
+def make_config(name="ngram", run=None, **workload):
     raw = {
         "model": {"name": "target", "seed": 0},
         "speculative": {"method": "ngram", "num_speculative_tokens": 3},
         "workload": {"prompts": "builtin:chat", "num_prompts": 4, "max_tokens": 8, **workload},
-        "run": {"warmup": 2},
+        "run": {"warmup": 2, **(run or {})},
     }
     return parse_config(raw, Path(f"/configs/{name}.toml"))
 
@@ -75,4 +75,33 @@ def test_progress_lines_name_config_and_step():
     lines = []
     Measurer(EnginePool({"offline": FakeFactory()}), progress=lines.append).measure(make_config())
     assert lines[0] == "ngram: starting vanilla engine (target)"
-    assert any(line.startswith("ngram: speculative T=0.8") for line in lines)
+    assert any(line.startswith("ngram: spec T=0.8") for line in lines)
+
+
+def test_repeats_interleave_spec_and_vanilla_when_both_fit():
+    order = []
+    factory = FakeFactory()
+    measurer = Measurer(EnginePool({"offline": factory}, max_live=2), progress=order.append)
+    result = measurer.measure(make_config(run={"repeats": 3}, temperatures=[0.0]))
+    sides = [line.split()[1] for line in order if " T=0 " in line]
+    assert sides == ["vanilla", "spec"] * 3
+    run = result.runs[0]
+    assert run.spec.num_requests == 12 and {s.repeat for s in run.spec.samples} == {0, 1, 2}
+    assert run.num_drafts == 36 and run.spec.duration_s == 3.0
+
+
+def test_repeats_run_in_blocks_when_only_one_engine_fits():
+    order = []
+    Measurer(EnginePool({"offline": FakeFactory()}, max_live=1), progress=order.append).measure(
+        make_config(run={"repeats": 2}, temperatures=[0.0])
+    )
+    assert [line.split()[1] for line in order if " T=0 " in line] == ["vanilla", "vanilla", "spec", "spec"]
+
+
+def test_server_mode_measures_every_load_level():
+    factory = FakeFactory()
+    config = make_config(run={"mode": "server"}, temperatures=[0.0], concurrency=[1, 4], request_rate=[2.0])
+    result = Measurer(EnginePool({"server": factory})).measure(config)
+    assert [(r.concurrency, r.request_rate) for r in result.runs] == [(1, None), (4, None), (None, 2.0)]
+    assert [r.label for r in result.runs] == ["ngram T=0 c=1", "ngram T=0 c=4", "ngram T=0 rate=2"]
+    assert all(r.mode == "server" for r in result.runs)

@@ -1,0 +1,298 @@
+"""Stored vanilla baselines and named run history, as plain JSON files a person can read and diff.
+
+A vanilla engine costs a start and a full workload, yet its figures change only when something that
+shapes them changes; a baseline keyed by a fingerprint of all of those lets later sessions skip it.
+The danger is reusing figures that no longer describe the vanilla engine, so every file is checked
+(kind, schema version, fingerprint against its name, figures against the model) and anything off is
+a `BaselineError` naming the file: a stale or foreign file is never quietly reused.
+
+Named runs keep whole `ConfigResult`s so that a run can be compared with an earlier one
+(`compare_runs`), which catches slow drifts that a fixed threshold lets through.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from .engines.base import EngineSpec
+from .engines.vllm_info import environment as installed_environment
+from .results import ConfigResult, EngineFigures, Environment, RunResult
+
+SCHEMA_VERSION = 1
+BASELINE_KIND = "specdecode-baseline"
+RUN_KIND = "specdecode-run"
+
+#: Small files whose content changes what a local model computes: the architecture, the generation
+#: defaults vLLM applies to sampling parameters a request leaves unset, and the chat template.
+MODEL_CONTENT_FILES = (
+    "config.json", "generation_config.json", "tokenizer_config.json", "chat_template.jinja", "chat_template.json"
+)
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+
+_FINGERPRINT = re.compile(r"[0-9a-f]{16,64}")
+_RUN_NAME = re.compile(r"[A-Za-z0-9._-]+")
+#: Slack for comparing differences of floats against a drop limit, so 0.80 -> 0.75 is not > 0.05.
+_EPSILON = 1e-9
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class BaselineError(ValueError):
+    """A stored file that cannot be used, or a name that cannot be stored; the message names the file."""
+
+
+def fingerprint(parts: dict[str, Any]) -> str:
+    """The sha256 of the canonical JSON of everything that shapes the vanilla figures.
+
+    The caller must pass every one of these, or a baseline outlives what it describes:
+      - the model's content: `model_identity(path)` (`BaselineStore.identity` adds it);
+      - the engine arguments as given to vLLM, defaults merged in, and the mode or endpoint URL
+        (`EngineSpec.key` of the vanilla side covers these);
+      - the vLLM version and the device name (`BaselineStore.identity`);
+      - the rendered prompts, or the prompts plus whether the chat template is applied (the
+        template itself is in `model_identity`);
+      - the sampling parameters (temperature, max_tokens, top_p, seed, ignore_eos);
+      - the load level (concurrency, request rate, burstiness), warmup and repeats.
+    """
+    payload = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=_canonical)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _canonical(value: Any) -> Any:
+    """JSON for the few non-JSON types a caller plausibly passes; anything else is an error, since
+    `str()` of an arbitrary object may embed a memory address and make every fingerprint new."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"fingerprint part of type {type(value).__name__} has no canonical JSON form")
+
+
+def model_identity(model: str) -> dict[str, Any]:
+    """What identifies a model's content: for a local folder or file its path, the hashes of its
+    config files and its weight files' names and sizes (hashing gigabytes of weights would cost
+    more than the engine start it saves); for a hub id just the id, so pin a `revision` in the
+    engine arguments when the hub copy may change."""
+    path = Path(model)
+    if not path.exists():
+        return {"id": model}
+    if path.is_file():
+        return {"path": str(path.resolve()), "weights": [[path.name, path.stat().st_size]]}
+    configs = {name: _file_sha256(path / name) for name in MODEL_CONTENT_FILES if (path / name).is_file()}
+    weights = sorted(
+        [file.relative_to(path).as_posix(), file.stat().st_size]
+        for file in path.rglob("*")
+        if file.is_file() and file.suffix in WEIGHT_SUFFIXES
+    )
+    return {"path": str(path.resolve()), "configs": configs, "weights": weights}
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class BaselineStore:
+    """One JSON file per fingerprint under `root/baselines`."""
+
+    def __init__(self, root: Path, environment: Callable[[], Environment] = installed_environment) -> None:
+        self.folder = Path(root) / "baselines"
+        self._environment = environment
+
+    def identity(self, side: EngineSpec) -> dict[str, Any]:
+        """The fingerprint parts that a baseline kept across sessions needs beyond an in-process one:
+        the model's content and the software and device it is measured with."""
+        environment = self._environment()
+        return {
+            "model": model_identity(side.model),
+            "vllm": environment.vllm,
+            "torch": environment.torch,
+            "device": environment.device,
+        }
+
+    def path(self, fp: str) -> Path:
+        if not _FINGERPRINT.fullmatch(fp):
+            raise BaselineError(f"{self.folder}: {fp!r} is not a fingerprint (16 to 64 lowercase hex digits)")
+        return self.folder / f"{fp}.json"
+
+    def load(self, fp: str) -> tuple[EngineFigures, float] | None:
+        """The stored figures, marked as cached, and their age in seconds; None when none is stored."""
+        path = self.path(fp)
+        if not path.exists():
+            return None
+        document = _read(path, BASELINE_KIND)
+        if document.get("fingerprint") != fp:
+            raise BaselineError(f"{path}: fingerprint {document.get('fingerprint')!r} does not match the file name")
+        figures = _validate(path, EngineFigures, document.get("figures"), "figures")
+        age = max(0.0, time.time() - document["created_at"])
+        return figures.model_copy(update={"source": "cached"}), age
+
+    def save(self, fp: str, figures: EngineFigures, meta: dict[str, Any]) -> Path:
+        document = {
+            "schema_version": SCHEMA_VERSION,
+            "kind": BASELINE_KIND,
+            "fingerprint": fp,
+            "created_at": time.time(),
+            "meta": meta,
+            "figures": figures.model_dump(mode="json"),
+        }
+        return _write_atomic(self.path(fp), document)
+
+
+class HistoryStore:
+    """Named `ConfigResult`s under `root/runs`, one JSON file per name."""
+
+    def __init__(self, root: Path) -> None:
+        self.folder = Path(root) / "runs"
+
+    def path(self, name: str) -> Path:
+        if not _RUN_NAME.fullmatch(name):
+            raise BaselineError(f"{self.folder}: run name {name!r} may hold only letters, digits, '.', '_' and '-'")
+        return self.folder / f"{name}.json"
+
+    def save(self, name: str, result: ConfigResult) -> Path:
+        document = {
+            "schema_version": SCHEMA_VERSION,
+            "kind": RUN_KIND,
+            "name": name,
+            "created_at": time.time(),
+            "result": result.model_dump(mode="json"),
+        }
+        return _write_atomic(self.path(name), document)
+
+    def load(self, name: str) -> ConfigResult:
+        path = self.path(name)
+        if not path.exists():
+            raise BaselineError(f"{path}: no stored run named {name!r}")
+        return _load_run(path)[1]
+
+    def latest(self, suffix: str = "") -> tuple[str, ConfigResult] | None:
+        """The most recently saved run whose name ends with `suffix`; a broken file in the folder is
+        an error, not skipped, since skipping it would silently compare against an older run."""
+        if not self.folder.is_dir():
+            return None
+        stored = [(_load_run(path), path.stem) for path in self.folder.glob(f"*{suffix}.json")]
+        if not stored:
+            return None
+        (_, result), name = max(stored, key=lambda item: (item[0][0], item[1]))
+        return name, result
+
+
+def _load_run(path: Path) -> tuple[float, ConfigResult]:
+    document = _read(path, RUN_KIND)
+    if document.get("name") != path.stem:
+        raise BaselineError(f"{path}: run name {document.get('name')!r} does not match the file name")
+    return document["created_at"], _validate(path, ConfigResult, document.get("result"), "result")
+
+
+def compare_runs(
+    current: ConfigResult, previous: ConfigResult, max_acceptance_drop: float, max_speedup_drop: float
+) -> list[str]:
+    """One message per regression of a run against the previous run at the same config, temperature
+    and load: acceptance falling by more than `max_acceptance_drop` (absolute: 0.05 is 5 points) or
+    speedup by more than the fraction `max_speedup_drop`. Runs with no counterpart are skipped; an
+    invalid run on either side is reported, since its figures cannot be compared."""
+    earlier = {_run_key(run): run for run in previous.runs}
+    messages = []
+    for run in current.runs:
+        before = earlier.get(_run_key(run))
+        if before is not None:
+            messages.extend(_regressions(run, before, max_acceptance_drop, max_speedup_drop))
+    return messages
+
+
+def _run_key(run: RunResult) -> tuple[str, float, int | None, float | None]:
+    return run.config_name, round(run.temperature, 9), run.concurrency, run.request_rate
+
+
+def _regressions(run: RunResult, before: RunResult, max_acceptance_drop: float, max_speedup_drop: float) -> list[str]:
+    if not run.valid:
+        return [f"{run.label}: invalid run, not compared with the previous one: {run.invalid_reason}"]
+    if not before.valid:
+        return [f"{run.label}: previous run was invalid ({before.invalid_reason}), nothing to compare with"]
+    messages = []
+    old, new = before.acceptance_rate, run.acceptance_rate
+    if old is not None and new is not None and old - new > max_acceptance_drop + _EPSILON:
+        messages.append(
+            f"acceptance at {run.label} fell from {old:.2f} to {new:.2f} ({new - old:+.2f} > {max_acceptance_drop:g})"
+        )
+    old, new = before.speedup, run.speedup
+    if old and new is not None and (old - new) / old > max_speedup_drop + _EPSILON:
+        messages.append(
+            f"speedup at {run.label} fell from {old:.2f}x to {new:.2f}x "
+            f"({(new - old) / old:+.1%} > {max_speedup_drop * 100:g}%)"
+        )
+    return messages
+
+
+def _read(path: Path, kind: str) -> dict[str, Any]:
+    """The file's JSON document, checked for kind, schema version and creation time."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BaselineError(f"{path}: cannot read ({exc.strerror})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BaselineError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(document, dict):
+        raise BaselineError(f"{path}: not a {kind} file (top level is {type(document).__name__}, not an object)")
+    if document.get("kind") != kind:
+        raise BaselineError(f"{path}: kind is {document.get('kind')!r}, expected {kind!r}")
+    if document.get("schema_version") != SCHEMA_VERSION:
+        raise BaselineError(
+            f"{path}: schema_version {document.get('schema_version')!r}, this version reads {SCHEMA_VERSION}"
+        )
+    created_at = document.get("created_at")
+    if isinstance(created_at, bool) or not isinstance(created_at, (int, float)):
+        raise BaselineError(f"{path}: created_at {created_at!r} is not a unix time")
+    return document
+
+
+def _validate(path: Path, model: type[Model], data: Any, what: str) -> Model:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        raise BaselineError(f"{path}: {what} do not validate: {where}: {problem['msg']}") from None
+
+
+def _write_atomic(path: Path, document: dict[str, Any]) -> Path:
+    """Write through a temporary file and `os.replace`, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(_plain(document), indent=1, sort_keys=True, allow_nan=False) + "\n"
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _plain(value: Any) -> Any:
+    """Non-finite floats as the strings pydantic reads back into floats ("Infinity"), since strict
+    JSON has no literal for them and `request_rate` may be inf."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value

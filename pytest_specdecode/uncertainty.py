@@ -1,0 +1,291 @@
+"""Bootstrap confidence intervals for gated figures, and verdicts that may say "not sure".
+
+A figure from a few dozen requests moves by several percent between identical runs, so a gate set
+at 1.3x on a config that truly does 1.3x passes and fails at random. With an interval, a gate can
+pass only when the whole interval clears its threshold, fail only when none of it does, and
+otherwise report "inconclusive" instead of flipping a coin.
+
+Every interval resamples *requests*, the unit that varies from run to run, with
+`scipy.stats.bootstrap` and a freshly seeded `numpy.random.Generator`, so a report is reproducible.
+
+Repeats are handled by resampling within each repeat (stratified), not by pooling
+(repeat, request) pairs: each repeat is its own measured window with its own conditions (a warm
+cache, a busy neighbour), and keeping each window's request count fixed keeps every resample shaped
+like the measured experiment. Pooling would let a resample draw mostly from one window and so turn
+differences between windows into spread the measurement never had. A repeat holding a single
+request has no spread of its own to resample; then the repeats of that side are pooled.
+
+Spec and vanilla are resampled independently rather than as prompt pairs: the vanilla side may be
+a stored baseline from another session, and two sides need not hold equally many requests. This
+ignores the pairing, so intervals are somewhat wider than a paired bootstrap would give: the error
+leans towards "inconclusive" rather than towards a confident wrong verdict.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, cast
+
+import numpy as np
+from scipy.stats import DegenerateDataWarning, bootstrap
+
+from .results import EngineFigures, LatencyMetric, RequestSample, RunResult
+
+if TYPE_CHECKING:
+    from .gates import Gate
+
+Outcome = Literal["pass", "fail", "inconclusive"]
+#: Index arrays of shape (..., n), one per side, to the statistic of shape (...): scipy calls it
+#: vectorized, a few thousand resamples in one call, which costs milliseconds instead of seconds.
+Statistic = Callable[..., np.ndarray]
+
+
+@dataclass(frozen=True)
+class Interval:
+    low: float
+    high: float
+    level: float = 0.95
+
+
+@dataclass(frozen=True)
+class Resampling:
+    """How intervals are drawn; BCa corrects the skew of ratio statistics, percentile is the fallback."""
+
+    level: float = 0.95
+    n_resamples: int = 2000
+    seed: int = 0
+    method: Literal["BCa", "percentile"] = "BCa"
+
+
+DEFAULT_RESAMPLING = Resampling()
+
+
+def confident_outcome(gate_kind: str, threshold: float, interval: Interval) -> Outcome:
+    """Pass or fail only when the whole interval is on one side of the threshold."""
+    if gate_kind == "max_p99_regression":
+        if interval.high <= threshold:
+            return "pass"
+        return "fail" if interval.low > threshold else "inconclusive"
+    if gate_kind.startswith("min_"):
+        if interval.low >= threshold:
+            return "pass"
+        return "fail" if interval.high < threshold else "inconclusive"
+    raise ValueError(f"no confident outcome for gate kind {gate_kind!r}")
+
+
+def gate_interval(gate: Gate, run: RunResult, resampling: Resampling = DEFAULT_RESAMPLING) -> Interval | None:
+    """The interval around the figure `gates.measured_value` reads, or None where there is none.
+
+    Per-position and per-request-percentile acceptance, and the lossless match share, have no
+    interval here: the former are counter-based or already describe the spread, the latter is exact.
+    """
+    if not run.valid:
+        return None
+    if gate.kind == "min_speedup":
+        if gate.metric == "tpot":
+            return tpot_speedup_interval(run.spec, run.vanilla, resampling)
+        return speedup_interval(run.spec, run.vanilla, resampling)
+    if gate.kind == "max_p99_regression":
+        metric = cast(LatencyMetric, gate.metric or "e2e")
+        return p99_regression_interval(run.spec, run.vanilla, metric, resampling)
+    if gate.kind == "min_acceptance" and gate.position is None and gate.percentile is None:
+        return acceptance_interval(run, resampling)
+    return None
+
+
+def speedup_interval(
+    spec: EngineFigures, vanilla: EngineFigures, resampling: Resampling = DEFAULT_RESAMPLING
+) -> Interval | None:
+    """Throughput speedup, spec tokens/s over vanilla tokens/s, as a ratio estimator per side.
+
+    A batch's duration belongs to no single request, so a resample cannot just add up request
+    times. Each request is charged a share of its side's window in proportion to its own e2e time;
+    a side's throughput on a resample is then sum(tokens) / sum(charged time). On the measured
+    requests the charges add up to `duration_s` exactly, so the statistic is `RunResult.speedup`.
+    Equivalently it is the per-request rate sum(tokens) / sum(e2e) times the side's measured mean
+    concurrency sum(e2e) / duration_s, held fixed: the spread comes from which requests were fast
+    or slow per token, which is the spread between reruns of one workload. Scaling resampled token
+    totals by a fixed duration instead would vary only with token counts, and give a zero-width
+    interval whenever every request runs to max_tokens.
+    """
+    statistic = _speedup_statistic(spec, vanilla)
+    if statistic is None:
+        return None
+    return _interval([_repeats(spec.samples), _repeats(vanilla.samples)], statistic, resampling)
+
+
+def tpot_speedup_interval(
+    spec: EngineFigures, vanilla: EngineFigures, resampling: Resampling = DEFAULT_RESAMPLING
+) -> Interval | None:
+    """Vanilla mean TPOT over spec mean TPOT, as `RunResult.tpot_speedup` reads it."""
+    spec_tpot, spec_repeats = _per_request(spec.samples, lambda s: s.tpot_s)
+    vanilla_tpot, vanilla_repeats = _per_request(vanilla.samples, lambda s: s.tpot_s)
+    if not spec_tpot or not vanilla_tpot:
+        return None
+    spec_values, vanilla_values = np.array(spec_tpot), np.array(vanilla_tpot)
+
+    def statistic(spec_idx: np.ndarray, vanilla_idx: np.ndarray) -> np.ndarray:
+        return vanilla_values[vanilla_idx].mean(axis=-1) / spec_values[spec_idx].mean(axis=-1)
+
+    return _interval([spec_repeats, vanilla_repeats], statistic, resampling)
+
+
+def p99_regression_interval(
+    spec: EngineFigures, vanilla: EngineFigures, metric: LatencyMetric, resampling: Resampling = DEFAULT_RESAMPLING
+) -> Interval | None:
+    """Spec P99 / vanilla P99 - 1 for one latency metric, as `RunResult.p99_regression` reads it.
+
+    For ITL the unit resampled is still the request, carrying all its gaps: gaps of one request
+    share its prompt and batch, so resampling gaps one by one would understate the spread.
+    """
+    spec_units, spec_repeats = _latency_units(spec.samples, metric)
+    vanilla_units, vanilla_repeats = _latency_units(vanilla.samples, metric)
+
+    def statistic(spec_idx: np.ndarray, vanilla_idx: np.ndarray) -> np.ndarray:
+        return spec_units.p99(spec_idx) / vanilla_units.p99(vanilla_idx) - 1.0
+
+    return _interval([spec_repeats, vanilla_repeats], statistic, resampling)
+
+
+def acceptance_interval(run: RunResult, resampling: Resampling = DEFAULT_RESAMPLING) -> Interval | None:
+    """Acceptance rate from the spec side's streamed chunks: accepted tokens / (draft steps * K).
+
+    Each chunk after the first is one draft step that kept chunk - 1 drafted tokens. Pooling steps
+    (a ratio of sums) weighs every step alike, as vLLM's counters do, rather than every request.
+    The chunk-based figure estimates the counter-based `RunResult.acceptance_rate`; the two agree
+    when every streamed chunk is one engine step.
+    """
+    k = run.num_speculative_tokens
+    drafted = [s for s in run.spec.samples if len(s.chunk_tokens) > 1]
+    if k < 1 or not drafted:
+        return None
+    accepted = np.array([sum(s.chunk_tokens[1:]) - len(s.chunk_tokens[1:]) for s in drafted], dtype=float)
+    steps = np.array([len(s.chunk_tokens[1:]) for s in drafted], dtype=float)
+
+    def statistic(idx: np.ndarray) -> np.ndarray:
+        return accepted[idx].sum(axis=-1) / (steps[idx].sum(axis=-1) * k)
+
+    return _interval([_repeats(drafted)], statistic, resampling)
+
+
+def _speedup_statistic(spec: EngineFigures, vanilla: EngineFigures) -> Statistic | None:
+    """spec_idx, vanilla_idx -> speedup; on every request of both sides it equals `RunResult.speedup`."""
+    sides = [_charged_time(spec), _charged_time(vanilla)]
+    if sides[0] is None or sides[1] is None or not vanilla.output_tokens:
+        return None
+    (spec_tokens, spec_time), (vanilla_tokens, vanilla_time) = sides
+
+    def statistic(spec_idx: np.ndarray, vanilla_idx: np.ndarray) -> np.ndarray:
+        spec_rate = spec_tokens[spec_idx].sum(axis=-1) / spec_time[spec_idx].sum(axis=-1)
+        vanilla_rate = vanilla_tokens[vanilla_idx].sum(axis=-1) / vanilla_time[vanilla_idx].sum(axis=-1)
+        return spec_rate / vanilla_rate
+
+    return statistic
+
+
+def _charged_time(figures: EngineFigures) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per request: output tokens, and its share of the window in proportion to its e2e time."""
+    e2e = np.array([s.e2e_s for s in figures.samples], dtype=float)
+    if figures.duration_s <= 0 or e2e.size == 0 or e2e.sum() <= 0:
+        return None
+    tokens = np.array([s.output_tokens for s in figures.samples], dtype=float)
+    return tokens, e2e * (figures.duration_s / e2e.sum())
+
+
+def _per_request(
+    samples: Sequence[RequestSample], value: Callable[[RequestSample], float | None]
+) -> tuple[list[float], list[int]]:
+    """The requests that have the value: their values and their repeats."""
+    kept = [(v, s.repeat) for s in samples if (v := value(s)) is not None]
+    return [v for v, _ in kept], [r for _, r in kept]
+
+
+class _Units:
+    """Latency values grouped by request: one value per request, or several (ITL gaps)."""
+
+    def __init__(self, groups: Sequence[Sequence[float]]) -> None:
+        self.values = np.array([v for group in groups for v in group], dtype=float)
+        self.lengths = np.array([len(group) for group in groups])
+        self.starts = np.cumsum(self.lengths) - self.lengths
+
+    def p99(self, idx: np.ndarray) -> np.ndarray:
+        """P99 of the values of the requests in each row of `idx`, as `Distribution.of` takes it."""
+        if np.all(self.lengths == 1):
+            return np.percentile(self.values[idx], 99, axis=-1)
+        rows = idx.reshape(-1, idx.shape[-1])
+        return np.array([np.percentile(self._gather(row), 99) for row in rows]).reshape(idx.shape[:-1])
+
+    def _gather(self, idx: np.ndarray) -> np.ndarray:
+        """Every value of the requests `idx` (a 1-d array), without a Python loop over requests."""
+        lengths = self.lengths[idx]
+        ends = np.cumsum(lengths)
+        shift = np.repeat(self.starts[idx] - (ends - lengths), lengths)
+        return self.values[shift + np.arange(ends[-1])]
+
+
+def _latency_units(samples: Sequence[RequestSample], metric: LatencyMetric) -> tuple[_Units, list[int]]:
+    """Per request with at least one value of the metric: its values (several for ITL) and repeat."""
+    if metric == "itl":
+        kept = [s for s in samples if s.itl_s]
+        return _Units([s.itl_s for s in kept]), _repeats(kept)
+    values, repeats = _per_request(samples, lambda s: getattr(s, f"{metric}_s"))
+    return _Units([[v] for v in values]), repeats
+
+
+def _repeats(samples: Sequence[RequestSample]) -> list[int]:
+    return [s.repeat for s in samples]
+
+
+def _strata(repeats: Sequence[int]) -> list[np.ndarray]:
+    """Indices grouped by repeat; one group of all when some repeat is too small to resample."""
+    labels = np.asarray(repeats)
+    groups = [np.flatnonzero(labels == r) for r in np.unique(labels)]
+    return groups if all(g.size >= 2 for g in groups) else [np.arange(labels.size)]
+
+
+def _interval(sides: Sequence[Sequence[int]], statistic: Statistic, resampling: Resampling) -> Interval | None:
+    """Bootstrap `statistic(*indices_per_side)` with each side's repeats as separate strata."""
+    if any(len(repeats) < 2 for repeats in sides):
+        return None
+    strata = [_strata(repeats) for repeats in sides]
+    edges = np.cumsum([0] + [len(side) for side in strata])
+
+    def joined(*resampled: np.ndarray, axis: int = -1) -> np.ndarray:
+        batch = np.broadcast_shapes(*(group.shape[:-1] for group in resampled))
+        groups = [np.broadcast_to(group, batch + group.shape[-1:]) for group in resampled]
+        return statistic(*(np.concatenate(groups[a:b], axis=axis) for a, b in zip(edges[:-1], edges[1:])))
+
+    data = tuple(group for side in strata for group in side)
+    low, high = _bounds(data, joined, resampling)
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return None
+    return Interval(low, high, resampling.level)
+
+
+def _bounds(data: tuple[np.ndarray, ...], statistic: Statistic, resampling: Resampling) -> tuple[float, float]:
+    """BCa where it can be computed; on degenerate data (all resamples alike) it is NaN, so percentile."""
+    if resampling.method == "BCa":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DegenerateDataWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            low, high = _run_bootstrap(data, statistic, resampling, "BCa")
+        if np.isfinite(low) and np.isfinite(high):
+            return low, high
+    return _run_bootstrap(data, statistic, resampling, "percentile")
+
+
+def _run_bootstrap(
+    data: tuple[np.ndarray, ...], statistic: Statistic, resampling: Resampling, method: str
+) -> tuple[float, float]:
+    result = bootstrap(
+        data,
+        statistic,
+        n_resamples=resampling.n_resamples,
+        vectorized=True,
+        confidence_level=resampling.level,
+        method=method,
+        random_state=np.random.default_rng(resampling.seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)

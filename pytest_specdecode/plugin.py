@@ -18,6 +18,7 @@ from .baseline import BaselineError
 from .config import ConfigError
 from .engines.base import Engine, EngineStartError
 from .gates import GATE_MARKERS, MARKER_HELP, Gate, GateUsageError, Verdict, gates_from_marks, judge
+from .plots import PlotsUnavailable, markdown_links, write_plots
 from .report import markdown, terminal_lines, write_json
 from .results import ConfigResult
 from .session import DEFAULT_BASELINE_DIR, Options, SpecSession
@@ -59,6 +60,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="re-measure vanilla even when a matching stored baseline exists, and store the new one")
     group.addoption("--spec-baseline-max-age", type=float, default=168.0, metavar="HOURS",
                     help="a stored baseline older than this is not reused (default 168)")
+    group.addoption("--spec-plots", metavar="DIR", type=Path, default=None,
+                    help="write PNGs (per-position acceptance, speedup and P99 vs load, per-request acceptance "
+                         "histogram) to DIR; needs matplotlib: pip install 'pytest-specdecode[plots]'")
     group.addoption("--spec-save", metavar="NAME", default=None,
                     help="store this session's results as NAME (one file per config) for --spec-compare")
     group.addoption("--spec-compare", metavar="NAME", nargs="?", const="latest", default=None,
@@ -283,6 +287,17 @@ def pytest_report_from_serializable(data: dict) -> Iterator[Any]:
     return report
 
 
+def _write_plots(config: pytest.Config, results: list[ConfigResult]) -> list[Path]:
+    folder = config.getoption("--spec-plots")
+    if folder is None or not results:
+        return []
+    try:
+        return write_plots(results, folder)
+    except PlotsUnavailable as exc:
+        config.pluginmanager.get_plugin("terminalreporter").write_line(f"[specdecode] {exc}", red=True)
+        return []
+
+
 class _ReportCollector:
     """Registered per pytest config: `pytest_runtest_logreport` gets no config of its own."""
 
@@ -320,9 +335,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     except BaselineError as exc:
         session.config.pluginmanager.get_plugin("terminalreporter").write_line(f"[specdecode] {exc}", red=True)
     if spec.options.report is not None and (results or spec.verdicts):
-        write_json(spec.options.report, results, spec.verdicts)
+        write_json(spec.options.report, results, spec.verdicts, spec.timing())
+    plots = _write_plots(session.config, results)
     summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
     text = markdown(results, spec.verdicts)
+    if text and plots:
+        text += "\n" + markdown_links(plots)
     if summary_file and text:
         with open(summary_file, "a", encoding="utf-8") as handle:
             handle.write(text)

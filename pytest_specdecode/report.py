@@ -77,7 +77,9 @@ def break_even_lines(results: Iterable[ConfigResult]) -> list[str]:
     return lines
 
 
-def report_dict(results: list[ConfigResult], verdicts: list[Verdict]) -> dict[str, Any]:
+def report_dict(
+    results: list[ConfigResult], verdicts: list[Verdict], timing: dict[str, float] | None = None
+) -> dict[str, Any]:
     environment = next((r.environment.model_dump() for r in results), {})
     runs = [run.model_dump(mode="json") for result in results for run in result.runs]
     return {
@@ -89,12 +91,15 @@ def report_dict(results: list[ConfigResult], verdicts: list[Verdict]) -> dict[st
         "gates": [
             {k: v for k, v in verdict.as_dict().items() if k != "message"} for verdict in verdicts
         ],
+        "timing_s": timing or {},
     }
 
 
-def write_json(path: Path, results: list[ConfigResult], verdicts: list[Verdict]) -> None:
+def write_json(
+    path: Path, results: list[ConfigResult], verdicts: list[Verdict], timing: dict[str, float] | None = None
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report_dict(results, verdicts), indent=2))
+    path.write_text(json.dumps(report_dict(results, verdicts, timing), indent=2))
 
 
 def markdown(results: list[ConfigResult], verdicts: list[Verdict]) -> str:

@@ -192,14 +192,15 @@ class RunResult(BaseModel):
     def per_request_acceptance_length(self) -> Distribution:
         return Distribution.of([s.acceptance_length for s in self.spec.samples if s.acceptance_length is not None])
 
+    def per_request_acceptance_values(self) -> list[float]:
+        """Each request's acceptance rate, (acceptance length - 1) / K: the spread behind the mean."""
+        k = self.num_speculative_tokens
+        return [(s.acceptance_length - 1) / k for s in self.spec.samples if s.acceptance_length is not None]
+
     @computed_field
     @property
     def per_request_acceptance(self) -> Distribution:
-        """Each request's acceptance rate, (acceptance length - 1) / K: the spread behind the mean."""
-        k = self.num_speculative_tokens
-        return Distribution.of(
-            [(s.acceptance_length - 1) / k for s in self.spec.samples if s.acceptance_length is not None]
-        )
+        return Distribution.of(self.per_request_acceptance_values())
 
     @computed_field
     @property

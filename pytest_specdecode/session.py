@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -134,6 +135,14 @@ class SpecSession:
     errors: dict[str, str] = field(default_factory=dict)
     _configs: dict[Path, SpecConfig | ConfigError] = field(default_factory=dict)
     _measurer: Measurer | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+    def timing(self) -> dict[str, float]:
+        """The session's wall time split into engine starts, warmup, measurement and the rest
+        (pytest, imports, model conversion, the plugin itself), as seen by this process."""
+        total = time.perf_counter() - self.started
+        phases = dict(self._measurer.seconds) if self._measurer is not None else {}
+        return {"session": total, **phases, "other": total - sum(phases.values())}
 
     def config_for(self, path: Path) -> SpecConfig:
         path = path.resolve()

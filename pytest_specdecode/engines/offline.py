@@ -104,6 +104,11 @@ class OfflineEngine:
             )
         return samples, duration
 
+    @property
+    def llm(self) -> Any:
+        """The `vllm.LLM` itself, for tests that need vLLM's own API."""
+        return self._llm
+
     def spec_counters(self) -> SpecCounters:
         totals: dict[str, int] = dict.fromkeys(SPEC_COUNTER_NAMES.values(), 0)
         per_position: list[int] = []

@@ -1,0 +1,101 @@
+"""The plugin's server-mode numbers next to `vllm bench serve`'s, on one server and one workload.
+
+One `vllm serve` with the config's speculative settings; the plugin measures the workload at
+concurrency 1, then vLLM's own benchmark sends the same rendered prompts with the same sampling.
+Acceptance comes from the same `/metrics` counters (deltas) in both; TPOT from each client's own
+stream timestamps.
+
+    python benchmarks/vs_bench_serve.py examples/cpu-ngram.toml --out benchmarks/results/vs-bench-serve-cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from pytest_specdecode.config import load_config
+from pytest_specdecode.engines import vllm_info
+from pytest_specdecode.engines.base import Sampling
+from pytest_specdecode.engines.server import ServerEngine
+from pytest_specdecode.load import LoadLevel
+from pytest_specdecode.measure import engine_specs
+from pytest_specdecode.results import EngineFigures
+from pytest_specdecode.workload import load_prompts, render
+
+
+def plugin_figures(engine: ServerEngine, prompts: list[str], sampling: Sampling) -> dict:
+    before = engine.spec_counters()
+    samples, duration = engine.generate(prompts, sampling, LoadLevel(concurrency=1))
+    counters = engine.spec_counters().minus(before)
+    figures = EngineFigures(samples=samples, duration_s=duration)
+    return {
+        "acceptance_rate": counters.num_accepted_tokens / counters.num_draft_tokens,
+        "mean_tpot_ms": figures.tpot_ms.mean,
+        "output_tokens": figures.output_tokens,
+    }
+
+
+def bench_serve_figures(engine: ServerEngine, prompts: list[str], sampling: Sampling, folder: Path) -> dict:
+    from vllm.benchmarks.serve import add_cli_args, main
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    dataset = folder / "prompts.jsonl"
+    dataset.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+    parser = FlexibleArgumentParser()
+    add_cli_args(parser)
+    args = parser.parse_args([
+        "--backend", "vllm", "--base-url", engine.base_url, "--model", engine.served_model(),
+        "--tokenizer", engine.spec.model, "--dataset-name", "custom", "--dataset-path", str(dataset),
+        "--skip-chat-template", "--custom-output-len", str(sampling.max_tokens), "--num-prompts", str(len(prompts)),
+        "--max-concurrency", "1", "--temperature", str(sampling.temperature), "--seed", str(sampling.seed),
+        "--num-warmups", "0",
+    ])
+    result = main(args)
+    return {
+        "acceptance_rate": result["spec_decode_acceptance_rate"] / 100,
+        "mean_tpot_ms": result["mean_tpot_ms"],
+        "output_tokens": result["total_output_tokens"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    config = load_config(args.config)
+    config = config.model_copy(update={"run": config.run.model_copy(update={"mode": "server"})})
+    spec_side, _ = engine_specs(config, vllm_info.engine_defaults())
+    workload = config.workload
+    sampling = Sampling(args.temperature, workload.max_tokens, workload.top_p, workload.seed, workload.ignore_eos)
+    engine = ServerEngine(spec_side, config.run.server_start_timeout_s)
+    try:
+        prompts = render(load_prompts(workload), engine.tokenizer(), workload.chat_template)
+        engine.generate(prompts[: max(config.run.warmup, 1)], sampling)
+        with tempfile.TemporaryDirectory() as folder:
+            plugin = plugin_figures(engine, prompts, sampling)
+            bench = bench_serve_figures(engine, prompts, sampling, Path(folder))
+    finally:
+        engine.close()
+    result = {
+        "config": str(args.config),
+        "environment": vllm_info.environment().model_dump(),
+        "temperature": args.temperature,
+        "prompts": len(prompts),
+        "plugin": plugin,
+        "vllm_bench_serve": bench,
+        "acceptance_difference_points": abs(plugin["acceptance_rate"] - bench["acceptance_rate"]) * 100,
+        "tpot_ratio": plugin["mean_tpot_ms"] / bench["mean_tpot_ms"],
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

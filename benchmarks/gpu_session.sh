@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One step of the H100 session behind docs/benchmarks.md. Run from the repo root on the GPU
 # machine after ../shared/gpu's setup.sh (vLLM 0.26.0 in /tmp/site, SmolLM2 in /tmp/models):
-#   bash benchmarks/gpu_session.sh offline|server|bench
+#   bash benchmarks/gpu_session.sh offline|server|overhead|baseline|bench-serve
 # Results go to $OUT (the device tool's folder) or benchmarks/results.
 set -uo pipefail
 export PYTHONPATH=/tmp/site:$PWD VLLM_USE_FLASHINFER_SAMPLER=0 SPECDECODE_MODEL_DIR=/tmp/models PYTHONUNBUFFERED=1
@@ -13,14 +13,16 @@ gate_session() {
   python3 -m pytest -p pytest_specdecode.plugin -p no:cacheprovider examples/test_gates.py -k "not TestBadDraft" \
     "${configs[@]}" --spec-max-engines=2 --spec-baseline-dir=/tmp/specdecode-baselines -rA "$@"
 }
-case ${1:?offline, server or bench} in
+case ${1:?offline, server, overhead, baseline or bench-serve} in
   offline)
     gate_session --spec-report="$out/h100-offline.json" 2>&1 | tee "$out/h100-offline.log" ;;
   server)
     gate_session --spec-mode=server --spec-report="$out/h100-server.json" 2>&1 | tee "$out/h100-server.log" ;;
-  bench)
-    python3 benchmarks/overhead.py examples/gpu-ngram.toml --out "$out/h100-overhead.json" 2>&1 | tail -20
-    python3 benchmarks/vs_bench_serve.py examples/gpu-ngram.toml --out "$out/h100-vs-bench-serve.json" 2>&1 | tail -20
+  overhead)
+    python3 benchmarks/overhead.py examples/gpu-ngram.toml --out "$out/h100-overhead.json" 2>&1 | tail -20 ;;
+  baseline)
     python3 benchmarks/baseline_cache.py examples/gpu-ngram.toml --out "$out/h100-baseline-cache.json" \
       -- -p pytest_specdecode.plugin 2>&1 | tail -30 ;;
+  bench-serve)
+    python3 benchmarks/vs_bench_serve.py examples/gpu-ngram.toml --out "$out/h100-vs-bench-serve.json" 2>&1 | tail -20 ;;
 esac

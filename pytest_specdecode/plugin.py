@@ -161,8 +161,11 @@ def _specdecode_config_path(request: pytest.FixtureRequest) -> Path | None:
 
 
 @pytest.fixture(autouse=True)
-def _specdecode_gates(request: pytest.FixtureRequest) -> None:
-    """Tests with gate markers measure their config in setup, so a failed start is an error."""
+def _specdecode_gates(request: pytest.FixtureRequest, _specdecode_config_path: Path | None) -> None:
+    """Tests with gate markers measure their config in setup, so a failed start is an error.
+
+    It names the config fixture so that a gated test without `spec_run` is parametrized too.
+    """
     if request.node.stash.get(GATES_KEY, None):
         request.getfixturevalue("spec_run")
 

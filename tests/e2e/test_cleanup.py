@@ -3,15 +3,26 @@ still reports what it measured."""
 
 import json
 import sys
+import uuid
 
 import psutil
 
-
-def _engine_processes() -> set[int]:
-    return {p.pid for p in psutil.process_iter(["name", "cmdline"]) if "VLLM::" in " ".join(p.info["cmdline"] or [p.info["name"] or ""])}
+TAG = "SPECDECODE_CLEANUP_TEST"
 
 
-def test_ctrl_c_after_measuring_stops_engines_and_keeps_the_report(pytester, ngram_toml):
+def _tagged_processes(tag: str) -> list[psutil.Process]:
+    """Processes that inherited our tag: the session's engines, wherever they were reparented to."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get(TAG) == tag:
+                found.append(process)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def test_ctrl_c_after_measuring_stops_engines_and_keeps_the_report(pytester, ngram_toml, monkeypatch):
     pytester.makepyfile(
         """
         def test_measure(spec_run):
@@ -21,11 +32,12 @@ def test_ctrl_c_after_measuring_stops_engines_and_keeps_the_report(pytester, ngr
             raise KeyboardInterrupt
         """
     )
-    before = _engine_processes()
+    tag = uuid.uuid4().hex
+    monkeypatch.setenv(TAG, tag)
     report = pytester.path / "interrupted.json"
     result = pytester.run(sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--spec-config={ngram_toml}",
                           f"--spec-report={report}", timeout=900)
     assert result.ret == 2  # pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*KeyboardInterrupt*", "*speculative decoding*", "ngram T=0 *"])
     assert {run["temperature"] for run in json.loads(report.read_text())["runs"]} == {0.0, 0.8}
-    assert _engine_processes() - before == set()
+    assert _tagged_processes(tag) == []

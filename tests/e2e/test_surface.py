@@ -47,3 +47,22 @@ def test_unused_plugin_imports_neither_vllm_nor_torch():
 def test_help_lists_every_option(pytester):
     result = pytester.runpytest("--help")
     result.stdout.fnmatch_lines(["*--spec-config=TOML*", "*--spec-report=PATH*", "*--spec-mode*", "*--spec-max-engines=N*"])
+
+
+def test_gate_markers_alone_make_a_test_need_a_config(pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.min_speedup(1.0)
+        class TestGated:
+            def test_no_fixture(self):
+                pass
+
+        def test_plain_tests_are_untouched():
+            pass
+        """
+    )
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(skipped=1, passed=1)
+    result.stdout.fnmatch_lines(["*no spec-config*"])

@@ -33,8 +33,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", type=Path)
     parser.add_argument("--out", type=Path)
-    parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (e.g. -p pytest_specdecode.plugin)")
-    args = parser.parse_args()
+    args, pytest_args = parser.parse_known_args()  # the rest goes to pytest, e.g. -p pytest_specdecode.plugin
+    args.pytest_args = [arg for arg in pytest_args if arg != "--"]
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         cold = gate_session(args.config, folder, folder / "cold.json", "--spec-refresh-baseline", *args.pytest_args)

@@ -53,6 +53,7 @@ class OfflineEngine:
     ) -> tuple[list[RequestSample], float]:
         """All prompts at once, as `LLM.generate` would: offline mode has no load levels."""
         from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
 
         engine = self._llm.llm_engine
         params = SamplingParams(
@@ -61,47 +62,48 @@ class OfflineEngine:
             max_tokens=sampling.max_tokens,
             seed=sampling.seed,
             ignore_eos=sampling.ignore_eos,
+            # only the new tokens of each step: cumulative outputs would rebuild every request's
+            # token list (and text) at every step, a cost `LLM.generate` (FINAL_ONLY) never pays
+            output_kind=RequestOutputKind.DELTA,
         )
         started = time.perf_counter()
-        order: dict[str, int] = {}
-        for index, prompt in enumerate(prompts):
-            request_id = f"specdecode-{next(self._request_ids)}"
-            order[request_id] = index
+        request_ids = [f"specdecode-{next(self._request_ids)}" for _ in prompts]
+        for request_id, prompt in zip(request_ids, prompts):
             engine.add_request(request_id, prompt, params)
         prompt_tokens: dict[str, int] = {}
-        token_ids: dict[str, list[int]] = {}
-        step_times: dict[str, list[float]] = {rid: [] for rid in order}
-        chunks: dict[str, list[int]] = {rid: [] for rid in order}
+        token_ids: dict[str, list[int]] = {rid: [] for rid in request_ids}
+        step_times: dict[str, list[float]] = {rid: [] for rid in request_ids}
+        chunks: dict[str, list[int]] = {rid: [] for rid in request_ids}
         finished_at: dict[str, float] = {}
         while engine.has_unfinished_requests():
             outputs = engine.step()
             now = time.perf_counter()
             for output in outputs:
                 rid = output.request_id
-                if rid not in order:
+                if rid not in token_ids:
                     continue
-                ids = list(output.outputs[0].token_ids)
-                new_tokens = len(ids) - len(token_ids.get(rid, ()))
-                if new_tokens > 0:
+                new_tokens = output.outputs[0].token_ids
+                if new_tokens:
                     step_times[rid].append(now)
-                    chunks[rid].append(new_tokens)
-                token_ids[rid] = ids
-                prompt_tokens[rid] = len(output.prompt_token_ids or ())
+                    chunks[rid].append(len(new_tokens))
+                    token_ids[rid].extend(new_tokens)
+                if output.prompt_token_ids:
+                    prompt_tokens[rid] = len(output.prompt_token_ids)
                 if output.finished:
                     finished_at[rid] = now
         duration = time.perf_counter() - started
-        samples: list[RequestSample] = [None] * len(prompts)  # type: ignore[list-item]
-        for rid, index in order.items():
-            times = step_times[rid]
-            samples[index] = RequestSample(
+        samples = [  # in the prompts' order
+            RequestSample(
                 prompt_tokens=prompt_tokens.get(rid, 0),
-                output_tokens=len(token_ids.get(rid, ())),
-                ttft_s=(times[0] - started) if times else None,
-                e2e_s=finished_at.get(rid, time.perf_counter()) - started,
-                itl_s=[later - earlier for earlier, later in zip(times, times[1:])],
+                output_tokens=len(token_ids[rid]),
+                ttft_s=(step_times[rid][0] - started) if step_times[rid] else None,
+                e2e_s=finished_at.get(rid, duration + started) - started,
+                itl_s=[later - earlier for earlier, later in zip(step_times[rid], step_times[rid][1:])],
                 chunk_tokens=chunks[rid],
-                output_token_ids=token_ids.get(rid, []),
+                output_token_ids=token_ids[rid],
             )
+            for rid in request_ids
+        ]
         return samples, duration
 
     @property

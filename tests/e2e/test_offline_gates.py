@@ -72,7 +72,7 @@ def test_bad_draft_fails_with_measured_value_threshold_and_advice(pytester, draf
         """
         import pytest
 
-        @pytest.mark.min_acceptance(0.5)
+        @pytest.mark.min_acceptance(0.5, temperature=0.0)
         def test_draft_gate(spec_run):
             pass
         """
@@ -81,7 +81,7 @@ def test_bad_draft_fails_with_measured_value_threshold_and_advice(pytester, draf
     result.assert_outcomes(failed=1, passed=1)
     result.stdout.fnmatch_lines(
         [
-            "*min_acceptance(0.5) at draft T=0: measured 0.*, below threshold 0.5",
+            "*min_acceptance(0.5, temperature=0.0) at draft T=0: measured 0.*, below threshold 0.5",
             "*position:*0*1",
             "*advice: acceptance < 50%: lower num_speculative_tokens (now 2)*",
             "FAILED*test_draft_gate[[]draft[]]*",

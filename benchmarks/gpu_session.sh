@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
 # One step of the H100 session behind docs/benchmarks.md. Run from the repo root on the GPU
 # machine after ../shared/gpu's setup.sh (vLLM 0.26.0 in /tmp/site, SmolLM2 in /tmp/models):
-#   bash benchmarks/gpu_session.sh offline|server|overhead|baseline|bench-serve
-# Results go to $OUT (the device tool's folder) or benchmarks/results.
+#   bash benchmarks/gpu_session.sh offline|server [ngram draft self-draft]   (default: all three)
+#   bash benchmarks/gpu_session.sh overhead|baseline|bench-serve
+# Results go to $OUT (the device tool's folder) or benchmarks/results. Each step fits one
+# 10-minute device call; server steps share vanilla through the baseline folder on the machine.
 set -uo pipefail
 export PYTHONPATH=/tmp/site:$PWD VLLM_USE_FLASHINFER_SAMPLER=0 SPECDECODE_MODEL_DIR=/tmp/models PYTHONUNBUFFERED=1
 out=${OUT:-benchmarks/results}
 mkdir -p "$out"
-configs=(--spec-config=examples/gpu-ngram.toml --spec-config=examples/gpu-draft.toml --spec-config=examples/gpu-self-draft.toml)
+step=${1:?offline, server, overhead, baseline or bench-serve}
+shift
+names=("${@:-ngram draft self-draft}")
+names=(${names[*]})
+configs=()
+for name in "${names[@]}"; do configs+=("--spec-config=examples/gpu-$name.toml"); done
+tag=$(IFS=-; echo "${names[*]}")
 gate_session() {
   # the plugin is not pip-installed there, so it is loaded by name; the bound CPU test is skipped
   python3 -m pytest -p pytest_specdecode.plugin -p no:cacheprovider examples/test_gates.py -k "not TestBadDraft" \
     "${configs[@]}" --spec-max-engines=2 --spec-baseline-dir=/tmp/specdecode-baselines -rA "$@"
 }
-case ${1:?offline, server, overhead, baseline or bench-serve} in
+case $step in
   offline)
     gate_session --spec-report="$out/h100-offline.json" 2>&1 | tee "$out/h100-offline.log" ;;
   server)
-    gate_session --spec-mode=server --spec-report="$out/h100-server.json" 2>&1 | tee "$out/h100-server.log" ;;
+    gate_session --spec-mode=server --spec-report="$out/h100-server-$tag.json" 2>&1 | tee "$out/h100-server-$tag.log" ;;
   overhead)
     python3 benchmarks/overhead.py examples/gpu-ngram.toml --out "$out/h100-overhead.json" 2>&1 | tail -20 ;;
   baseline)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Protocol
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from .config import SpecConfig
 from .engines.base import Engine, EngineSpec, EngineStartError, Sampling
@@ -147,7 +147,8 @@ class Measurer:
     def _vanilla_fingerprint(self, side: EngineSpec, prompts: list[Prompt], config: SpecConfig, cell: Cell) -> str:
         """Everything that shapes vanilla figures; with a baseline store, the machine and vLLM too."""
         parts = {
-            "engine": side.key,
+            # not the URL: a vanilla server measured at one address is the same baseline at another
+            "engine": replace(side, url=None).key,
             "prompts": [asdict(p) for p in prompts],
             "chat_template": config.workload.chat_template,
             "sampling": asdict(cell.sampling),

@@ -128,7 +128,7 @@ def _per_position_plot(pyplot: ModuleType, result: ConfigResult, runs: list[RunR
 
 def _load_plot(pyplot: ModuleType, result: ConfigResult, runs: list[RunResult], folder: Path) -> Path | None:
     """Speedup and E2E P99 along each load sweep: where speculation stops paying, and where the
-    tail gets worse, which is what `disable_by_batch_size` is set from."""
+    tail gets worse, which is what vLLM's per-batch-size speculation limits are set from."""
     axes_swept = [axis for axis in LOAD_AXES if len(_levels(runs, axis)) >= 2]
     if not axes_swept:
         return None

@@ -59,7 +59,7 @@ def terminal_lines(results: list[ConfigResult], verdicts: list[Verdict]) -> list
     lines += [f"break-even {line}" for line in break_even_lines(results)]
     for verdict in verdicts:
         if not verdict.passed:
-            lines.append(f"FAILED {verdict.test}: {verdict.gate} at {verdict.run}: measured {_fmt(verdict.measured)}")
+            lines.append(f"{verdict.outcome.upper()} {verdict.test}: {verdict.gate} at {verdict.run}: measured {_fmt(verdict.measured)}")
     lines.append("TPOT column: speculative vs vanilla. E2E column: speculative.")
     return lines
 
@@ -81,7 +81,12 @@ def report_dict(
     results: list[ConfigResult], verdicts: list[Verdict], timing: dict[str, float] | None = None
 ) -> dict[str, Any]:
     environment = next((r.environment.model_dump() for r in results), {})
-    runs = [run.model_dump(mode="json") for result in results for run in result.runs]
+    without_ids = {"samples": {"__all__": {"output_token_ids"}}}  # tokens belong in baselines, not reports
+    runs = [
+        run.model_dump(mode="json", exclude={"spec": without_ids, "vanilla": without_ids})
+        for result in results
+        for run in result.runs
+    ]
     return {
         "schema_version": SCHEMA_VERSION,
         "environment": environment,
@@ -113,6 +118,6 @@ def markdown(results: list[ConfigResult], verdicts: list[Verdict]) -> str:
         lines += ["", "**Break-even**", ""] + [f"- {line}" for line in even]
     failed = [v for v in verdicts if not v.passed]
     if failed:
-        lines += ["", "**Missed gates**", ""]
-        lines += [f"- `{v.test}`: {v.gate} at {v.run}: measured {_fmt(v.measured)}" for v in failed]
+        lines += ["", "**Missed or inconclusive gates**", ""]
+        lines += [f"- {v.outcome}: `{v.test}`: {v.gate} at {v.run}: measured {_fmt(v.measured)}" for v in failed]
     return "\n".join(lines) + "\n"

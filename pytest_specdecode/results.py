@@ -27,7 +27,7 @@ class RequestSample(BaseModel):
     e2e_s: float
     itl_s: list[float] = Field(default_factory=list, description="gaps between streamed chunks")
     chunk_tokens: list[int] = Field(default_factory=list, description="tokens per engine step")
-    output_token_ids: list[int] = Field(default_factory=list, exclude=True)
+    output_token_ids: list[int] = Field(default_factory=list, description="kept for lossless checks against baselines")
     repeat: int = 0
 
     @computed_field
@@ -268,7 +268,8 @@ class ConfigResult(BaseModel):
     @computed_field
     @property
     def break_even(self) -> list[BreakEven]:
-        """Per temperature and load axis: the number that tells where to set `disable_by_batch_size`."""
+        """Per temperature and load axis: the load beyond which speculation should be switched off
+        (vLLM's `num_speculative_tokens_per_batch_size`, `disable_by_batch_size` in older builds)."""
         points = []
         for temperature in sorted({run.temperature for run in self.runs}):
             for axis in ("concurrency", "request_rate"):

@@ -150,24 +150,28 @@ def p99_regression_interval(
 
 
 def acceptance_interval(run: RunResult, resampling: Resampling = DEFAULT_RESAMPLING) -> Interval | None:
-    """Acceptance rate from the spec side's streamed chunks: accepted tokens / (draft steps * K).
+    """The spread of vLLM's counter-based acceptance rate, from how it varies across requests.
 
-    Each chunk after the first is one draft step that kept chunk - 1 drafted tokens. Pooling steps
-    (a ratio of sums) weighs every step alike, as vLLM's counters do, rather than every request.
-    The chunk-based figure estimates the counter-based `RunResult.acceptance_rate`; the two agree
-    when every streamed chunk is one engine step.
+    Per request we only see tokens per step (streamed chunks), not how many tokens were drafted:
+    methods such as n-gram propose nothing on some steps, so chunk sizes alone would understate
+    acceptance. The interval therefore resamples requests for the *relative* change of accepted
+    tokens per step (a ratio of sums, every step weighed alike) and scales the counter-based point
+    estimate by it: centred on `RunResult.acceptance_rate`, as wide as the requests disagree.
     """
-    k = run.num_speculative_tokens
-    drafted = [s for s in run.spec.samples if len(s.chunk_tokens) > 1]
-    if k < 1 or not drafted:
+    point = run.acceptance_rate
+    stepped = [s for s in run.spec.samples if len(s.chunk_tokens) > 1]
+    if point is None or not stepped:
         return None
-    accepted = np.array([sum(s.chunk_tokens[1:]) - len(s.chunk_tokens[1:]) for s in drafted], dtype=float)
-    steps = np.array([len(s.chunk_tokens[1:]) for s in drafted], dtype=float)
+    accepted = np.array([sum(s.chunk_tokens[1:]) - len(s.chunk_tokens[1:]) for s in stepped], dtype=float)
+    steps = np.array([len(s.chunk_tokens[1:]) for s in stepped], dtype=float)
+    overall = accepted.sum() / steps.sum()
+    if overall == 0:
+        return None
 
     def statistic(idx: np.ndarray) -> np.ndarray:
-        return accepted[idx].sum(axis=-1) / (steps[idx].sum(axis=-1) * k)
+        return point * (accepted[idx].sum(axis=-1) / steps[idx].sum(axis=-1)) / overall
 
-    return _interval([_repeats(drafted)], statistic, resampling)
+    return _interval([_repeats(stepped)], statistic, resampling)
 
 
 def _speedup_statistic(spec: EngineFigures, vanilla: EngineFigures) -> Statistic | None:

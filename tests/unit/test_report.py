@@ -20,9 +20,9 @@ def test_report_json_terminal_and_markdown_read_the_same_result(tmp_path):
     lines = terminal_lines([measured], verdicts)
     assert lines[0].split()[:3] == ["run", "accept", "mean"]
     assert any("INVALID" in line and "cfg T=0.8" in line for line in lines)
-    assert "FAILED test_x: min_acceptance(0.3) at cfg T=0.8: measured -" in lines
+    assert "FAIL test_x: min_acceptance(0.3) at cfg T=0.8: measured -" in lines
     text = markdown([measured], verdicts)
-    assert "| cfg T=0 | 0.433 |" in text and "**Missed gates**" in text
+    assert "| cfg T=0 | 0.433 |" in text and "**Missed or inconclusive gates**" in text
 
 
 def test_nothing_measured_shows_nothing():

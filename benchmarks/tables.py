@@ -138,7 +138,11 @@ def baseline_section(name: str, command: str) -> list[str]:
 def main() -> None:
     out = [INTRO]
     out += gate_section("H100, offline mode (`vllm.LLM`)", "h100-offline.json", "bash benchmarks/gpu_session.sh offline")
-    out += gate_section("H100, server mode (`vllm serve`, two load levels)", "h100-server.json", "bash benchmarks/gpu_session.sh server")
+    for path in sorted(RESULTS.glob("h100-server-*.json")):
+        runs = json.loads(path.read_text())["runs"]
+        configs = " ".join(dict.fromkeys(run["config_name"].removeprefix("gpu-") for run in runs))
+        out += gate_section(f"H100, server mode (`vllm serve`, two load levels): {configs}", path.name,
+                            f"bash benchmarks/gpu_session.sh server {configs}")
     out += ["## Side by side", ""]
     out += overhead_section("h100-overhead.json", "python benchmarks/overhead.py examples/gpu-ngram.toml")
     out += bench_serve_section("h100-vs-bench-serve.json", "python benchmarks/vs_bench_serve.py examples/gpu-ngram.toml")

@@ -88,6 +88,10 @@ class Measurer:
         #: where this process's time went, for the report's session breakdown
         self.seconds: dict[str, float] = {"engine_start": 0.0, "warmup": 0.0, "measurement": 0.0}
 
+    def forget(self) -> None:
+        """Drop vanilla figures measured in this process, so the next measurement looks further."""
+        self._vanilla_memo.clear()
+
     def measure(self, config: SpecConfig) -> ConfigResult:
         spec_side, vanilla_side = engine_specs(config, self.defaults, self.endpoints)
         prompts = load_prompts(config.workload)

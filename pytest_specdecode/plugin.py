@@ -187,7 +187,7 @@ def spec_run(request: pytest.FixtureRequest, spec_config: Any) -> ConfigResult:
     session = request.config.stash[SESSION_KEY]
     try:
         result = session.result_for(spec_config.path)
-    except (EngineStartError, ConfigError) as exc:
+    except (EngineStartError, ConfigError, BaselineError) as exc:
         pytest.fail(f"{spec_config.path.name}: {exc}", pytrace=False)
     request.node.stash[RESULT_KEY] = result
     return result

@@ -70,6 +70,18 @@ class SharedMeasurer:
         finally:
             self.release()
 
+    def stop_engines(self) -> None:
+        """Stop the running engines but keep what they measured (they restart when needed)."""
+        if self.measurer is not None:
+            self.measurer.pool.close_all()
+
+    def forget(self) -> None:
+        """Stop the engines and drop every measurement: the next session starts as a new process would."""
+        self.stop_engines()
+        self._results.clear()
+        if self.measurer is not None:
+            self.measurer.forget()
+
     def release(self) -> None:
         self._users -= 1
         if self._users <= 0:
@@ -208,7 +220,7 @@ class SpecSession:
         if key not in self.results:
             try:
                 self.results[key] = self._measure(config)
-            except (EngineStartError, ConfigError) as exc:
+            except (EngineStartError, ConfigError, BaselineError) as exc:
                 self.errors[key] = str(exc)
                 raise
         return self.results[key]

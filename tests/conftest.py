@@ -8,6 +8,9 @@ from pytest_specdecode.session import SHARED
 
 # pytester points HOME at each test's tmp dir: keep one model cache for every inner session
 os.environ.setdefault(MODEL_DIR_ENV, str(model_cache_dir()))
+# vLLM's own log handler would hold the stdout of whichever pytester session imported it first;
+# through the root logger, its lines land in each test's captured log instead
+os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
 
 pytest_plugins = ["pytester"]
 
@@ -34,3 +37,9 @@ def pytester(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester._Pytester__take_sys_modules_snapshot = take_snapshot
     pytester._sys_modules_snapshot = take_snapshot()
     return pytester
+
+
+@pytest.fixture
+def engines_stopped() -> None:
+    """For tests that start their own pytest process: free the CPU and RAM the shared engines hold."""
+    SHARED.stop_engines()

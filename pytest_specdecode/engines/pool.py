@@ -45,6 +45,9 @@ class EnginePool:
         self.starts.append((key, spec.role, engine.start_s))
         return engine
 
+    def live(self) -> list[Engine]:
+        return list(self._live.values())
+
     def is_live(self, spec: EngineSpec) -> bool:
         return spec.key in self._live
 

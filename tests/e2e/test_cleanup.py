@@ -22,7 +22,7 @@ def _tagged_processes(tag: str) -> list[psutil.Process]:
     return found
 
 
-def test_ctrl_c_after_measuring_stops_engines_and_keeps_the_report(pytester, ngram_toml, monkeypatch):
+def test_ctrl_c_after_measuring_stops_engines_and_keeps_the_report(pytester, ngram_toml, monkeypatch, engines_stopped):
     pytester.makepyfile(
         """
         def test_measure(spec_run):

@@ -87,14 +87,21 @@ def test_bad_draft_fails_with_measured_value_threshold_and_advice(pytester, draf
             "FAILED*test_draft_gate[[]draft[]]*",
         ]
     )
-    assert "Traceback" not in result.stdout.str()
+    failure = result.stdout.str().split("= FAILURES =")[1].split("Captured")[0]
+    assert "Traceback" not in failure
 
 
 def test_vanilla_twin_is_shared_between_configs_of_one_target(pytester, draft_toml, ngram_toml):
     report = pytester.path / "r.json"
+    bench = pytester.path / "bench.json"
     pytester.makepyfile("def test_runs(spec_run):\n    pass\n")
-    pytester.runpytest(f"--spec-config={draft_toml}", f"--spec-config={ngram_toml}", f"--spec-report={report}")
+    pytester.runpytest(f"--spec-config={draft_toml}", f"--spec-config={ngram_toml}", f"--spec-report={report}",
+                       f"--benchmark-json={bench}")
     runs = json.loads(report.read_text())["runs"]
+    entries = {entry["name"]: entry for entry in json.loads(bench.read_text())["benchmarks"]}
+    assert "specdecode[ngram-T=0-spec]" in entries and "specdecode[draft-T=0.8-vanilla]" in entries
+    assert entries["specdecode[ngram-T=0-spec]"]["stats"]["rounds"] == 4  # one per request
+    assert entries["specdecode[ngram-T=0-spec]"]["extra_info"]["acceptance_rate"] > 0
     by_config = {(r["config_name"], r["temperature"]): r for r in runs}
     assert by_config[("draft", 0.0)]["vanilla"] == by_config[("ngram", 0.0)]["vanilla"]
     assert by_config[("draft", 0.0)]["spec"]["kv_cache_tokens"] < by_config[("ngram", 0.0)]["spec"]["kv_cache_tokens"]
@@ -107,7 +114,8 @@ def test_broken_config_errors_its_tests_and_others_still_run(pytester, ngram_tom
     result = pytester.runpytest(f"--spec-config={broken}", f"--spec-config={ngram_toml}")
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*broken.toml: [[]speculative[]] num_speculative_tokens: Input should be greater than or equal to 1*"])
-    assert "Traceback" not in result.stdout.str()
+    error = result.stdout.str().split("= ERRORS =")[1].split("Captured")[0]
+    assert "Traceback" not in error
 
 
 def test_engine_that_cannot_start_is_an_error_with_its_reason(pytester, ngram_toml):

@@ -2,6 +2,8 @@
 
 import json
 
+import psutil
+
 
 def test_server_mode_gates_per_load_level_and_reports_break_even(pytester, server_toml):
     pytester.makepyfile(
@@ -32,3 +34,30 @@ def test_server_mode_gates_per_load_level_and_reports_break_even(pytester, serve
         assert sum(steps) == run["spec"]["output_tokens"]
         assert run["outputs_match"] is not None
     assert data["break_even"]["server"][0]["axis"] == "concurrency"
+
+
+def test_endpoint_mode_measures_a_running_server_and_starts_nothing(pytester, server_toml, engines_stopped):
+    """`--spec-endpoint`: a deployment someone else runs (here one we start by hand)."""
+    from pytest_specdecode.config import load_config
+    from pytest_specdecode.engines import vllm_info
+    from pytest_specdecode.engines.server import ServerEngine
+    from pytest_specdecode.measure import engine_specs
+
+    config = load_config(server_toml)
+    spec_side, _ = engine_specs(config, vllm_info.engine_defaults())
+    server = ServerEngine(spec_side)
+    try:
+        pytester.makepyfile("import pytest\n\n@pytest.mark.min_acceptance(0.3)\ndef test_deployed(spec_run):\n    pass\n")
+        report = pytester.path / "endpoint.json"
+        result = pytester.runpytest(
+            f"--spec-config={server_toml}", f"--spec-endpoint={server.base_url}",
+            f"--spec-baseline-endpoint={server.base_url}", f"--spec-report={report}",
+        )
+        result.assert_outcomes(passed=1)
+        data = json.loads(report.read_text())
+        assert data["engine_start_s"]["server"] == {"spec": 0.0, "vanilla": 0.0}  # nothing was started
+        assert {run["concurrency"] for run in data["runs"]} == {1, 4}
+        assert all(run["num_drafts"] > 0 for run in data["runs"])
+    finally:
+        server.close()
+    assert not psutil.pid_exists(server.pid)

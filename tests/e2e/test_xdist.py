@@ -4,7 +4,7 @@ import json
 import sys
 
 
-def test_workers_measure_and_the_controller_reports_once(pytester, ngram_toml):
+def test_workers_measure_and_the_controller_reports_once(pytester, ngram_toml, engines_stopped):
     tiny = pytester.path / "tiny.toml"
     tiny.write_text(
         ngram_toml.read_text()

@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import emit
+
 GATE = Path(__file__).resolve().parent.parent / "examples" / "test_gates.py"
 
 
@@ -49,11 +51,7 @@ def main() -> None:
         "engine_starts": {name: report["engine_start_s"] for name, report in reports.items()},
         "timing_s": {name: report["timing_s"] for name, report in reports.items()},
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

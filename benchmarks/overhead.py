@@ -9,10 +9,11 @@ output tokens/s of each, and the plugin's throughput as a fraction of the bare s
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
+
+from _common import emit
 
 from pytest_specdecode.config import load_config
 from pytest_specdecode.engines import vllm_info
@@ -64,11 +65,7 @@ def main() -> None:
         "plugin_tokens_per_s": plugin,
         "plugin_over_bare_median": statistics.median(p / b for p, b in zip(plugin, bare)),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ import json
 import tempfile
 from pathlib import Path
 
+from _common import emit
+
 from pytest_specdecode.config import load_config
 from pytest_specdecode.engines import vllm_info
 from pytest_specdecode.engines.base import Sampling
@@ -90,11 +92,7 @@ def main() -> None:
         "acceptance_difference_points": abs(plugin["acceptance_rate"] - bench["acceptance_rate"]) * 100,
         "tpot_ratio": plugin["mean_tpot_ms"] / bench["mean_tpot_ms"],
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

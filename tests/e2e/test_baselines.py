@@ -7,21 +7,14 @@ from pytest_specdecode.session import SHARED
 GATED = "import pytest\n\n@pytest.mark.min_speedup(0.01)\ndef test_gate(spec_run):\n    pass\n"
 
 
-def test_a_fresh_baseline_skips_the_vanilla_engine_and_a_changed_one_does_not(pytester, ngram_toml):
-    tiny = pytester.path / "tiny.toml"
-    tiny.write_text(
-        ngram_toml.read_text()
-        .replace("num_prompts = 4", "num_prompts = 2")
-        .replace("max_tokens = 32", "max_tokens = 12")
-        .replace("temperatures = [0.0, 0.8]", "temperatures = [0.0]")
-    )
+def test_a_fresh_baseline_skips_the_vanilla_engine_and_a_changed_one_does_not(pytester, tiny_toml):
     pytester.makepyfile(test_gate=GATED)
     baselines = pytester.path / "baselines"
 
     def session(name: str, *extra: str) -> dict:
         SHARED.forget()  # as if each session were a new CI job
         report = pytester.path / f"{name}.json"
-        result = pytester.runpytest(f"--spec-config={tiny}", f"--spec-baseline-dir={baselines}", f"--spec-report={report}", *extra)
+        result = pytester.runpytest(f"--spec-config={tiny_toml}", f"--spec-baseline-dir={baselines}", f"--spec-report={report}", *extra)
         result.assert_outcomes(passed=1)
         return json.loads(report.read_text())
 
@@ -38,7 +31,7 @@ def test_a_fresh_baseline_skips_the_vanilla_engine_and_a_changed_one_does_not(py
     assert second["runs"][0]["vanilla"]["output_tokens"] == first["runs"][0]["vanilla"]["output_tokens"]
     assert second["runs"][0]["outputs_match"] is not None
 
-    tiny.write_text(tiny.read_text().replace("max_tokens = 12", "max_tokens = 10"))  # the workload changed
+    tiny_toml.write_text(tiny_toml.read_text().replace("max_tokens = 12", "max_tokens = 10"))  # the workload changed
     third = session("third")
     assert third["runs"][0]["baseline"]["source"] == "measured"
     assert third["runs"][0]["baseline"]["fingerprint"] != cached["fingerprint"]
@@ -46,6 +39,6 @@ def test_a_fresh_baseline_skips_the_vanilla_engine_and_a_changed_one_does_not(py
     corrupt = baselines / "baselines" / f"{third['runs'][0]['baseline']['fingerprint']}.json"
     corrupt.write_text("{not json")
     SHARED.forget()
-    result = pytester.runpytest(f"--spec-config={tiny}", f"--spec-baseline-dir={baselines}")
+    result = pytester.runpytest(f"--spec-config={tiny_toml}", f"--spec-baseline-dir={baselines}")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([f"*{corrupt}*"])

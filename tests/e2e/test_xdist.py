@@ -4,20 +4,13 @@ import json
 import sys
 
 
-def test_workers_measure_and_the_controller_reports_once(pytester, ngram_toml, engines_stopped):
-    tiny = pytester.path / "tiny.toml"
-    tiny.write_text(
-        ngram_toml.read_text()
-        .replace("num_prompts = 4", "num_prompts = 2")
-        .replace("max_tokens = 32", "max_tokens = 12")
-        .replace("temperatures = [0.0, 0.8]", "temperatures = [0.0]")
-    )
+def test_workers_measure_and_the_controller_reports_once(pytester, tiny_toml, engines_stopped):
     pytester.makepyfile(
         test_a="import pytest\n\n@pytest.mark.min_acceptance(0.0)\ndef test_a(spec_run):\n    pass\n",
         test_b="import pytest\n\n@pytest.mark.min_speedup(0.01)\ndef test_b(spec_run):\n    pass\n",
     )
     report = pytester.path / "xdist.json"
-    result = pytester.run(sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "2", f"--spec-config={tiny}",
+    result = pytester.run(sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "2", f"--spec-config={tiny_toml}",
                           f"--spec-report={report}", timeout=900)
     assert result.ret == 0, result.stdout.str()
     result.stdout.fnmatch_lines(["*speculative decoding*", "tiny T=0 *2/2 passed*"])

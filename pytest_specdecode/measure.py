@@ -93,6 +93,7 @@ class Measurer:
         self._vanilla_memo.clear()
 
     def measure(self, config: SpecConfig) -> ConfigResult:
+        starts_before = len(self.pool.starts)
         spec_side, vanilla_side = engine_specs(config, self.defaults, self.endpoints)
         prompts = load_prompts(config.workload)
         cells = _cells(config)
@@ -135,7 +136,8 @@ class Measurer:
             config=str(config.path),
             config_name=config.name,
             runs=runs,
-            engine_start_s={role: seconds for key, role, seconds in self.pool.starts if key in keys},
+            # the starts this measurement caused: an engine shared with an earlier config is not billed twice
+            engine_start_s={role: seconds for key, role, seconds in self.pool.starts[starts_before:] if key in keys},
         )
 
     def _known_vanilla(self, fingerprint: str) -> tuple[EngineFigures, BaselineInfo] | None:

@@ -93,9 +93,10 @@ class SharedMeasurer:
         if measurer is not None:
             measurer.pool.close_all()
 
-    def result(self, config: SpecConfig, measure: Callable[[], ConfigResult]) -> ConfigResult:
-        """Identical configs (wherever their files live) are measured once per process."""
-        key = _content_key(config)
+    def result(self, config: SpecConfig, measure: Callable[[], ConfigResult], how: str = "") -> ConfigResult:
+        """Identical configs (wherever their files live) measured the same way (`how`: e.g. which
+        endpoints) are measured once per process."""
+        key = _content_key(config) + how
         if key not in self._results:
             self._results[key] = measure()
         cached = self._results[key]
@@ -238,7 +239,7 @@ class SpecSession:
         self._validate(config)
         measurer = self.measurer()
         measurer.progress = self.progress  # the shared measurer reports to the session asking now
-        result = SHARED.result(config, lambda: measurer.measure(config))
+        result = SHARED.result(config, lambda: measurer.measure(config), repr(self.options.endpoints))
         from .engines import vllm_info
 
         return result.model_copy(update={"environment": vllm_info.environment()})

@@ -260,9 +260,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """The report carries the result and verdicts, so xdist's controller sees what workers measured."""
     report = yield
     result = item.stash.get(RESULT_KEY, None)
-    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-        if result is not None or VERDICTS_KEY in item.stash:
-            setattr(report, REPORT_ATTR, (result, item.stash.get(VERDICTS_KEY, [])))
+    if report.when == "call" and (result is not None or VERDICTS_KEY in item.stash):
+        setattr(report, REPORT_ATTR, (result, item.stash.get(VERDICTS_KEY, [])))
     return report
 
 

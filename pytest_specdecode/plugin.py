@@ -311,6 +311,13 @@ class _ReportCollector:
         if carried is not None:
             self.session.record(*carried)
 
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> Iterator[None]:
+        """Ahead of pytest-benchmark's own wrapper, which saves its JSON before any plain hook runs."""
+        if not hasattr(session.config, "workerinput"):
+            add_to_benchmark_session(session.config, list(self.session.results.values()))
+        return (yield)
+
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     session = config.stash[SESSION_KEY]
@@ -321,17 +328,12 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             terminalreporter.write_line(line)
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Reports are written by the controller only, and also after failures or Ctrl-C.
-
-    tryfirst: pytest-benchmark saves its JSON in its own sessionfinish, after ours adds to it.
-    """
+    """Reports are written by the controller only, and also after failures or Ctrl-C."""
     if hasattr(session.config, "workerinput"):
         return
     spec = session.config.stash[SESSION_KEY]
     results = list(spec.results.values())
-    add_to_benchmark_session(session.config, results)
     try:
         spec.save_history()
     except BaselineError as exc:

@@ -44,7 +44,8 @@ def engine_specs(config: SpecConfig, defaults: dict, endpoints: Endpoints | None
     engine_args = {**defaults, **config.model.engine_args()}
     speculative = config.speculative.vllm_dict()
     if endpoints is not None:
-        spec = EngineSpec(config.model.name, engine_args, speculative, "endpoint", endpoints.spec)
+        # the tokenizer that renders prompts still loads here, so builtin: names resolve as usual
+        spec = EngineSpec(resolve_model(config.model.name), engine_args, speculative, "endpoint", endpoints.spec)
         return spec, spec.vanilla_twin(endpoints.vanilla) if endpoints.vanilla else None
     if "model" in speculative:
         speculative["model"] = resolve_model(speculative["model"])

@@ -52,8 +52,7 @@ class ModelSection(BaseModel):
 
     def engine_args(self) -> dict[str, Any]:
         """Every engine argument the user set, without `name` (which becomes `model`)."""
-        args = self.model_dump(exclude_none=True, exclude={"name"})
-        return args
+        return self.model_dump(exclude_none=True, exclude={"name"})
 
 
 class SpeculativeSection(BaseModel):

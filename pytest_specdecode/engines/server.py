@@ -226,11 +226,16 @@ class EndpointEngine:
             from transformers import AutoTokenizer
 
             args = self.spec.engine_args
-            self._tokenizer = AutoTokenizer.from_pretrained(
-                args.get("tokenizer") or self.spec.model,
-                revision=args.get("tokenizer_revision"),
-                trust_remote_code=bool(args.get("trust_remote_code", False)),
-            )
+            name = args.get("tokenizer") or self.spec.model
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(
+                    name,
+                    revision=args.get("tokenizer_revision"),
+                    trust_remote_code=bool(args.get("trust_remote_code", False)),
+                )
+            except (OSError, ValueError) as exc:  # a bad name or an unreachable hub: the user's to fix
+                first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise EngineStartError(f"cannot load the tokenizer {name!r} to render prompts: {first_line}") from None
         return self._tokenizer
 
     def close(self) -> None:

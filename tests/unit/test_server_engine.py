@@ -352,3 +352,13 @@ def test_server_engine_measures_what_it_started_and_stops_it(tmp_path):
         engine.close()
     assert not _alive(engine.pid)
     engine.close()
+
+
+def test_a_tokenizer_that_cannot_load_is_a_one_line_start_error(tmp_path):
+    from pytest_specdecode.engines.base import EngineSpec, EngineStartError
+    from pytest_specdecode.engines.server import EndpointEngine
+
+    engine = EndpointEngine(EngineSpec(str(tmp_path / "no-such-model"), mode="endpoint", url="http://127.0.0.1:9"), "http://127.0.0.1:9")
+    with pytest.raises(EngineStartError, match="cannot load the tokenizer") as caught:
+        engine.tokenizer()
+    assert "\n" not in str(caught.value)

@@ -84,14 +84,25 @@ def gate_section(title: str, name: str, command: str) -> list[str]:
     lines = [f"## {title}", "", f"`{command}`", "", f"File: `benchmarks/results/{name}`; vLLM {env.get('vllm')}, "
              f"torch {env.get('torch')}, {env.get('device')}.", ""]
     lines += runs_table(report) + [""]
-    for config, points in (report.get("break_even") or {}).items():
-        for point in points:
-            lines.append(
-                f"Break-even {config} T={point['temperature']:g}: speedup >= 1 up to {point['axis']} = "
-                f"{fmt(point['highest_level_with_speedup'], 'g')}; E2E P99 regresses from {fmt(point['first_level_p99_regresses'], 'g')}."
-            )
+    lines += break_even_lines(report)
     lines += ["", "Gate verdicts:", ""] + gates_table(report) + ["", "Where the session's wall time went:", ""]
     return lines + timing_lines(report) + [""]
+
+
+def break_even_lines(report: dict) -> list[str]:
+    """Recomputed from the stored runs by the plugin's own model, so that a file written before
+    break-even was redefined (first crossing, P99 tolerance) reads as today's terminal summary does."""
+    from pytest_specdecode.report import break_even_lines as summary_lines
+    from pytest_specdecode.results import ConfigResult, RunResult
+
+    by_config: dict[str, list[dict]] = {}
+    for run in report["runs"]:
+        by_config.setdefault(run["config_name"], []).append(run)
+    results = [
+        ConfigResult(config=runs[0]["config"], config_name=name, runs=[RunResult.model_validate(run) for run in runs])
+        for name, runs in by_config.items()
+    ]
+    return [f"Break-even {line}." for line in summary_lines(results)]
 
 
 def overhead_section(name: str, command: str) -> list[str]:

@@ -28,9 +28,8 @@ from pydantic import BaseModel, ValidationError
 
 from .engines.base import EngineSpec
 from .engines.vllm_info import environment as installed_environment
-from .results import ConfigResult, EngineFigures, Environment, RunResult
+from .results import SCHEMA_VERSION, ConfigResult, EngineFigures, Environment, RunResult
 
-SCHEMA_VERSION = 1
 BASELINE_KIND = "specdecode-baseline"
 RUN_KIND = "specdecode-run"
 
@@ -135,6 +134,8 @@ class BaselineStore:
         path = self.path(fp)
         if not path.exists():
             return None
+        if _older_schema(path):
+            return None  # fields it lacks would read as empty, never as "not measured": measure again
         document = _read(path, BASELINE_KIND)
         if document.get("fingerprint") != fp:
             raise BaselineError(f"{path}: fingerprint {document.get('fingerprint')!r} does not match the file name")
@@ -238,6 +239,15 @@ def _regressions(run: RunResult, before: RunResult, max_acceptance_drop: float, 
             f"({(new - old) / old:+.1%} > {max_speedup_drop * 100:g}%)"
         )
     return messages
+
+
+def _older_schema(path: Path) -> bool:
+    """Whether the file is a well-formed document written by an older schema version."""
+    try:
+        version = json.loads(path.read_text(encoding="utf-8")).get("schema_version")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return False  # _read names the problem
+    return isinstance(version, int) and not isinstance(version, bool) and version < SCHEMA_VERSION
 
 
 def _read(path: Path, kind: str) -> dict[str, Any]:

@@ -142,6 +142,13 @@ class RunSection(_Section):
     min_valid_output_tokens: float = Field(
         default=3.0, gt=0, description="a mean output shorter than this makes a run invalid"
     )
+    min_window_s: float = Field(
+        default=3.0, ge=0, description="a measured window shorter than this is flagged: too short to resolve 5%"
+    )
+    min_p99_requests: int = Field(default=20, ge=1, description="fewer requests per side than this flag P99 figures")
+    lossless_check: bool = Field(
+        default=True, description="at T>0, score both sides' outputs with the vanilla engine and test their distributions"
+    )
 
 
 class GatesSection(_Section):
@@ -151,6 +158,9 @@ class GatesSection(_Section):
     lossless_min_match: float | None = Field(default=None, ge=0, le=1)
     max_acceptance_drop: float = Field(default=0.05, ge=0, le=1, description="with --spec-compare: points")
     max_speedup_drop: float = Field(default=0.10, ge=0, le=1, description="with --spec-compare: fraction")
+    p99_regression_tolerance: float = Field(
+        default=0.05, ge=0, description="break-even: E2E P99 this fraction above vanilla's is noise, not a regression"
+    )
 
 
 class SpecConfig(_Section):

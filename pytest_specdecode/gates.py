@@ -158,7 +158,7 @@ def measured_value(gate: Gate, run: RunResult) -> float | None:
             return positions[gate.position] if gate.position < len(positions) else None
         return run.acceptance_rate
     if gate.kind == "min_speedup":
-        return run.speedup if gate.metric == "throughput" else run.tpot_speedup
+        return run.speedup_of("tpot" if gate.metric == "tpot" else "throughput")
     if gate.kind == "max_p99_regression":
         return run.p99_regression[gate.metric or "e2e"]
     return run.outputs_match
@@ -179,7 +179,22 @@ def judge(gate: Gate, result: ConfigResult, test: str = "", confident: bool = Fa
         runs = [run for run in runs if run.temperature == 0]
     if not runs:
         raise GateUsageError(f"{gate.label}: no measured run matches (runs: {', '.join(r.label for r in result.runs)})")
+    _check_speedup_defined(gate, runs)
     return [_verdict(gate, run, test, confident) for run in runs]
+
+
+def _check_speedup_defined(gate: Gate, runs: list[RunResult]) -> None:
+    """A throughput gate on a paced level would judge a speedup of about 1 whatever the engines do
+    (`RunResult.speedup`), so it is the marker that is wrong, not the config."""
+    if gate.kind != "min_speedup" or gate.metric != "throughput":
+        return
+    rates = [run.request_rate for run in runs if run.request_rate is not None]
+    paced = next((rate for rate in rates if math.isfinite(rate)), None)
+    if paced is not None:
+        raise GateUsageError(
+            f"{gate.label}: throughput speedup is not defined at rate={paced:g} (a paced window's length is set "
+            "by the arrivals); use metric='tpot' or a concurrency level"
+        )
 
 
 def _verdict(gate: Gate, run: RunResult, test: str, confident: bool) -> Verdict:
@@ -221,9 +236,11 @@ def per_position_table(run: RunResult) -> str:
         return ""
     head = "  position:   " + " ".join(f"{i:>5d}" for i in range(len(positions)))
     body = "  acceptance: " + " ".join(f"{p:>5.2f}" for p in positions)
+    speedup = "" if run.speedup is None else f", speedup {run.speedup:.2f}x"  # None at a paced request rate
     summary = (
-        f"  acceptance rate {run.acceptance_rate:.3f}, mean acceptance length {run.mean_acceptance_length:.2f}, "
-        f"speedup {run.speedup:.2f}x" if run.acceptance_rate is not None and run.speedup is not None else ""
+        f"  acceptance rate {run.acceptance_rate:.3f}, mean acceptance length {run.mean_acceptance_length:.2f}{speedup}"
+        if run.acceptance_rate is not None and run.mean_acceptance_length is not None
+        else ""
     )
     return "\n".join(line for line in (head, body, summary) if line)
 

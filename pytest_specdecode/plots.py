@@ -16,12 +16,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import numpy as np
 
-from .results import ConfigResult, RunResult
+from .results import BREAK_EVEN_METRIC, LOAD_AXES, ConfigResult, LoadAxis, RunResult
 from .stats import Distribution
 
 if TYPE_CHECKING:
@@ -35,10 +35,9 @@ DPI = 100
 LINE_STYLES = ("-", "--", "-.", ":")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
-LoadAxis = Literal["concurrency", "request_rate"]
-LOAD_AXES: tuple[LoadAxis, ...] = ("concurrency", "request_rate")
 AXIS_TITLES = {"concurrency": "concurrency (requests in flight)", "request_rate": "request rate (requests/s)"}
 AXIS_UNITS = {"concurrency": "c", "request_rate": "rate"}
+SPEEDUP_LABELS = {"throughput": "speedup (spec / vanilla tokens/s)", "tpot": "TPOT speedup (vanilla / spec mean TPOT)"}
 
 
 class PlotsUnavailable(RuntimeError):
@@ -142,8 +141,10 @@ def _load_plot(pyplot: ModuleType, result: ConfigResult, runs: list[RunResult], 
 
 
 def _draw_sweep(result: ConfigResult, runs: list[RunResult], axis: LoadAxis, speedup_ax: Axes, p99_ax: Axes) -> None:
-    """One load axis: speedup on top, spec vs vanilla E2E P99 below, one colour per temperature."""
+    """One load axis: speedup on top (the one break-even reads there), spec vs vanilla E2E P99 below,
+    one colour per temperature."""
     colours = _colours(runs)
+    metric = BREAK_EVEN_METRIC[axis]
     for temperature, colour in colours.items():
         at_temperature = [run for run in runs if run.temperature == temperature]
         points = [(level, run) for run in at_temperature if (level := _level(run, axis)) is not None]
@@ -151,7 +152,7 @@ def _draw_sweep(result: ConfigResult, runs: list[RunResult], axis: LoadAxis, spe
             continue
         x, sweep = [level for level, _ in points], [run for _, run in points]
         name = f"T={temperature:g}"
-        speedup_ax.plot(x, [_nan(run.speedup) for run in sweep], marker="o", color=colour, label=name)
+        speedup_ax.plot(x, [_nan(run.speedup_of(metric)) for run in sweep], marker="o", color=colour, label=name)
         spec_p99 = [_nan(run.spec.e2e_ms.p99) for run in sweep]
         vanilla_p99 = [_nan(run.vanilla.e2e_ms.p99) for run in sweep]
         p99_ax.plot(x, spec_p99, marker="o", color=colour, label=f"spec {name}")
@@ -159,7 +160,7 @@ def _draw_sweep(result: ConfigResult, runs: list[RunResult], axis: LoadAxis, spe
     speedup_ax.axhline(1.0, color="gray", linestyle="--", label="speedup 1.0")
     _mark_break_even(result, axis, colours, speedup_ax, p99_ax)
     levels = sorted(_levels(runs, axis))
-    for ax, ylabel in ((speedup_ax, "speedup (spec / vanilla tokens/s)"), (p99_ax, "E2E P99 (ms)")):
+    for ax, ylabel in ((speedup_ax, SPEEDUP_LABELS[metric]), (p99_ax, "E2E P99 (ms)")):
         ax.set_xscale("log")
         ax.set_xticks(levels, [f"{level:g}" for level in levels])
         ax.minorticks_off()
@@ -173,13 +174,13 @@ def _draw_sweep(result: ConfigResult, runs: list[RunResult], axis: LoadAxis, spe
 def _mark_break_even(
     result: ConfigResult, axis: LoadAxis, colours: dict[float, str], speedup_ax: Axes, p99_ax: Axes
 ) -> None:
-    """Dotted verticals at the highest paying level and the first level whose P99 regresses."""
+    """Dotted verticals at the first level that does not pay and the first whose P99 regresses."""
     unit = AXIS_UNITS[axis]
     for point in result.break_even:
         if point.axis != axis or point.temperature not in colours:
             continue
         marks = (
-            (speedup_ax, point.highest_level_with_speedup, "pays up to"),
+            (speedup_ax, point.first_level_not_paying, "stops paying at"),
             (p99_ax, point.first_level_p99_regresses, "P99 worse from"),
         )
         for ax, level, what in marks:

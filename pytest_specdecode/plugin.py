@@ -6,8 +6,10 @@ first engine starts. Each hook delegates to `session`, `gates` or `report`.
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from .baseline import BaselineError
 from .config import ConfigError
 from .engines.base import Engine, EngineStartError
 from .gates import GATE_MARKERS, MARKER_HELP, Gate, GateUsageError, Verdict, gates_from_marks, judge
+from .options import config_file, endpoint_url, non_negative_hours, output_dir, positive_int, report_file, run_name
 from .plots import PlotsUnavailable, markdown_links, write_plots
 from .report import markdown, terminal_lines, write_json
 from .results import ConfigResult
@@ -36,36 +39,36 @@ REPORT_ATTR = "specdecode"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("specdecode", "speculative-decoding gates (pytest-specdecode)")
-    group.addoption("--spec-config", action="append", default=[], metavar="TOML", type=Path,
+    group.addoption("--spec-config", action="append", default=[], metavar="TOML", type=config_file,
                     help="spec-config file to measure; repeat for several (each is its own parametrization)")
-    group.addoption("--spec-report", metavar="PATH", type=Path, default=None,
+    group.addoption("--spec-report", metavar="PATH", type=report_file, default=None,
                     help="write every measured run and gate verdict as JSON to PATH")
     group.addoption("--spec-mode", choices=("offline", "server"), default=None,
                     help="override every config's [run] mode")
-    group.addoption("--spec-max-engines", type=int, default=1, metavar="N",
+    group.addoption("--spec-max-engines", type=positive_int, default=1, metavar="N",
                     help="engines kept running at once (default 1; 2 keeps spec and vanilla both up and "
                          "interleaves their repeats)")
-    group.addoption("--spec-endpoint", metavar="URL", default=None,
+    group.addoption("--spec-endpoint", metavar="URL", type=endpoint_url, default=None,
                     help="measure this running OpenAI-compatible vLLM server as the speculative side; starts nothing")
-    group.addoption("--spec-baseline-endpoint", metavar="URL", default=None,
+    group.addoption("--spec-baseline-endpoint", metavar="URL", type=endpoint_url, default=None,
                     help="with --spec-endpoint: the running vanilla server to compare against")
     group.addoption("--spec-verdict", choices=("point", "confident"), default="point",
                     help="point: compare the measured value; confident: fail only when the whole 95%% bootstrap "
                          "interval misses the threshold, warn 'inconclusive' when it straddles (default point)")
     group.addoption("--spec-strict", action="store_true",
                     help="with --spec-verdict=confident: an inconclusive gate fails")
-    group.addoption("--spec-baseline-dir", metavar="DIR", type=Path, default=None,
+    group.addoption("--spec-baseline-dir", metavar="DIR", type=output_dir, default=None,
                     help="where vanilla baselines and saved runs live (default: <rootdir>/.specdecode)")
     group.addoption("--spec-refresh-baseline", action="store_true",
                     help="re-measure vanilla even when a matching stored baseline exists, and store the new one")
-    group.addoption("--spec-baseline-max-age", type=float, default=168.0, metavar="HOURS",
+    group.addoption("--spec-baseline-max-age", type=non_negative_hours, default=168.0, metavar="HOURS",
                     help="a stored baseline older than this is not reused (default 168)")
-    group.addoption("--spec-plots", metavar="DIR", type=Path, default=None,
+    group.addoption("--spec-plots", metavar="DIR", type=output_dir, default=None,
                     help="write PNGs (per-position acceptance, speedup and P99 vs load, per-request acceptance "
                          "histogram) to DIR; needs matplotlib: pip install 'pytest-specdecode[plots]'")
-    group.addoption("--spec-save", metavar="NAME", default=None,
+    group.addoption("--spec-save", metavar="NAME", type=run_name, default=None,
                     help="store this session's results as NAME (one file per config) for --spec-compare")
-    group.addoption("--spec-compare", metavar="NAME", nargs="?", const="latest", default=None,
+    group.addoption("--spec-compare", metavar="NAME", type=run_name, nargs="?", const="latest", default=None,
                     help="fail gated tests whose acceptance or speedup fell since the stored run NAME "
                          "(default: the latest); limits from [gates] max_acceptance_drop / max_speedup_drop")
 
@@ -75,8 +78,6 @@ def pytest_configure(config: pytest.Config) -> None:
                             "(relative to the test file)")
     for name in GATE_MARKERS:
         config.addinivalue_line("markers", f"{MARKER_HELP[name]} (pytest-specdecode gate)")
-    if config.getoption("--spec-max-engines") < 1:
-        raise pytest.UsageError("--spec-max-engines must be >= 1")
     options = Options(
         configs=tuple(config.getoption("--spec-config")),
         report=config.getoption("--spec-report"),
@@ -100,9 +101,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _progress(config: pytest.Config, line: str) -> None:
+    """Written past pytest's capture: engines start and measure inside a test's setup, where a
+    captured line would show only after a half-hour gate had finished (and only if it failed).
+    Without a terminal reporter (`-p no:terminal`) the run was asked to be quiet, so nothing is written."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"[specdecode] {line}")
+    if reporter is None:
+        return
+    elapsed = time.perf_counter() - config.stash[SESSION_KEY].started
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture is not None else nullcontext():
+        reporter.write_line(f"[specdecode +{elapsed:.1f}s] {line}")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .gates import Verdict
-from .results import SCHEMA_VERSION, ConfigResult, RunResult
+from .results import MIN_P99_REQUESTS, SCHEMA_VERSION, SWEEP_NOISE, BreakEven, ConfigResult, RunResult
 
 
 def _fmt(value: float | None, spec: str = ".3f", suffix: str = "") -> str:
@@ -57,6 +57,7 @@ def terminal_lines(results: list[ConfigResult], verdicts: list[Verdict]) -> list
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [COLUMNS, *rows]]
     lines.insert(1, "  ".join("-" * width for width in widths))
     lines += [f"break-even {line}" for line in break_even_lines(results)]
+    lines += [f"note {line}" for line in acceptance_notes(results)]
     for verdict in verdicts:
         if not verdict.passed:
             lines.append(f"{verdict.outcome.upper()} {verdict.test}: {verdict.gate} at {verdict.run}: measured {_fmt(verdict.measured)}")
@@ -65,16 +66,63 @@ def terminal_lines(results: list[ConfigResult], verdicts: list[Verdict]) -> list
 
 
 def break_even_lines(results: Iterable[ConfigResult]) -> list[str]:
-    lines = []
-    for result in results:
-        for point in result.break_even:
-            unit = "c" if point.axis == "concurrency" else "rate"
-            paying = "never" if point.highest_level_with_speedup is None else f"up to {unit}={point.highest_level_with_speedup:g}"
-            tail = (
-                "never" if point.first_level_p99_regresses is None else f"from {unit}={point.first_level_p99_regresses:g}"
-            )
-            lines.append(f"{result.config_name} T={point.temperature:g}: speedup >= 1 {paying}; E2E P99 regresses {tail}")
-    return lines
+    return [
+        f"{result.config_name} T={point.temperature:g}: {_paying(point)}; {_tail(point)}"
+        for result in results
+        for point in result.break_even
+    ]
+
+
+def _unit(point: BreakEven) -> str:
+    return "c" if point.axis == "concurrency" else "rate"
+
+
+def _paying(point: BreakEven) -> str:
+    """The first level where speculation stops paying, and whether the sweep pays again after it."""
+    unit, last, first = _unit(point), point.last_level_paying_before_it, point.first_level_not_paying
+    name = "speedup" if point.metric == "throughput" else "TPOT speedup"
+    if first is None and last is None:
+        return f"no level has a {name}"
+    if first is None:
+        text = f"speculation pays at every level, up to {unit}={last:g}" + ("" if name == "speedup" else f" ({name})")
+    else:
+        interval = f", 95% interval {point.speedup_ci[0]:.2f}-{point.speedup_ci[1]:.2f}" if point.speedup_ci else ""
+        figure = f"({name} {point.speedup_at_first_level_not_paying:.2f}x{interval})"
+        text = (
+            f"speculation stops paying at {unit}={first:g} {figure}, pays up to {unit}={last:g}"
+            if last is not None
+            else f"speculation does not pay even at {unit}={first:g} {figure}"
+        )
+    if point.pays_again_at:
+        text += "; non-monotone sweep: pays again at " + ", ".join(f"{unit}={level:g}" for level in point.pays_again_at)
+    elif not point.monotone:
+        text += f"; non-monotone sweep: {name} rises by more than {SWEEP_NOISE:.0%} from one level to the next"
+    return text
+
+
+def _tail(point: BreakEven) -> str:
+    unit, tolerance = _unit(point), f"{point.p99_tolerance * 100:g}%"
+    parts = []
+    if point.first_level_p99_regresses is not None:
+        parts.append(f"E2E P99 regresses (> {tolerance}) from {unit}={point.first_level_p99_regresses:g}")
+    elif not point.p99_not_judged:
+        parts.append(f"E2E P99 within {tolerance} of vanilla's at every level")
+    if point.p99_not_judged:
+        levels = ", ".join(f"{unit}={level:g}" for level in point.p99_not_judged)
+        parts.append(f"E2E P99 not judged at {levels} (fewer than {MIN_P99_REQUESTS} requests a side)")
+    return "; ".join(parts)
+
+
+def acceptance_notes(results: Iterable[ConfigResult]) -> list[str]:
+    """Runs with per-request acceptance above 1, which only merged stream chunks can give: said, not clipped."""
+    return [
+        f"{run.label}: {run.per_request_acceptance_over_one} of {run.per_request_acceptance.count} requests read "
+        f"per-request acceptance above 1 (K={run.per_request_acceptance_k}): their stream chunks merged engine "
+        "steps, so per-request figures read high"
+        for result in results
+        for run in result.runs
+        if run.per_request_acceptance_over_one
+    ]
 
 
 def report_dict(
@@ -116,6 +164,9 @@ def markdown(results: list[ConfigResult], verdicts: list[Verdict]) -> str:
     even = break_even_lines(results)
     if even:
         lines += ["", "**Break-even**", ""] + [f"- {line}" for line in even]
+    notes = acceptance_notes(results)
+    if notes:
+        lines += ["", "**Notes**", ""] + [f"- {line}" for line in notes]
     failed = [v for v in verdicts if not v.passed]
     if failed:
         lines += ["", "**Missed or inconclusive gates**", ""]

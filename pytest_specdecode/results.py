@@ -4,18 +4,32 @@ JSON and every gate read these objects; each figure is derived here and nowhere 
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, computed_field
 
 from .stats import Distribution, ratio
 
-SCHEMA_VERSION = 1
+#: One version for every file we write (report, baselines, runs); 2 added windows, warnings,
+#: per-request seeds and target log-probabilities.
+SCHEMA_VERSION = 2
 
 LatencyMetric = Literal["e2e", "tpot", "ttft", "itl"]
 LATENCY_METRICS: tuple[LatencyMetric, ...] = ("e2e", "tpot", "ttft", "itl")
+SpeedupMetric = Literal["throughput", "tpot"]
+LoadAxis = Literal["concurrency", "request_rate"]
+LOAD_AXES: tuple[LoadAxis, ...] = ("concurrency", "request_rate")
+#: The speedup break-even reads on each load axis: throughput speedup is not defined at paced rates.
+BREAK_EVEN_METRIC: dict[LoadAxis, SpeedupMetric] = {"concurrency": "throughput", "request_rate": "tpot"}
+#: With fewer requests a side, a P99 is an interpolation towards the single slowest request: one
+#: outlier decides it, so break-even does not read a tail from it.
+MIN_P99_REQUESTS = 20
+#: A rise in speedup from one level to the next smaller than this is taken as noise (a level of a
+#: few dozen requests moves a speedup by several percent), not as a non-monotone sweep.
+SWEEP_NOISE = 0.05
 
 
 class RequestSample(BaseModel):
@@ -29,6 +43,15 @@ class RequestSample(BaseModel):
     chunk_tokens: list[int] = Field(default_factory=list, description="tokens per engine step")
     output_token_ids: list[int] = Field(default_factory=list, description="kept for lossless checks against baselines")
     repeat: int = 0
+    seed: int | None = Field(default=None, description="this request's own sampling seed (workload seed + index)")
+    scheduled_ttft_s: float | None = Field(
+        default=None,
+        description="at paced load levels: first token measured from the scheduled send time, so a "
+        "client that sent late does not hide the wait (coordinated omission)",
+    )
+    target_logprob: float | None = Field(
+        default=None, description="mean log-probability per output token under the target model (the vanilla engine)"
+    )
 
     @computed_field
     @property
@@ -41,8 +64,12 @@ class RequestSample(BaseModel):
     @computed_field
     @property
     def acceptance_length(self) -> float | None:
-        """Tokens per decode step after the first chunk; 1.0 means nothing was ever accepted."""
-        steps = self.chunk_tokens[1:]
+        """Tokens per decode step; 1.0 means nothing was ever accepted.
+
+        The first chunk is the prefill token. The last is cut short by max_tokens or EOS, so counted
+        it would read as a rejection and pull short requests down; both are left out.
+        """
+        steps = self.chunk_tokens[1:-1]
         return sum(steps) / len(steps) if steps else None
 
 
@@ -72,13 +99,29 @@ class SpecCounters(BaseModel):
         )
 
 
+class Window(BaseModel):
+    """One measured window of one side: what the engine's counters and the client saw in it."""
+
+    duration_s: float
+    output_tokens: int
+    engine_generation_tokens: int | None = Field(
+        default=None, description="the engine's own vllm:generation_tokens delta over the window"
+    )
+    prefix_cache_reset: bool = Field(description="whether the engine's prefix cache was emptied before the window")
+    client_cpu_s: float | None = Field(default=None, description="server mode: CPU time of the measuring client")
+    client_lag_ms: float | None = Field(
+        default=None, description="server mode: worst event-loop lag of the measuring client (late sends and reads)"
+    )
+
+
 class EngineFigures(BaseModel):
     """What one engine (spec or vanilla) did on one run."""
 
     samples: list[RequestSample]
-    duration_s: float = Field(description="wall time of the measured window, warmup excluded")
+    duration_s: float = Field(description="wall time of the measured windows, warmup excluded")
     kv_cache_tokens: int | None = None
     source: Literal["measured", "cached"] = "measured"
+    windows: list[Window] = Field(default_factory=list, description="one per repeat")
 
     @computed_field
     @property
@@ -119,6 +162,43 @@ class EngineFigures(BaseModel):
         return getattr(self, f"{metric}_ms")
 
 
+class RunWarning(BaseModel):
+    """A named reason to read a run's figures with care; the figures stay, the reader is told."""
+
+    code: str
+    message: str
+
+
+class LosslessCheck(BaseModel):
+    """Sampled runs (T>0): are the speculative outputs drawn from vanilla's distribution?
+
+    Each request's output, on both sides, is scored by the target model (mean log-probability per
+    token); request i of both sides shares prompt and seed, so the pairs' differences are compared
+    with a paired t-test (see docs/reading-the-numbers.md).
+    """
+
+    statistic: str = "paired t-test, per-request mean target log-probability per token"
+    n_pairs: int
+    distinct_samples: int = Field(description="distinct (spec, vanilla) output pairs among the pairs")
+    spec_mean_logprob: float | None = None
+    vanilla_mean_logprob: float | None = None
+    mean_difference: float | None = Field(default=None, description="spec - vanilla, per token, averaged over pairs")
+    mean_difference_ci: list[float] | None = Field(default=None, description="95% interval of mean_difference")
+    p_value: float | None = None
+    min_pairs: int = Field(description="pairs needed before any p-value can fall below alpha")
+    alpha: float = 0.01
+    not_measured: str | None = Field(default=None, description="why there is no verdict, when there is none")
+
+    def verdict(self, alpha: float | None = None) -> str:
+        """`lossless`, `not lossless`, `not enough requests` or `not measured` at false-alarm rate alpha."""
+        alpha = self.alpha if alpha is None else alpha
+        if self.not_measured is not None:
+            return "not measured"
+        if self.p_value is None or self.n_pairs < self.min_pairs:
+            return "not enough requests"
+        return "not lossless" if self.p_value < alpha else "lossless"
+
+
 class BaselineInfo(BaseModel):
     """Where a run's vanilla figures came from: measured in this session, or a stored baseline."""
 
@@ -148,6 +228,11 @@ class RunResult(BaseModel):
     )
     invalid_reason: str | None = None
     baseline: BaselineInfo | None = None
+    warnings: list[RunWarning] = Field(default_factory=list)
+    speedup_basis: str | None = Field(default=None, description="what the throughput speedup compares")
+    lossless_check: LosslessCheck | None = Field(default=None, description="sampled runs only")
+    engine_args: dict[str, Any] = Field(default_factory=dict, description="what both engines were started with")
+    speculative_config: dict[str, Any] = Field(default_factory=dict)
 
     @computed_field
     @property
@@ -193,7 +278,11 @@ class RunResult(BaseModel):
         return Distribution.of([s.acceptance_length for s in self.spec.samples if s.acceptance_length is not None])
 
     def per_request_acceptance_values(self) -> list[float]:
-        """Each request's acceptance rate, (acceptance length - 1) / K: the spread behind the mean."""
+        """Each request's acceptance rate, (acceptance length - 1) / K: the spread behind the mean.
+
+        Not clipped at 1: a value above 1 means stream chunks merged engine steps, and is counted
+        in `per_request_acceptance_over_one` rather than hidden.
+        """
         k = self.num_speculative_tokens
         return [(s.acceptance_length - 1) / k for s in self.spec.samples if s.acceptance_length is not None]
 
@@ -204,13 +293,35 @@ class RunResult(BaseModel):
 
     @computed_field
     @property
+    def per_request_acceptance_k(self) -> int:
+        """The K that per-request acceptance divides by, so a reader can check a value against it."""
+        return self.num_speculative_tokens
+
+    @computed_field
+    @property
+    def per_request_acceptance_over_one(self) -> int:
+        """Requests whose per-request acceptance exceeds 1: more tokens per chunk than K + 1, which
+        only merged stream chunks (several engine steps in one) can give."""
+        return sum(value > 1 for value in self.per_request_acceptance_values())
+
+    @computed_field
+    @property
     def speedup(self) -> float | None:
+        """Throughput speedup; None at a finite request rate. A paced window lasts from the first
+        arrival to the last response, set by the arrivals whichever engine serves them, so twice as
+        fast decoding reads about 1.1x there: `tpot_speedup` is the figure for those levels."""
+        if self.request_rate is not None and math.isfinite(self.request_rate):
+            return None
         return ratio(self.spec.tokens_per_s, self.vanilla.tokens_per_s)
 
     @computed_field
     @property
     def tpot_speedup(self) -> float | None:
         return ratio(self.vanilla.tpot_ms.mean, self.spec.tpot_ms.mean)
+
+    def speedup_of(self, metric: SpeedupMetric) -> float | None:
+        """`speedup` or `tpot_speedup`, by the name gates and break-even use."""
+        return self.speedup if metric == "throughput" else self.tpot_speedup
 
     @computed_field
     @property
@@ -248,12 +359,75 @@ class Environment(BaseModel):
 
 
 class BreakEven(BaseModel):
-    """Where speculation stops paying along one load sweep at one temperature."""
+    """Where speculation stops paying along one load sweep at one temperature.
+
+    The first crossing, not the highest level that pays: a sweep that dips below 1 and recovers
+    is noise or a scheduler effect to look into, not a range over which to keep speculation on.
+    """
 
     temperature: float
-    axis: Literal["concurrency", "request_rate"]
-    highest_level_with_speedup: float | None = Field(description="highest level whose speedup is >= 1")
-    first_level_p99_regresses: float | None = Field(description="lowest level whose E2E P99 is above vanilla's")
+    axis: LoadAxis
+    metric: SpeedupMetric = Field(
+        description="the speedup read: tpot along request_rate, where throughput speedup is not defined"
+    )
+    first_level_not_paying: float | None = Field(description="lowest level whose speedup is < 1; None if all pay")
+    last_level_paying_before_it: float | None = Field(
+        description="highest level below the first crossing (the highest level when all pay); None if none pays"
+    )
+    speedup_at_first_level_not_paying: float | None = None
+    speedup_ci: tuple[float, float] | None = Field(default=None, description="its 95% bootstrap interval")
+    monotone: bool = Field(
+        description=f"speedup never rises by more than {SWEEP_NOISE:.0%} from one level to the next, "
+        "and never pays again once it stopped"
+    )
+    pays_again_at: list[float] = Field(default_factory=list, description="levels past the crossing that pay again")
+    p99_tolerance: float = Field(description="how far above vanilla's an E2E P99 may be before it regresses")
+    first_level_p99_regresses: float | None = Field(
+        description="lowest judged level whose E2E P99 exceeds vanilla's by more than p99_tolerance"
+    )
+    p99_not_judged: list[float] = Field(
+        default_factory=list, description=f"levels with fewer than {MIN_P99_REQUESTS} requests on a side"
+    )
+
+
+def break_even(
+    temperature: float, axis: LoadAxis, sweep: list[tuple[float, RunResult]], p99_tolerance: float
+) -> BreakEven:
+    """One sweep's break-even; `sweep` is (level, run) in increasing level, valid runs only."""
+    metric = BREAK_EVEN_METRIC[axis]
+    speedups = [(level, value, run) for level, run in sweep if (value := run.speedup_of(metric)) is not None]
+    crossing = next((i for i, (_, value, _) in enumerate(speedups) if value < 1), len(speedups))
+    paying, first, after = speedups[:crossing], speedups[crossing : crossing + 1], speedups[crossing + 1 :]
+    pays_again = [level for level, value, _ in after if value >= 1]
+    rises = any(later > earlier * (1 + SWEEP_NOISE) for (_, earlier, _), (_, later, _) in zip(speedups, speedups[1:]))
+    judged = [(level, run) for level, run in sweep if _p99_judged(run)]
+    regressing = [level for level, run in judged if (run.p99_regression["e2e"] or 0) > p99_tolerance]
+    return BreakEven(
+        temperature=temperature,
+        axis=axis,
+        metric=metric,
+        first_level_not_paying=first[0][0] if first else None,
+        last_level_paying_before_it=paying[-1][0] if paying else None,
+        speedup_at_first_level_not_paying=first[0][1] if first else None,
+        speedup_ci=_speedup_interval(first[0][2], metric) if first else None,
+        monotone=not rises and not pays_again,
+        pays_again_at=pays_again,
+        p99_tolerance=p99_tolerance,
+        first_level_p99_regresses=regressing[0] if regressing else None,
+        p99_not_judged=[level for level, run in sweep if not _p99_judged(run)],
+    )
+
+
+def _p99_judged(run: RunResult) -> bool:
+    return min(run.spec.e2e_ms.count, run.vanilla.e2e_ms.count) >= MIN_P99_REQUESTS
+
+
+def _speedup_interval(run: RunResult, metric: SpeedupMetric) -> tuple[float, float] | None:
+    """A bootstrap over requests (milliseconds); imported here because `uncertainty` imports this module."""
+    from .uncertainty import speedup_interval, tpot_speedup_interval
+
+    interval = (speedup_interval if metric == "throughput" else tpot_speedup_interval)(run.spec, run.vanilla)
+    return None if interval is None else (interval.low, interval.high)
 
 
 class ConfigResult(BaseModel):
@@ -264,6 +438,9 @@ class ConfigResult(BaseModel):
     runs: list[RunResult]
     environment: Environment = Environment()
     engine_start_s: dict[str, float] = Field(default_factory=dict)
+    p99_regression_tolerance: float = Field(
+        default=0.05, ge=0, description="the config's [gates] p99_regression_tolerance (same default), for break_even"
+    )
 
     @computed_field
     @property
@@ -272,24 +449,12 @@ class ConfigResult(BaseModel):
         (vLLM's `num_speculative_tokens_per_batch_size`, `disable_by_batch_size` in older builds)."""
         points = []
         for temperature in sorted({run.temperature for run in self.runs}):
-            for axis in ("concurrency", "request_rate"):
-                sweep = sorted(
-                    (getattr(run, axis), run)
-                    for run in self.runs
-                    if run.temperature == temperature and getattr(run, axis) is not None and run.valid
-                )
-                if len(sweep) < 2:
-                    continue
-                paying = [level for level, run in sweep if run.speedup is not None and run.speedup >= 1]
-                regressing = [level for level, run in sweep if (run.p99_regression["e2e"] or 0) > 0]
-                points.append(
-                    BreakEven(
-                        temperature=temperature,
-                        axis=axis,
-                        highest_level_with_speedup=max(paying) if paying else None,
-                        first_level_p99_regresses=min(regressing) if regressing else None,
-                    )
-                )
+            for axis in LOAD_AXES:
+                at = [run for run in self.runs if run.temperature == temperature and run.valid]
+                levels = [(level, run) for run in at if (level := getattr(run, axis)) is not None]
+                sweep = sorted(levels, key=operator.itemgetter(0))
+                if len(sweep) >= 2:
+                    points.append(break_even(temperature, axis, sweep, self.p99_regression_tolerance))
         return points
 
     def select(

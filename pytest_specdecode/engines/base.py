@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ..load import LoadLevel
-from ..results import RequestSample, SpecCounters
+from ..results import RequestSample
+
+if TYPE_CHECKING:
+    from .metrics import EngineCounters
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,27 @@ class Sampling:
     top_p: float = 1.0
     seed: int = 0
     ignore_eos: bool = False
+
+    def request_seed(self, index: int) -> int:
+        """Request `index`'s own seed: one seed for all would make copies of a prompt identical
+        samples at T>0. Both sides use the same seeds, so request i is alike on both."""
+        return self.seed + index
+
+
+@dataclass(frozen=True)
+class ClientStats:
+    """How busy the measuring client was during a window (server mode only)."""
+
+    cpu_s: float
+    lag_ms: float
+
+
+class Generated(NamedTuple):
+    """One window's requests, its wall time, and (server mode) how the client kept up."""
+
+    samples: list[RequestSample]
+    duration_s: float
+    client: ClientStats | None = None
 
 
 @dataclass(frozen=True)
@@ -54,19 +78,43 @@ class Engine(Protocol):
     spec: EngineSpec
     start_s: float
 
-    def generate(
-        self, prompts: list[str], sampling: Sampling, load: LoadLevel | None = None
-    ) -> tuple[list[RequestSample], float]:
+    def generate(self, prompts: list[str], sampling: Sampling, load: LoadLevel | None = None) -> Generated:
         """Per-request samples and the wall time of the whole batch (offline: all prompts at once)."""
         ...
 
-    def spec_counters(self) -> SpecCounters: ...
+    def counters(self) -> EngineCounters:
+        """This engine's own counters now (never another engine's)."""
+        ...
+
+    def reset_prefix_cache(self) -> bool:
+        """Empty the prefix cache so a window never reuses an earlier window's prefills; False
+        when the engine does not allow it."""
+        ...
+
+    def score(self, prompts: list[str], outputs: list[list[int]]) -> list[float | None]:
+        """Mean log-probability per token of each output after its prompt, under this engine's model."""
+        ...
 
     def kv_cache_tokens(self) -> int | None: ...
 
     def tokenizer(self) -> Any: ...
 
     def close(self) -> None: ...
+
+
+def mean_logprob(prompt_logprobs: list[Any] | None, output: list[int]) -> float | None:
+    """The mean log-probability of the output's tokens, the last len(output) positions of a prompt
+    scored with `prompt_logprobs` (a dict per position, keyed by token id)."""
+    if not prompt_logprobs or len(prompt_logprobs) < len(output):
+        return None
+    positions = prompt_logprobs[-len(output):]
+    values = []
+    for token, position in zip(output, positions):
+        entry = position.get(token) if position else None
+        if entry is None:
+            return None
+        values.append(float(getattr(entry, "logprob", entry)))
+    return sum(values) / len(values)
 
 
 class EngineStartError(RuntimeError):

@@ -13,16 +13,9 @@ import time
 from typing import Any
 
 from ..load import LoadLevel
-from ..results import RequestSample, SpecCounters
-from .base import EngineSpec, EngineStartError, Sampling
-
-SPEC_COUNTER_NAMES = {
-    "vllm:spec_decode_num_drafts": "num_drafts",
-    "vllm:spec_decode_num_draft_tokens": "num_draft_tokens",
-    "vllm:spec_decode_num_accepted_tokens": "num_accepted_tokens",
-}
-PER_POSITION_NAME = "vllm:spec_decode_num_accepted_tokens_per_pos"
-
+from ..results import RequestSample
+from .base import EngineSpec, EngineStartError, Generated, Sampling, mean_logprob
+from .metrics import EngineCounters, collectors_text, parse_counters, vllm_collectors
 
 class OfflineEngine:
     def __init__(self, spec: EngineSpec) -> None:
@@ -45,31 +38,33 @@ class OfflineEngine:
             gc.collect()
             raise EngineStartError(f"{type(exc).__name__}: {exc}".splitlines()[0][:500]) from exc
         self._processes = _descendants() - existing
+        self._collectors = vllm_collectors()  # this engine's own: a later engine replaces the global ones
         self.start_s = time.perf_counter() - started
         self._request_ids = itertools.count()
 
-    def generate(
-        self, prompts: list[str], sampling: Sampling, load: LoadLevel | None = None
-    ) -> tuple[list[RequestSample], float]:
+    def generate(self, prompts: list[str], sampling: Sampling, load: LoadLevel | None = None) -> Generated:
         """All prompts at once, as `LLM.generate` would: offline mode has no load levels."""
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
         engine = self._llm.llm_engine
-        params = SamplingParams(
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            max_tokens=sampling.max_tokens,
-            seed=sampling.seed,
-            ignore_eos=sampling.ignore_eos,
-            # only the new tokens of each step: cumulative outputs would rebuild every request's
-            # token list (and text) at every step, a cost `LLM.generate` (FINAL_ONLY) never pays
-            output_kind=RequestOutputKind.DELTA,
-        )
+        params = [
+            SamplingParams(
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                max_tokens=sampling.max_tokens,
+                seed=sampling.request_seed(index),
+                ignore_eos=sampling.ignore_eos,
+                # only the new tokens of each step: cumulative outputs would rebuild every request's
+                # token list (and text) at every step, a cost `LLM.generate` (FINAL_ONLY) never pays
+                output_kind=RequestOutputKind.DELTA,
+            )
+            for index in range(len(prompts))
+        ]
         started = time.perf_counter()
         request_ids = [f"specdecode-{next(self._request_ids)}" for _ in prompts]
-        for request_id, prompt in zip(request_ids, prompts):
-            engine.add_request(request_id, prompt, params)
+        for request_id, prompt, request_params in zip(request_ids, prompts, params):
+            engine.add_request(request_id, prompt, request_params)
         prompt_tokens: dict[str, int] = {}
         token_ids: dict[str, list[int]] = {rid: [] for rid in request_ids}
         step_times: dict[str, list[float]] = {rid: [] for rid in request_ids}
@@ -101,28 +96,38 @@ class OfflineEngine:
                 itl_s=[later - earlier for earlier, later in zip(step_times[rid], step_times[rid][1:])],
                 chunk_tokens=chunks[rid],
                 output_token_ids=token_ids[rid],
+                seed=sampling.request_seed(index),
             )
-            for rid in request_ids
+            for index, rid in enumerate(request_ids)
         ]
-        return samples, duration
+        return Generated(samples, duration)
 
     @property
     def llm(self) -> Any:
         """The `vllm.LLM` itself, for tests that need vLLM's own API."""
         return self._llm
 
-    def spec_counters(self) -> SpecCounters:
-        totals: dict[str, int] = dict.fromkeys(SPEC_COUNTER_NAMES.values(), 0)
-        per_position: list[int] = []
-        for metric in self._llm.get_metrics():
-            if metric.name in SPEC_COUNTER_NAMES:
-                totals[SPEC_COUNTER_NAMES[metric.name]] += int(metric.value)
-            elif metric.name == PER_POSITION_NAME:
-                values = [int(v) for v in metric.values]
-                per_position += [0] * (len(values) - len(per_position))
-                for position, value in enumerate(values):
-                    per_position[position] += value
-        return SpecCounters(**totals, accepted_per_position=per_position)
+    def counters(self) -> EngineCounters:
+        return parse_counters(collectors_text(self._collectors))
+
+    def reset_prefix_cache(self) -> bool:
+        return bool(self._llm.reset_prefix_cache())
+
+    def score(self, prompts: list[str], outputs: list[list[int]]) -> list[float | None]:
+        """One prefill per output over prompt + output (`prompt_logprobs`): what the model thinks
+        of every sampled token, with no sampling of its own."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        tokenizer = self.tokenizer()
+        prompt_ids = [tokenizer.encode(prompt, add_special_tokens=False) for prompt in prompts]
+        wanted = [i for i, output in enumerate(outputs) if output]
+        requests = [TokensPrompt(prompt_token_ids=prompt_ids[i] + outputs[i]) for i in wanted]
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        scores: list[float | None] = [None] * len(outputs)
+        for i, result in zip(wanted, self._llm.generate(requests, params, use_tqdm=False)):
+            scores[i] = mean_logprob(result.prompt_logprobs, outputs[i])
+        return scores
 
     def kv_cache_tokens(self) -> int | None:
         cache = self._llm.llm_engine.vllm_config.cache_config

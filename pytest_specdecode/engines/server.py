@@ -27,13 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..load import LoadLevel, run_requests
-from ..results import RequestSample, SpecCounters
-from .base import EngineSpec, EngineStartError, Sampling
-from .offline import PER_POSITION_NAME, SPEC_COUNTER_NAMES
+from ..load import LoadLevel, arrival_offsets, run_requests
+from ..results import RequestSample
+from .base import ClientStats, EngineSpec, EngineStartError, Generated, Sampling, mean_logprob
+from .metrics import EngineCounters, parse_counters, parse_kv_cache_tokens
 
 HOST = "127.0.0.1"
-CACHE_INFO_NAME = "vllm:cache_config_info"
 #: An exception line, possibly behind a log prefix such as "(EngineCore_DP0 pid=12) ERROR ...".
 _EXCEPTION_LINE = re.compile(r"(^|\s)[A-Za-z_][\w.]*(Error|Exception|Exit): ")
 #: vLLM's API process ends its traceback with this pointer; the reason is the line it points to.
@@ -45,6 +44,8 @@ class _Stream:
     """What one streamed request has shown so far, in `time.perf_counter()` seconds."""
 
     sent: float
+    scheduled: float | None = None
+    seed: int | None = None
     done: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -78,10 +79,12 @@ class _Stream:
             itl_s=[later - earlier for earlier, later in zip(times, times[1:])],
             chunk_tokens=self.chunk_tokens,
             output_token_ids=self.token_ids,
+            seed=self.seed,
+            scheduled_ttft_s=(times[0] - self.scheduled) if times and self.scheduled is not None else None,
         )
 
 
-def completion_body(model: str, prompt: str, sampling: Sampling) -> dict[str, Any]:
+def completion_body(model: str, prompt: str, sampling: Sampling, index: int = 0) -> dict[str, Any]:
     """The request: continuous usage makes per-chunk token counts exact even when text is held back."""
     return {
         "model": model,
@@ -89,7 +92,7 @@ def completion_body(model: str, prompt: str, sampling: Sampling) -> dict[str, An
         "max_tokens": sampling.max_tokens,
         "temperature": sampling.temperature,
         "top_p": sampling.top_p,
-        "seed": sampling.seed,
+        "seed": sampling.request_seed(index),
         "ignore_eos": sampling.ignore_eos,
         "return_token_ids": True,
         "stream": True,
@@ -97,38 +100,30 @@ def completion_body(model: str, prompt: str, sampling: Sampling) -> dict[str, An
     }
 
 
-def parse_spec_counters(text: str) -> SpecCounters:
-    """vLLM's spec-decode counters from a /metrics page, summed over engines; zeros when absent."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    totals: dict[str, int] = dict.fromkeys(SPEC_COUNTER_NAMES.values(), 0)
-    by_position: dict[int, int] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if not sample.name.endswith("_total"):
-                continue
-            name = sample.name.removesuffix("_total")
-            if name in SPEC_COUNTER_NAMES:
-                totals[SPEC_COUNTER_NAMES[name]] += int(sample.value)
-            elif name == PER_POSITION_NAME:
-                position = int(sample.labels["position"])
-                by_position[position] = by_position.get(position, 0) + int(sample.value)
-    per_position = [by_position.get(p, 0) for p in range(max(by_position) + 1)] if by_position else []
-    return SpecCounters(**totals, accepted_per_position=per_position)
+def _prompt_logprobs(payload: dict[str, Any]) -> list[dict[int, float] | None] | None:
+    """The per-position `prompt_logprobs` of a completion response, keyed by token id."""
+    choices = payload.get("choices") or [{}]
+    positions = choices[0].get("prompt_logprobs") or payload.get("prompt_logprobs")
+    if positions is None:
+        return None
+    return [
+        None if entry is None else {int(token): float(v["logprob"] if isinstance(v, dict) else v) for token, v in entry.items()}
+        for entry in positions
+    ]
 
 
-def parse_kv_cache_tokens(text: str) -> int | None:
-    """KV-cache capacity in tokens from the `cache_config_info` labels, or None if not published."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    for family in text_string_to_metric_families(text):
-        if family.name != CACHE_INFO_NAME:
-            continue
-        for sample in family.samples:
-            blocks, size = sample.labels.get("num_gpu_blocks", ""), sample.labels.get("block_size", "")
-            if blocks.isdigit() and size.isdigit():
-                return int(blocks) * int(size)
-    return None
+async def _loop_lag(period_s: float = 0.01) -> float:
+    """The worst lateness of a periodic wake-up until cancelled: how far behind the event loop
+    (sends, reads, timestamps) fell while the client measured."""
+    loop = asyncio.get_running_loop()
+    worst = 0.0
+    try:
+        while True:
+            expected = loop.time() + period_s
+            await asyncio.sleep(period_s)
+            worst = max(worst, loop.time() - expected)
+    except asyncio.CancelledError:
+        return worst
 
 
 def _http_error(method: str, url: str, status: int, body: str) -> RuntimeError:
@@ -150,35 +145,47 @@ class EndpointEngine:
         self._model_name: str | None = None
         self._tokenizer: Any = None
 
-    def generate(
-        self, prompts: list[str], sampling: Sampling, load: LoadLevel | None = None
-    ) -> tuple[list[RequestSample], float]:
-        """Send the prompts on the load level's schedule; samples and first-send-to-last-finish time."""
+    def generate(self, prompts: list[str], sampling: Sampling, load: LoadLevel | None = None) -> Generated:
+        """Send the prompts on the load level's schedule; samples, first-send-to-last-finish time,
+        and how busy this client was (a client that falls behind sets the pace, not the server)."""
         model = self.served_model()
-        streams = asyncio.run(self._stream_all(model, prompts, sampling, load or LoadLevel()))
+        cpu_before = time.process_time()
+        streams, lag_s = asyncio.run(self._stream_all(model, prompts, sampling, load or LoadLevel()))
+        client = ClientStats(cpu_s=time.process_time() - cpu_before, lag_ms=lag_s * 1e3)
         if not streams:
-            return [], 0.0
+            return Generated([], 0.0, client)
         duration = max(s.done for s in streams) - min(s.sent for s in streams)
-        return [s.sample() for s in streams], duration
+        return Generated([s.sample() for s in streams], duration, client)
 
     async def _stream_all(
         self, model: str, prompts: list[str], sampling: Sampling, load: LoadLevel
-    ) -> list[_Stream]:
+    ) -> tuple[list[_Stream], float]:
         import httpx
 
         # No pool limit: a cap here would be a hidden concurrency limit on top of the load level's.
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+        offsets = arrival_offsets(len(prompts), load, sampling.seed)
+        monitor = asyncio.ensure_future(_loop_lag())
         async with httpx.AsyncClient(
             base_url=self.base_url, timeout=self.request_timeout_s, limits=limits, trust_env=self._trust_env
         ) as client:
+            started = time.perf_counter()
 
             async def send(index: int) -> _Stream:
-                return await self._stream_one(client, completion_body(model, prompts[index], sampling))
+                body = completion_body(model, prompts[index], sampling, index)
+                scheduled = started + offsets[index] if load.paced else None
+                return await self._stream_one(client, body, scheduled)
 
-            return await run_requests(send, len(prompts), load, sampling.seed)
+            try:
+                streams = await run_requests(send, len(prompts), load, sampling.seed)
+            finally:
+                monitor.cancel()
+                lag = await asyncio.gather(monitor, return_exceptions=True)
+        worst = lag[0] if isinstance(lag[0], float) else 0.0
+        return streams, worst
 
-    async def _stream_one(self, client: Any, body: dict[str, Any]) -> _Stream:
-        stream = _Stream(sent=time.perf_counter())
+    async def _stream_one(self, client: Any, body: dict[str, Any], scheduled: float | None = None) -> _Stream:
+        stream = _Stream(sent=time.perf_counter(), scheduled=scheduled, seed=body.get("seed"))
         async with client.stream("POST", "/v1/completions", json=body) as response:
             if response.status_code != 200:
                 text = (await response.aread()).decode(errors="replace")
@@ -215,8 +222,38 @@ class EndpointEngine:
             self._model_name = self.spec.model if self.spec.model in served else served[0]
         return self._model_name
 
-    def spec_counters(self) -> SpecCounters:
-        return parse_spec_counters(self._get("/metrics").text)
+    def counters(self) -> EngineCounters:
+        return parse_counters(self._get("/metrics").text)
+
+    def reset_prefix_cache(self) -> bool:
+        """vLLM serves `POST /reset_prefix_cache` only in dev mode (`VLLM_SERVER_DEV_MODE=1`, which
+        our own servers set); a deployment without it answers 404, and the run records that."""
+        import httpx
+
+        try:
+            response = httpx.post(f"{self.base_url}/reset_prefix_cache", timeout=30.0, trust_env=self._trust_env)
+        except httpx.TransportError:
+            return False
+        return response.status_code == 200
+
+    def score(self, prompts: list[str], outputs: list[list[int]]) -> list[float | None]:
+        """prompt + output as token ids to `/v1/completions` with `prompt_logprobs`: one prefill each."""
+        import httpx
+
+        tokenizer = self.tokenizer()
+        model = self.served_model()
+        scores: list[float | None] = [None] * len(outputs)
+        with httpx.Client(base_url=self.base_url, timeout=self.request_timeout_s, trust_env=self._trust_env) as client:
+            for i, (prompt, output) in enumerate(zip(prompts, outputs)):
+                if not output:
+                    continue
+                ids = tokenizer.encode(prompt, add_special_tokens=False) + list(output)
+                body = {"model": model, "prompt": ids, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0}
+                response = client.post("/v1/completions", json=body)
+                if response.status_code != 200:
+                    raise _http_error("POST", f"{self.base_url}/v1/completions", response.status_code, response.text)
+                scores[i] = mean_logprob(_prompt_logprobs(response.json()), output)
+        return scores
 
     def kv_cache_tokens(self) -> int | None:
         return parse_kv_cache_tokens(self._get("/metrics").text)
@@ -412,7 +449,8 @@ class ServerEngine(EndpointEngine):
         self.start_s = time.perf_counter() - started
 
     def _launch(self) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # the log must hold the last line even if killed
+        # dev mode serves POST /reset_prefix_cache, so every window starts with a cold prefix cache
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "VLLM_SERVER_DEV_MODE": "1"}  # the log must hold the last line even if killed
         with open(self.log_path, "wb") as log:
             try:
                 return subprocess.Popen(

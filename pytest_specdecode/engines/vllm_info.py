@@ -6,8 +6,12 @@ Imported only when an engine is about to start, so `pytest --help` never pays fo
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
+import shutil
+import subprocess
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, SpecConfig
@@ -71,11 +75,40 @@ def vllm_version() -> str | None:
 
 
 def environment() -> Environment:
+    """The software and device the engines run on, read without initialising CUDA here: a CUDA
+    context in the pytest process makes vLLM fall back to `spawn`, ~20 s more per engine start."""
     try:
         import torch
 
         torch_version = torch.__version__
-        device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()})"
     except ImportError:
-        torch_version, device = None, None
-    return Environment(vllm=vllm_version(), torch=torch_version, device=device, python=platform.python_version())
+        torch_version = None
+    return Environment(vllm=vllm_version(), torch=torch_version, device=device_name(), python=platform.python_version())
+
+
+@cache
+def device_name() -> str:
+    """GPUs as `nvidia-smi` names them (count, name, driver), else the CPU model and core count."""
+    smi = shutil.which("nvidia-smi")
+    if smi is not None:
+        try:
+            listed = subprocess.run(
+                [smi, "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                capture_output=True, text=True, timeout=20, check=True,
+            ).stdout.strip().splitlines()
+        except (OSError, subprocess.SubprocessError):
+            listed = []
+        if listed:
+            name, _, driver = listed[0].partition(",")
+            return f"{len(listed)}x {name.strip()} (driver {driver.strip()})"
+    return f"cpu: {_cpu_model()} ({os.cpu_count()} cores)"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

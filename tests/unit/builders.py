@@ -13,13 +13,14 @@ def figures(tokens_per_request: int = 10, e2e_s: float = 1.0, n: int = 4, durati
     return EngineFigures(samples=samples, duration_s=duration_s)
 
 
-def run(temperature=0.0, accepted=(40, 20, 5), drafts=50, k=3, spec_duration=1.0, spec_e2e=1.0, invalid=None, **extra):
+def run(temperature=0.0, accepted=(40, 20, 5), drafts=50, k=3, spec_duration=1.0, spec_e2e=1.0, invalid=None, n=4,
+        **extra):
     counters = SpecCounters(num_drafts=drafts, num_draft_tokens=drafts * k, num_accepted_tokens=sum(accepted),
                             accepted_per_position=list(accepted))
     return RunResult(
         config="/c/cfg.toml", config_name="cfg", model="m", method="ngram", num_speculative_tokens=k,
         workload="builtin:copy", temperature=temperature, counters=counters,
-        spec=figures(duration_s=spec_duration, e2e_s=spec_e2e, chunk=2), vanilla=figures(),
+        spec=figures(duration_s=spec_duration, e2e_s=spec_e2e, chunk=2, n=n), vanilla=figures(n=n),
         outputs_match=1.0 if temperature == 0 else None, invalid_reason=invalid, **extra,
     )
 

@@ -1,6 +1,7 @@
 """A scripted engine for unit tests of the measurement logic (real engines are in tests/e2e)."""
 
-from pytest_specdecode.engines.base import EngineSpec, EngineStartError, Sampling
+from pytest_specdecode.engines.base import EngineSpec, EngineStartError, Generated, Sampling
+from pytest_specdecode.engines.metrics import EngineCounters
 from pytest_specdecode.results import RequestSample, SpecCounters
 
 
@@ -17,30 +18,44 @@ class FakeEngine:
         self.start_s = 0.5
         self.tokens, self.chunk, self.k, self.seconds = tokens, chunk, k, seconds
         self.calls: list[tuple[int, Sampling]] = []
-        self.counters = SpecCounters(accepted_per_position=[0] * k)
+        self.spec_counters = SpecCounters(accepted_per_position=[0] * k)
+        self.generated_tokens = 0
         self.closed = False
+        self.scored: list[int] = []
+        self.resets = 0
 
     def generate(self, prompts, sampling, load=None):
         self.calls.append((len(prompts), sampling))
         steps = [1] + [self.chunk] * ((self.tokens - 1) // self.chunk)
         samples = [
             RequestSample(prompt_tokens=5, output_tokens=sum(steps), ttft_s=0.1, e2e_s=0.1 + 0.05 * (len(steps) - 1),
-                          itl_s=[0.05] * (len(steps) - 1), chunk_tokens=steps, output_token_ids=list(range(sum(steps))))
-            for _ in prompts
+                          itl_s=[0.05] * (len(steps) - 1), chunk_tokens=steps, output_token_ids=list(range(sum(steps))),
+                          seed=sampling.request_seed(i))
+            for i, _ in enumerate(prompts)
         ]
+        self.generated_tokens += sum(s.output_tokens for s in samples)
         if self.spec.speculative_config:
             drafts = len(prompts) * (len(steps) - 1)
             accepted = self.chunk - 1
-            self.counters = SpecCounters(
-                num_drafts=self.counters.num_drafts + drafts,
-                num_draft_tokens=self.counters.num_draft_tokens + drafts * self.k,
-                num_accepted_tokens=self.counters.num_accepted_tokens + drafts * accepted,
-                accepted_per_position=[c + (drafts if i < accepted else 0) for i, c in enumerate(self.counters.accepted_per_position)],
+            self.spec_counters = SpecCounters(
+                num_drafts=self.spec_counters.num_drafts + drafts,
+                num_draft_tokens=self.spec_counters.num_draft_tokens + drafts * self.k,
+                num_accepted_tokens=self.spec_counters.num_accepted_tokens + drafts * accepted,
+                accepted_per_position=[c + (drafts if i < accepted else 0) for i, c in enumerate(self.spec_counters.accepted_per_position)],
             )
-        return samples, self.seconds
+        return Generated(samples, self.seconds)
 
-    def spec_counters(self):
-        return self.counters
+    def counters(self):
+        return EngineCounters(self.spec_counters, self.generated_tokens)
+
+    def reset_prefix_cache(self):
+        self.resets += 1
+        return True
+
+    def score(self, prompts, outputs):
+        """The same score for every output: a lossless engine, as the target sees it."""
+        self.scored.append(len(outputs))
+        return [-1.0 for _ in outputs]
 
     def kv_cache_tokens(self):
         return 1000 if self.spec.speculative_config else 1200

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 from pytest_specdecode import baseline
+from pytest_specdecode.results import SCHEMA_VERSION
 from pytest_specdecode.baseline import (
     BaselineError,
     BaselineStore,
@@ -160,7 +161,7 @@ def test_baseline_round_trip(tmp_path):
     path = store.save(FP, measured, {"model": "org/model"})
     assert path == tmp_path / "baselines" / f"{FP}.json"
     document = json.loads(path.read_text())
-    assert (document["schema_version"], document["kind"], document["fingerprint"]) == (1, "specdecode-baseline", FP)
+    assert (document["schema_version"], document["kind"], document["fingerprint"]) == (SCHEMA_VERSION, "specdecode-baseline", FP)
     assert document["meta"] == {"model": "org/model"}
     loaded, age = store.load(FP)
     assert loaded == measured.model_copy(update={"source": "cached"})
@@ -192,7 +193,7 @@ def test_baseline_age_counts_from_creation(tmp_path, monkeypatch):
         (lambda doc: "{not json", "not JSON"),
         (lambda doc: "[1, 2]", "top level is list"),
         (lambda doc: json.dumps({**doc, "kind": "specdecode-run"}), "kind is 'specdecode-run'"),
-        (lambda doc: json.dumps({**doc, "schema_version": 2}), "schema_version 2"),
+        (lambda doc: json.dumps({**doc, "schema_version": SCHEMA_VERSION + 1}), f"schema_version {SCHEMA_VERSION + 1}"),
         (lambda doc: json.dumps({**doc, "created_at": "yesterday"}), "created_at"),
         (lambda doc: json.dumps({**doc, "fingerprint": "b" * 64}), "does not match the file name"),
         (lambda doc: json.dumps({**doc, "figures": {"duration_s": 1.0}}), "figures do not validate: samples"),
@@ -205,6 +206,14 @@ def test_unusable_baseline_files_raise_naming_the_file(tmp_path, edit, complaint
     with pytest.raises(BaselineError) as excinfo:
         store.load(FP)
     assert complaint in one_line_naming(path, excinfo)
+
+
+def test_a_baseline_from_an_older_schema_is_measured_again_not_read(tmp_path):
+    """An old file lacks fields (token ids, windows) that would read as empty, not as unknown."""
+    store = BaselineStore(tmp_path)
+    path = store.save(FP, figures(), {})
+    path.write_text(json.dumps({**json.loads(path.read_text()), "schema_version": SCHEMA_VERSION - 1}))
+    assert store.load(FP) is None
 
 
 def test_a_baseline_copied_under_another_fingerprint_is_refused(tmp_path):

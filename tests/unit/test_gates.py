@@ -1,5 +1,7 @@
 """Gate parsing and verdicts: pure logic, no engine."""
 
+import math
+
 import pytest
 
 from pytest_specdecode import GateFailure, assert_lossless, assert_max_p99_regression, assert_min_acceptance, assert_min_speedup
@@ -100,3 +102,26 @@ def test_assertion_helpers_share_the_marker_logic():
         assert_max_p99_regression(result(run(spec_e2e=2.0)), 0.5)
     with pytest.raises(GateUsageError):
         assert_min_acceptance(measured, 3)
+
+
+def test_a_throughput_speedup_gate_that_would_judge_a_paced_rate_is_a_usage_error():
+    paced = result(run(concurrency=1), run(request_rate=4.0))
+    with pytest.raises(GateUsageError) as caught:
+        judge(parse_gate("min_speedup", (1.3,), {}), paced)
+    assert str(caught.value) == (
+        "min_speedup(1.3, metric=throughput): throughput speedup is not defined at rate=4 (a paced window's "
+        "length is set by the arrivals); use metric='tpot' or a concurrency level"
+    )
+    with pytest.raises(GateUsageError, match="not defined at rate=4"):
+        assert_min_speedup(paced, 1.3)
+    assert judge(parse_gate("min_speedup", (1.3,), {"concurrency": 1}), paced)[0].passed
+    by_tpot = judge(parse_gate("min_speedup", (0.5,), {"metric": "tpot"}), paced)
+    assert [(v.run, v.passed) for v in by_tpot] == [("cfg T=0 c=1", True), ("cfg T=0 rate=4", True)]
+    unpaced = result(run(request_rate=math.inf))
+    assert judge(parse_gate("min_speedup", (1.3,), {}), unpaced)[0].passed
+
+
+def test_a_failure_at_a_paced_rate_still_shows_the_acceptance_summary():
+    verdict, = judge(parse_gate("min_acceptance", (0.9,), {}), result(run(request_rate=4.0)))
+    assert "  acceptance rate 0.433, mean acceptance length 2.30\n" in verdict.message + "\n"
+    assert "speedup" not in verdict.message

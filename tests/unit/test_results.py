@@ -1,11 +1,14 @@
 """The arithmetic of the result model: one place for every figure."""
 
+import math
+
 import pytest
 
+from pytest_specdecode.config import GatesSection
 from pytest_specdecode.results import RequestSample, SpecCounters
 from pytest_specdecode.stats import Distribution
 
-from .builders import run
+from .builders import result, run
 
 
 def test_acceptance_figures_from_counters():
@@ -57,3 +60,76 @@ def test_p99_regression_per_metric():
     r = run(spec_e2e=1.5)
     assert r.p99_regression["e2e"] == pytest.approx(0.5)
     assert set(r.p99_regression) == {"e2e", "tpot", "ttft", "itl"}
+
+
+def test_acceptance_length_drops_the_prefill_chunk_and_the_cut_last_one():
+    # the last step is cut short by max_tokens or EOS: counted, it would read as a rejection
+    sample = RequestSample(prompt_tokens=3, output_tokens=8, ttft_s=0.5, e2e_s=2.1, chunk_tokens=[1, 3, 3, 1])
+    assert sample.acceptance_length == 3.0
+    assert RequestSample(prompt_tokens=3, output_tokens=4, ttft_s=0.5, e2e_s=2.1, chunk_tokens=[1, 3]).acceptance_length is None
+
+
+def test_per_request_acceptance_above_one_is_counted_not_clipped():
+    merged = RequestSample(prompt_tokens=5, output_tokens=15, ttft_s=0.1, e2e_s=1.0, chunk_tokens=[1, 6, 6, 2])
+    r = run(k=3)
+    r = r.model_copy(update={"spec": r.spec.model_copy(update={"samples": [*r.spec.samples, merged]})})
+    assert max(r.per_request_acceptance_values()) == pytest.approx(5 / 3)
+    dumped = r.model_dump()
+    assert (dumped["per_request_acceptance_over_one"], dumped["per_request_acceptance_k"]) == (1, 3)
+    assert run().per_request_acceptance_over_one == 0
+
+
+def test_throughput_speedup_is_not_defined_at_a_paced_request_rate():
+    # a paced window lasts as long as its arrivals, whichever engine serves them
+    assert run(request_rate=4.0, spec_duration=0.5).speedup is None
+    assert run(request_rate=4.0, spec_e2e=0.5).tpot_speedup == pytest.approx(2.0, rel=0.01)  # 0.8 / (0.5 - 0.1)
+    assert run(request_rate=math.inf, spec_duration=0.5).speedup == pytest.approx(3.6)
+    assert run(concurrency=4, spec_duration=0.5).speedup == pytest.approx(3.6)
+
+
+def concurrency_sweep(*levels, n=4):
+    """(concurrency, spec_duration, spec_e2e) per level; builders' speedup is 1.8 / spec_duration."""
+    return result(*(run(concurrency=c, spec_duration=d, spec_e2e=e, n=n) for c, d, e in levels))
+
+
+def test_break_even_is_the_first_crossing_and_flags_a_sweep_that_pays_again():
+    point, = concurrency_sweep((1, 1.0, 1.0), (16, 2.5, 1.0), (32, 1.7, 1.0)).break_even  # 1.8x, 0.72x, 1.06x
+    assert (point.axis, point.metric) == ("concurrency", "throughput")
+    assert (point.first_level_not_paying, point.last_level_paying_before_it) == (16, 1)
+    assert point.speedup_at_first_level_not_paying == pytest.approx(0.72)
+    assert point.pays_again_at == [32] and not point.monotone
+    low, high = point.speedup_ci
+    assert low <= 0.72 <= high
+
+
+def test_a_sweep_that_always_pays_or_keeps_falling_is_monotone_and_a_rising_one_is_not():
+    always, = concurrency_sweep((1, 1.0, 1.0), (8, 1.2, 1.0), (32, 1.5, 1.0)).break_even
+    assert (always.first_level_not_paying, always.last_level_paying_before_it) == (None, 32)
+    assert always.monotone and always.pays_again_at == [] and always.speedup_ci is None
+    never, = concurrency_sweep((1, 2.0, 1.0), (8, 2.5, 1.0)).break_even
+    assert (never.first_level_not_paying, never.last_level_paying_before_it, never.monotone) == (1, None, True)
+    rising, = concurrency_sweep((1, 1.5, 1.0), (8, 1.0, 1.0)).break_even  # 1.2x, then 1.8x
+    assert not rising.monotone and rising.first_level_not_paying is None
+
+
+def test_p99_break_even_needs_a_margin_and_enough_requests():
+    levels = ((1, 1.0, 1.03), (8, 1.0, 1.2), (32, 1.0, 1.5))  # E2E P99 3%, 20%, 50% above vanilla
+    point, = concurrency_sweep(*levels, n=20).break_even
+    assert (point.first_level_p99_regresses, point.p99_not_judged, point.p99_tolerance) == (8, [], 0.05)
+    few, = concurrency_sweep(*levels, n=19).break_even
+    assert few.first_level_p99_regresses is None and few.p99_not_judged == [1, 8, 32]
+    strict = concurrency_sweep(*levels, n=20).model_copy(update={"p99_regression_tolerance": 0.0})
+    assert strict.break_even[0].first_level_p99_regresses == 1
+
+
+def test_the_result_and_the_config_default_to_the_same_p99_tolerance():
+    assert result().p99_regression_tolerance == GatesSection().p99_regression_tolerance == 0.05
+
+
+def test_break_even_along_request_rate_reads_tpot_speedup():
+    # tpot speedup = 0.8 / (spec_e2e - 0.1): 2.0x at rate 1, 0.8x at rate 4
+    point, = result(run(request_rate=1.0, spec_e2e=0.5), run(request_rate=4.0, spec_e2e=1.1)).break_even
+    assert (point.axis, point.metric, point.first_level_not_paying, point.last_level_paying_before_it) == (
+        "request_rate", "tpot", 4.0, 1.0
+    )
+    assert point.speedup_at_first_level_not_paying == pytest.approx(0.8, rel=0.01)

@@ -15,10 +15,9 @@ from pytest_specdecode.engines.server import (
     completion_body,
     engine_flags,
     last_meaningful_line,
-    parse_kv_cache_tokens,
-    parse_spec_counters,
     serve_args,
 )
+from pytest_specdecode.engines.metrics import parse_counters, parse_kv_cache_tokens, parse_spec_counters
 from pytest_specdecode.load import LoadLevel
 
 # What vLLM 0.32's /metrics shows for a speculative engine (prometheus_client exposition format:
@@ -232,7 +231,7 @@ def test_kv_cache_tokens_from_cache_config_info():
 
 def test_streaming_timings_and_chunk_tokens(fake_server):
     engine = EndpointEngine(SPEC, fake_server.url)
-    samples, duration = engine.generate(["p1", "p2"], GREEDY)
+    samples, duration, client = engine.generate(["p1", "p2"], GREEDY)
     assert [body["model"] for body in fake_server.bodies] == ["served-name", "served-name"]
     assert fake_server.bodies[0]["return_token_ids"] is True
     for index, sample in enumerate(samples, start=1):
@@ -244,21 +243,37 @@ def test_streaming_timings_and_chunk_tokens(fake_server):
         assert len(sample.itl_s) == 3
         assert all(gap >= 0.05 for gap in sample.itl_s)
         assert sample.e2e_s >= sample.ttft_s + sum(sample.itl_s) - 1e-6
-        assert sample.acceptance_length == pytest.approx(3.0)
+        assert sample.acceptance_length == pytest.approx(2.5)  # the last chunk, cut by max_tokens, is dropped
     assert max(s.e2e_s for s in samples) <= duration < 5
+    assert sorted(body["seed"] for body in fake_server.bodies) == [GREEDY.seed, GREEDY.seed + 1]  # one per request
+    assert [s.seed for s in samples] == [GREEDY.seed, GREEDY.seed + 1]
+    assert client.cpu_s >= 0 and 0 <= client.lag_ms < 1000
+
+
+def test_paced_requests_time_first_tokens_from_their_schedule_too(fake_server):
+    """Coordinated omission: a late send must not hide the wait a user scheduled then would see."""
+    engine = EndpointEngine(SPEC, fake_server.url)
+    samples, _, _ = engine.generate(["p1", "p2", "p3"], GREEDY, LoadLevel(request_rate=50.0))
+    assert all(s.scheduled_ttft_s is not None and s.scheduled_ttft_s >= s.ttft_s - 1e-3 for s in samples)
+    unpaced, _, _ = engine.generate(["p1"], GREEDY)
+    assert unpaced[0].scheduled_ttft_s is None
+
+
+def test_an_endpoint_without_the_dev_reset_route_reports_no_reset(fake_server):
+    assert EndpointEngine(SPEC, fake_server.url).reset_prefix_cache() is False
 
 
 def test_load_level_caps_requests_in_flight(fake_server):
     fake_server.first_delay, fake_server.gap = 0.05, 0.01
     engine = EndpointEngine(SPEC, fake_server.url)
-    samples, _ = engine.generate([f"p{i}" for i in range(6)], GREEDY, LoadLevel(concurrency=2))
+    samples, _, _ = engine.generate([f"p{i}" for i in range(6)], GREEDY, LoadLevel(concurrency=2))
     assert fake_server.max_in_flight == 2
     assert [s.output_token_ids[0] for s in samples] == [i * 100 for i in range(6)]
 
 
 def test_endpoint_reads_counters_and_cache_size(fake_server):
     engine = EndpointEngine(SPEC, fake_server.url)
-    assert engine.spec_counters().num_accepted_tokens == 60
+    assert engine.counters().spec.num_accepted_tokens == 60
     assert engine.kv_cache_tokens() == 2048 * 16
     assert engine.start_s == 0.0
     engine.close()
@@ -345,9 +360,9 @@ def test_server_engine_measures_what_it_started_and_stops_it(tmp_path):
     try:
         assert engine.start_s > 0
         assert engine.base_url.startswith("http://127.0.0.1:")
-        samples, _ = engine.generate(["p3"], GREEDY)
+        samples, _, _ = engine.generate(["p3"], GREEDY)
         assert samples[0].chunk_tokens == [1, 3, 2, 4]
-        assert engine.spec_counters().num_drafts == 40
+        assert engine.counters().spec.num_drafts == 40
     finally:
         engine.close()
     assert not _alive(engine.pid)

@@ -1,0 +1,28 @@
+"""Progress lines reach the terminal while a gate's setup runs, though pytest captures its output.
+
+These start a pytest process of their own: in-process, pytester's capture sits outside the inner
+session's, so a captured line would show up there too and the tests could not tell.
+"""
+
+import pytest
+
+REPORTS_PROGRESS = """
+from pytest_specdecode.plugin import SESSION_KEY
+
+def test_reports_progress(request):
+    request.config.stash[SESSION_KEY].progress("ngram: starting spec engine")
+"""
+
+
+def test_progress_lines_are_live_under_default_capture_and_carry_the_elapsed_time(pytester):
+    pytester.makepyfile(REPORTS_PROGRESS)
+    outcome = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    outcome.assert_outcomes(passed=1)
+    outcome.stdout.re_match_lines([r"^\[specdecode \+\d+\.\ds\] ngram: starting spec engine$"])
+
+
+def test_without_a_terminal_reporter_progress_is_dropped_quietly(pytester):
+    pytester.makepyfile(REPORTS_PROGRESS)
+    outcome = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:terminal")
+    assert outcome.ret == pytest.ExitCode.OK
+    assert "specdecode" not in outcome.stdout.str() + outcome.stderr.str()

@@ -156,6 +156,7 @@ class GatesSection(_Section):
     min_speedup: float | None = Field(default=None, gt=0)
     max_p99_regression: float | None = Field(default=None, ge=0)
     lossless_min_match: float | None = Field(default=None, ge=0, le=1)
+    lossless_alpha: float | None = Field(default=None, gt=0, lt=1, description="lossless at T>0: false-alarm rate")
     max_acceptance_drop: float = Field(default=0.05, ge=0, le=1, description="with --spec-compare: points")
     max_speedup_drop: float = Field(default=0.10, ge=0, le=1, description="with --spec-compare: fraction")
     p99_regression_tolerance: float = Field(

@@ -23,7 +23,7 @@ OPTIONS = {
     "min_acceptance": _RUN_SELECTORS | {"position", "percentile"},
     "min_speedup": _RUN_SELECTORS | {"metric"},
     "max_p99_regression": _RUN_SELECTORS | {"metric"},
-    "lossless": frozenset(),
+    "lossless": _RUN_SELECTORS | {"alpha"},
 }
 
 MARKER_HELP = {
@@ -34,7 +34,9 @@ MARKER_HELP = {
     "request_rate=None): fail when spec/vanilla speed is below x",
     "max_p99_regression": "max_p99_regression(x, *, metric='e2e'|'tpot'|'ttft'|'itl', temperature=None, "
     "concurrency=None, request_rate=None): fail when spec P99 exceeds vanilla P99 by more than x (0.10 = 10%)",
-    "lossless": "lossless(min_match=1.0): fail when fewer than min_match of greedy (T=0) outputs equal vanilla's",
+    "lossless": "lossless(min_match=1.0, *, alpha=0.01, temperature=None): at T=0 fail when fewer than min_match "
+    "of outputs equal vanilla's token for token; at T>0 fail when the paired test of the outputs' target "
+    "log-likelihood rejects 'same distribution' at false-alarm rate alpha",
 }
 
 
@@ -56,6 +58,7 @@ class Gate:
     metric: str | None = None
     concurrency: int | None = None
     request_rate: float | None = None
+    alpha: float | None = None
 
     @property
     def label(self) -> str:
@@ -98,7 +101,12 @@ def parse_gate(kind: str, args: tuple, kwargs: dict[str, Any], defaults: GatesSe
     unknown = set(kwargs) - OPTIONS[kind]
     if unknown:
         raise GateUsageError(f"{kind}: unexpected argument {sorted(unknown)[0]!r}; {MARKER_HELP[kind]}")
-    gate = Gate(kind=kind, threshold=_number(kind, "threshold", threshold), **_checked_options(kind, kwargs))
+    options = _checked_options(kind, kwargs)
+    if kind == "lossless":
+        options["alpha"] = _number(kind, "alpha", kwargs.get("alpha", (defaults and defaults.lossless_alpha) or 0.01))
+        if not 0 < options["alpha"] < 1:
+            raise GateUsageError(f"{kind}: alpha is a false-alarm rate within (0, 1), got {options['alpha']:g}")
+    gate = Gate(kind=kind, threshold=_number(kind, "threshold", threshold), **options)
     _check_range(gate)
     return gate
 
@@ -161,10 +169,15 @@ def measured_value(gate: Gate, run: RunResult) -> float | None:
         return run.speedup_of("tpot" if gate.metric == "tpot" else "throughput")
     if gate.kind == "max_p99_regression":
         return run.p99_regression[gate.metric or "e2e"]
+    if run.temperature > 0:
+        check = run.lossless_check
+        return check.p_value if check is not None and check.verdict(gate.alpha) in ("lossless", "not lossless") else None
     return run.outputs_match
 
 
-def passes(gate: Gate, value: float) -> bool:
+def passes(gate: Gate, value: float, run: RunResult | None = None) -> bool:
+    if gate.kind == "lossless" and run is not None and run.temperature > 0:
+        return value >= (gate.alpha or 0.01)  # the p-value: "same distribution" is not rejected
     return value <= gate.threshold if gate.kind == "max_p99_regression" else value >= gate.threshold
 
 
@@ -175,8 +188,6 @@ def judge(gate: Gate, result: ConfigResult, test: str = "", confident: bool = Fa
     interval's (fail only when all of it misses the threshold, "inconclusive" when it straddles).
     """
     runs = result.select(gate.temperature, gate.concurrency, gate.request_rate)
-    if gate.kind == "lossless":
-        runs = [run for run in runs if run.temperature == 0]
     if not runs:
         raise GateUsageError(f"{gate.label}: no measured run matches (runs: {', '.join(r.label for r in result.runs)})")
     _check_speedup_defined(gate, runs)
@@ -199,7 +210,7 @@ def _check_speedup_defined(gate: Gate, runs: list[RunResult]) -> None:
 
 def _verdict(gate: Gate, run: RunResult, test: str, confident: bool) -> Verdict:
     value = measured_value(gate, run) if run.valid else None
-    outcome = "pass" if value is not None and passes(gate, value) else "fail"
+    outcome = "pass" if value is not None and passes(gate, value, run) else "fail"
     interval = None
     if confident and run.valid:
         from .uncertainty import confident_outcome, gate_interval
@@ -218,6 +229,8 @@ def explain(
     """The failure message: what was measured, against what, and what the tuning rules suggest."""
     if not run.valid:
         return f"{gate.label} at {run.label}: invalid measurement: {run.invalid_reason}"
+    if gate.kind == "lossless" and run.temperature > 0:
+        return explain_lossless(gate, run)
     if value is None:
         return f"{gate.label} at {run.label}: not measured (no samples for this figure)"
     relation = "above" if gate.kind == "max_p99_regression" else "below"
@@ -228,6 +241,39 @@ def explain(
     lines.append(per_position_table(run))
     lines.extend(advice(run))
     return "\n".join(line for line in lines if line)
+
+
+def explain_lossless(gate: Gate, run: RunResult) -> str:
+    """A sampled run's distribution check: both sides' likelihoods, the test, and outputs side by side."""
+    check = run.lossless_check
+    if check is None:
+        return f"{gate.label} at {run.label}: not measured ([run] lossless_check is off)"
+    verdict = check.verdict(gate.alpha)
+    if verdict == "not measured":
+        return f"{gate.label} at {run.label}: not measured: {check.not_measured}"
+    if verdict == "not enough requests":
+        return (f"{gate.label} at {run.label}: not enough requests: {check.n_pairs} pairs, the check needs at "
+                f"least {check.min_pairs} (raise num_prompts)")
+    low, high = check.mean_difference_ci or (float("nan"), float("nan"))
+    lines = [
+        f"{gate.label} at {run.label}: not lossless at T={run.temperature:g}: spec outputs have mean "
+        f"log-likelihood {check.spec_mean_logprob:.2f} vs vanilla {check.vanilla_mean_logprob:.2f} per token "
+        f"(p = {check.p_value:.2g} < alpha {gate.alpha:g}, {check.n_pairs} requests each, {check.distinct_samples} "
+        f"distinct pairs; difference {check.mean_difference:+.2f}, 95% interval {low:+.2f}..{high:+.2f})",
+        "  the speculative engine does not sample from the target's distribution: suspect its sampler or verifier, "
+        "not the draft",
+    ]
+    pairs = sorted(zip(run.spec.samples, run.vanilla.samples),
+                   key=lambda pair: (pair[0].target_logprob or 0.0) - (pair[1].target_logprob or 0.0))
+    for spec_sample, vanilla_sample in pairs[:3]:
+        lines.append(f"  spec:    {_snippet(spec_sample.output_text)}")
+        lines.append(f"  vanilla: {_snippet(vanilla_sample.output_text)}")
+    return "\n".join(lines)
+
+
+def _snippet(text: str, width: int = 100) -> str:
+    flat = " ".join(text.split())
+    return repr(flat if len(flat) <= width else flat[: width - 1] + "…")
 
 
 def per_position_table(run: RunResult) -> str:
@@ -308,10 +354,12 @@ def assert_max_p99_regression(result: ConfigResult, threshold: float, *, metric:
                    concurrency=concurrency, request_rate=request_rate)
 
 
-def assert_lossless(result: ConfigResult, min_match: float = 1.0) -> list[Verdict]:
-    """Fail the test when fewer than `min_match` of greedy outputs equal vanilla's token for token."""
+def assert_lossless(result: ConfigResult, min_match: float = 1.0, *, alpha: float = 0.01,
+                    temperature: float | None = None) -> list[Verdict]:
+    """Fail the test when speculation changed the outputs: at T=0 fewer than `min_match` of them equal
+    vanilla's token for token; at T>0 the distribution check rejects at false-alarm rate `alpha`."""
     __tracebackhide__ = True
-    return _helper("lossless", result, min_match)
+    return _helper("lossless", result, min_match, alpha=alpha, temperature=temperature)
 
 
 def gates_from_marks(marks: Iterable[Any], defaults: GatesSection | None) -> list[Gate]:

@@ -42,6 +42,7 @@ class RequestSample(BaseModel):
     itl_s: list[float] = Field(default_factory=list, description="gaps between streamed chunks")
     chunk_tokens: list[int] = Field(default_factory=list, description="tokens per engine step")
     output_token_ids: list[int] = Field(default_factory=list, description="kept for lossless checks against baselines")
+    output_text: str = Field(default="", description="shown beside vanilla's when a lossless check fails")
     repeat: int = 0
     seed: int | None = Field(default=None, description="this request's own sampling seed (workload seed + index)")
     scheduled_ttft_s: float | None = Field(

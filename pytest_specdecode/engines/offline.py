@@ -69,6 +69,7 @@ class OfflineEngine:
         token_ids: dict[str, list[int]] = {rid: [] for rid in request_ids}
         step_times: dict[str, list[float]] = {rid: [] for rid in request_ids}
         chunks: dict[str, list[int]] = {rid: [] for rid in request_ids}
+        texts: dict[str, list[str]] = {rid: [] for rid in request_ids}
         finished_at: dict[str, float] = {}
         while engine.has_unfinished_requests():
             outputs = engine.step()
@@ -78,6 +79,7 @@ class OfflineEngine:
                 if rid not in token_ids:
                     continue
                 new_tokens = output.outputs[0].token_ids
+                texts[rid].append(output.outputs[0].text)
                 if new_tokens:
                     step_times[rid].append(now)
                     chunks[rid].append(len(new_tokens))
@@ -96,6 +98,7 @@ class OfflineEngine:
                 itl_s=[later - earlier for earlier, later in zip(step_times[rid], step_times[rid][1:])],
                 chunk_tokens=chunks[rid],
                 output_token_ids=token_ids[rid],
+                output_text="".join(texts[rid]),
                 seed=sampling.request_seed(index),
             )
             for index, rid in enumerate(request_ids)

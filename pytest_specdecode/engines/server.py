@@ -52,6 +52,7 @@ class _Stream:
     chunk_times: list[float] = field(default_factory=list)
     chunk_tokens: list[int] = field(default_factory=list)
     token_ids: list[int] = field(default_factory=list)
+    text: str = ""
 
     def add(self, payload: dict[str, Any], now: float) -> None:
         choices = payload.get("choices") or []
@@ -62,6 +63,7 @@ class _Stream:
             return
         ids = choices[0].get("token_ids") or []
         self.token_ids += ids
+        self.text += choices[0].get("text") or ""
         cumulative = usage.get("completion_tokens", self.completion_tokens + len(ids))
         new_tokens = cumulative - self.completion_tokens
         self.completion_tokens = cumulative
@@ -79,6 +81,7 @@ class _Stream:
             itl_s=[later - earlier for earlier, later in zip(times, times[1:])],
             chunk_tokens=self.chunk_tokens,
             output_token_ids=self.token_ids,
+            output_text=self.text,
             seed=self.seed,
             scheduled_ttft_s=(times[0] - self.scheduled) if times and self.scheduled is not None else None,
         )

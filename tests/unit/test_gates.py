@@ -84,18 +84,44 @@ def test_speedup_and_p99_regression_directions():
     assert judge(parse_gate("max_p99_regression", (0.30,), {}), fast)[0].passed
 
 
-def test_lossless_judges_greedy_runs_only():
-    measured = result(run(0.0), run(0.8))
-    assert [v.run for v in judge(parse_gate("lossless", (), {}), measured)] == ["cfg T=0"]
-    with pytest.raises(GateUsageError):
-        judge(parse_gate("lossless", (), {}), result(run(0.8)))
+def _checked(temperature, spec_logprob, n=10):
+    from pytest_specdecode.lossless import check_lossless
+    from pytest_specdecode.results import RequestSample
+
+    def side(value, text):
+        return [RequestSample(prompt_tokens=3, output_tokens=4, ttft_s=0.1, e2e_s=1.0, output_text=f"{text} {i}",
+                              output_token_ids=[i, 1, 2, 3], target_logprob=value + 0.01 * (i % 3)) for i in range(n)]
+
+    spec, vanilla = side(spec_logprob, "spec text"), side(-1.2, "vanilla text")
+    return run(temperature, lossless_check=check_lossless(spec, vanilla)).model_copy(
+        update={"spec": run().spec.model_copy(update={"samples": spec}),
+                "vanilla": run().vanilla.model_copy(update={"samples": vanilla})})
+
+
+def test_lossless_judges_greedy_runs_by_match_and_sampled_runs_by_distribution():
+    measured = result(run(0.0), _checked(0.8, spec_logprob=-1.2))
+    verdicts = judge(parse_gate("lossless", (), {}), measured)
+    assert [(v.run, v.outcome) for v in verdicts] == [("cfg T=0", "pass"), ("cfg T=0.8", "pass")]
+    broken = judge(parse_gate("lossless", (), {"alpha": 0.01}), result(_checked(0.8, spec_logprob=-4.1)))[0]
+    assert broken.outcome == "fail" and broken.measured < 0.01
+    assert "not lossless at T=0.8: spec outputs have mean log-likelihood -4.09 vs vanilla -1.19 per token" in broken.message
+    assert broken.message.count("spec:    'spec text") == 3 and "vanilla: 'vanilla text" in broken.message
+
+
+def test_a_sampled_run_without_a_check_or_with_too_few_requests_fails_saying_so():
+    unchecked = judge(parse_gate("lossless", (), {}), result(run(0.8)))[0]
+    assert unchecked.outcome == "fail" and "not measured" in unchecked.message
+    few = judge(parse_gate("lossless", (), {}), result(_checked(0.8, -4.1, n=5)))[0]
+    assert few.outcome == "fail" and "not enough requests: 5 pairs, the check needs at least 8" in few.message
+    with pytest.raises(GateUsageError, match="alpha"):
+        parse_gate("lossless", (), {"alpha": 1.5})
 
 
 def test_assertion_helpers_share_the_marker_logic():
     measured = result(run(0.0), run(0.8, accepted=(10, 2, 0)))
     assert_min_acceptance(measured, 0.3, temperature=0.0)
     assert_min_speedup(measured, 1.5)
-    assert_lossless(measured)
+    assert_lossless(measured, temperature=0.0)
     with pytest.raises(GateFailure, match=r"min_acceptance\(0.3\) at cfg T=0.8: measured 0.080"):
         assert_min_acceptance(measured, 0.3)
     with pytest.raises(GateFailure):

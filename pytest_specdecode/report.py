@@ -10,8 +10,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .baseline import _plain as strict_json_values
 from .gates import Verdict
-from .results import MIN_P99_REQUESTS, SCHEMA_VERSION, SWEEP_NOISE, BreakEven, ConfigResult, RunResult
+from .results import MIN_P99_REQUESTS, SCHEMA_VERSION, SWEEP_NOISE, BaselineInfo, BreakEven, ConfigResult, RunResult, RunWarning
 
 
 def _fmt(value: float | None, spec: str = ".3f", suffix: str = "") -> str:
@@ -22,7 +23,37 @@ def _positions(run: RunResult) -> str:
     return " ".join(f"{p:.2f}" for p in run.per_position_acceptance) or "-"
 
 
-COLUMNS = ("run", "accept", "mean len", "per-position", "speedup", "TPOT p50 ms", "E2E p50/p99 ms", "gates")
+COLUMNS = ("run", "accept", "mean len", "per-position", "speedup", "TPOT p50 ms", "E2E p50/p99 ms", "lossless", "gates")
+#: Marks a throughput speedup whose two sides produced different amounts of output, explained once.
+UNEQUAL_MARK = "*"
+UNEQUAL_NOTE = "speedup over unequal output lengths (unequal work): the TPOT column compares per token"
+TABLE_LEGEND = "TPOT column: speculative vs vanilla. E2E column: speculative."
+
+
+def _unequal_speedup(run: RunResult) -> bool:
+    """Only a shown speedup is marked: at a paced rate there is none, whatever the lengths."""
+    return run.speedup is not None and "unequal lengths" in (run.speedup_basis or "")
+
+
+def _speedup(run: RunResult) -> str:
+    return _fmt(run.speedup, ".2f", "x") + (UNEQUAL_MARK if _unequal_speedup(run) else "")
+
+
+def _lossless(run: RunResult) -> str:
+    """T=0 is checked token for token (a share); T>0 only as a distribution, so a verdict with its p."""
+    if run.temperature == 0:
+        return "-" if run.outputs_match is None else f"match {run.outputs_match:.2f}"
+    check = run.lossless_check
+    if check is None:
+        return "not measured"
+    verdict = check.verdict()
+    if verdict == "lossless":
+        return f"lossless p={check.p_value:.2g}"
+    if verdict == "not lossless":
+        return f"NOT LOSSLESS p={check.p_value:.2g}"
+    if verdict == "not enough requests":
+        return f"too few ({check.n_pairs}<{check.min_pairs})"
+    return verdict
 
 
 def table_rows(results: Iterable[ConfigResult], verdicts: list[Verdict]) -> list[tuple[str, ...]]:
@@ -32,7 +63,7 @@ def table_rows(results: Iterable[ConfigResult], verdicts: list[Verdict]) -> list
             mine = [v for v in verdicts if v.run == run.label]
             gates = f"{sum(v.passed for v in mine)}/{len(mine)} passed" if mine else "-"
             if not run.valid:
-                rows.append((run.label, "INVALID", "-", run.invalid_reason or "", "-", "-", "-", gates))
+                rows.append((run.label, "INVALID", "-", run.invalid_reason or "", "-", "-", "-", "-", gates))
                 continue
             rows.append(
                 (
@@ -40,9 +71,10 @@ def table_rows(results: Iterable[ConfigResult], verdicts: list[Verdict]) -> list
                     _fmt(run.acceptance_rate),
                     _fmt(run.mean_acceptance_length, ".2f"),
                     _positions(run),
-                    _fmt(run.speedup, ".2f", "x"),
+                    _speedup(run),
                     f"{_fmt(run.spec.tpot_ms.p50, '.1f')} vs {_fmt(run.vanilla.tpot_ms.p50, '.1f')}",
                     f"{_fmt(run.spec.e2e_ms.p50, '.0f')}/{_fmt(run.spec.e2e_ms.p99, '.0f')}",
+                    _lossless(run),
                     gates,
                 )
             )
@@ -56,13 +88,117 @@ def terminal_lines(results: list[ConfigResult], verdicts: list[Verdict]) -> list
     widths = [max(len(str(row[i])) for row in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [COLUMNS, *rows]]
     lines.insert(1, "  ".join("-" * width for width in widths))
+    lines.append(TABLE_LEGEND)
+    if _any_unequal(results):
+        lines.append(f"{UNEQUAL_MARK} {UNEQUAL_NOTE}")
+    lines += [f"vanilla {line}" for line in vanilla_lines(results)]
+    lines += [f"lossless {line}" for line in lossless_lines(results)]
+    lines += [f"warnings {line}" for line in warning_lines(results, whole=False)]
     lines += [f"break-even {line}" for line in break_even_lines(results)]
     lines += [f"note {line}" for line in acceptance_notes(results)]
+    lines += [f"engines {line}" for line in engine_lines(results)]
     for verdict in verdicts:
         if not verdict.passed:
             lines.append(f"{verdict.outcome.upper()} {verdict.test}: {verdict.gate} at {verdict.run}: measured {_fmt(verdict.measured)}")
-    lines.append("TPOT column: speculative vs vanilla. E2E column: speculative.")
     return lines
+
+
+def _any_unequal(results: Iterable[ConfigResult]) -> bool:
+    return any(run.valid and _unequal_speedup(run) for result in results for run in result.runs)
+
+
+def vanilla_lines(results: Iterable[ConfigResult]) -> list[str]:
+    """Per config, where vanilla's figures came from: a stored baseline is only as good as its age
+    and fingerprint, so both are shown. One word when every run agrees, so a session that measured
+    everything costs one short line."""
+    lines = []
+    for result in results:
+        sources = [(run.label.removeprefix(f"{result.config_name} "), _vanilla_source(run.baseline)) for run in result.runs]
+        if len({source for _, source in sources}) == 1:
+            lines.append(f"{result.config_name}: {sources[0][1]}")
+        elif sources:
+            lines.append(f"{result.config_name}: " + "; ".join(f"{cell} {source}" for cell, source in sources))
+    return lines
+
+
+def _vanilla_source(baseline: BaselineInfo | None) -> str:
+    if baseline is None:
+        return "not recorded"
+    if baseline.source == "measured":
+        return "measured"
+    return f"cached {_age(baseline.age_s)} ago ({baseline.fingerprint[:6]})"
+
+
+def _age(seconds: float) -> str:
+    """Whole units, rounded down, so "3 d" never overstates how fresh a baseline is."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit}"
+    return f"{int(seconds)} s"
+
+
+def lossless_lines(results: Iterable[ConfigResult]) -> list[str]:
+    """Sampled runs: what the lossless verdict rests on. A p-value alone hides a check over few
+    distinct outputs, and the two likelihoods say which side drifted."""
+    lines = []
+    for run in (run for result in results for run in result.runs if run.temperature > 0):
+        check = run.lossless_check
+        if check is None:
+            lines.append(f"{run.label}: not measured ([run] lossless_check is off)")
+        elif check.not_measured is not None:
+            lines.append(f"{run.label}: not measured: {check.not_measured}")
+        else:
+            lines.append(
+                f"{run.label}: {check.n_pairs} pairs, {check.distinct_samples} distinct; target log-prob/token "
+                f"spec {_fmt(check.spec_mean_logprob)} vs vanilla {_fmt(check.vanilla_mean_logprob)}; "
+                f"p={_fmt(check.p_value, '.2g')}, alpha {check.alpha:g}"
+            )
+    return lines
+
+
+def warning_lines(results: Iterable[ConfigResult], whole: bool) -> list[str]:
+    """One line per run that has warnings. The terminal keeps each message's first clause (what
+    was seen); the remedy after it is in the step summary and the JSON report."""
+    return [
+        f"{run.label}: " + ", ".join(f"{warning.code} ({_warning_text(warning, whole)})" for warning in run.warnings)
+        for result in results
+        for run in result.runs
+        if run.warnings
+    ]
+
+
+def _warning_text(warning: RunWarning, whole: bool) -> str:
+    head, colon, _ = warning.message.partition(": ")
+    return warning.message if whole or not colon else f"{head}: ..."
+
+
+def engine_lines(results: Iterable[ConfigResult]) -> list[str]:
+    """How each config's engines ran, so an eager run is never read as a CUDA-graph run; configs
+    whose runs recorded nothing (results from before these fields) are left out."""
+    lines = []
+    for result in results:
+        seen: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        for run in result.runs:
+            started = (run.engine_args, run.speculative_config)
+            if (run.engine_args or run.speculative_config) and started not in seen:
+                seen.append(started)
+        for engine_args, speculative in seen:
+            eager = "" if "enforce_eager" in engine_args else "; enforce_eager unset: CUDA graphs (vLLM's default)"
+            lines.append(f"{result.config_name}: engine {_compact(engine_args)} speculative {_compact(speculative)}{eager}")
+    return lines
+
+
+def _compact(value: Any) -> str:
+    """JSON's words (true, null) without its quotes: short enough for one terminal line."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key}: {_compact(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_compact(item) for item in value) + "]"
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 def break_even_lines(results: Iterable[ConfigResult]) -> list[str]:
@@ -130,12 +266,9 @@ def report_dict(
 ) -> dict[str, Any]:
     environment = next((r.environment.model_dump() for r in results), {})
     without_ids = {"samples": {"__all__": {"output_token_ids"}}}  # tokens belong in baselines, not reports
-    runs = [
-        run.model_dump(mode="json", exclude={"spec": without_ids, "vanilla": without_ids})
-        for result in results
-        for run in result.runs
-    ]
-    return {
+    runs = [_run_dict(run, without_ids) for result in results for run in result.runs]
+    # one policy for non-finite floats (request_rate = inf), the baselines' own: strings pydantic reads back
+    return strict_json_values({
         "schema_version": SCHEMA_VERSION,
         "environment": environment,
         "runs": runs,
@@ -145,14 +278,23 @@ def report_dict(
             {k: v for k, v in verdict.as_dict().items() if k != "message"} for verdict in verdicts
         ],
         "timing_s": timing or {},
-    }
+    })
+
+
+def _run_dict(run: RunResult, without_ids: dict[str, Any]) -> dict[str, Any]:
+    """The run as dumped, plus the lossless verdict: a method on the check, so not in the dump."""
+    dumped = run.model_dump(mode="json", exclude={"spec": without_ids, "vanilla": without_ids})
+    if run.lossless_check is not None:
+        dumped["lossless_check"]["verdict"] = run.lossless_check.verdict()
+    return dumped
 
 
 def write_json(
     path: Path, results: list[ConfigResult], verdicts: list[Verdict], timing: dict[str, float] | None = None
 ) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report_dict(results, verdicts, timing), indent=2))
+    # allow_nan=False: a non-finite float that slipped past report_dict fails here, not in a reader
+    path.write_text(json.dumps(report_dict(results, verdicts, timing), indent=2, allow_nan=False))
 
 
 def markdown(results: list[ConfigResult], verdicts: list[Verdict]) -> str:
@@ -160,13 +302,26 @@ def markdown(results: list[ConfigResult], verdicts: list[Verdict]) -> str:
     if not rows:
         return ""
     lines = ["## Speculative decoding gates", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell.replace("|", "/").replace("*", "\\*") for cell in row) + " |" for row in rows]
+    if _any_unequal(results):
+        lines += ["", f"\\{UNEQUAL_MARK} {UNEQUAL_NOTE}"]
+    sections = (
+        ("Vanilla", vanilla_lines(results)),
+        ("Lossless check (T>0)", lossless_lines(results)),
+        ("Warnings", warning_lines(results, whole=True)),
+    )
+    for title, section in sections:
+        if section:
+            lines += ["", f"**{title}**", ""] + [f"- {line}" for line in section]
     even = break_even_lines(results)
     if even:
         lines += ["", "**Break-even**", ""] + [f"- {line}" for line in even]
     notes = acceptance_notes(results)
     if notes:
         lines += ["", "**Notes**", ""] + [f"- {line}" for line in notes]
+    engines = engine_lines(results)
+    if engines:
+        lines += ["", "**Engines**", ""] + [f"- {line}" for line in engines]
     failed = [v for v in verdicts if not v.passed]
     if failed:
         lines += ["", "**Missed or inconclusive gates**", ""]

@@ -4,7 +4,7 @@ import json
 
 from pytest_specdecode.session import SHARED
 
-GATED = "import pytest\n\n@pytest.mark.min_speedup(0.01)\ndef test_gate(spec_run):\n    pass\n"
+GATED = "import pytest\n\n@pytest.mark.min_acceptance(0.3)\ndef test_gate(spec_run):\n    pass\n"
 
 
 def test_a_fresh_baseline_skips_the_vanilla_engine_and_a_changed_one_does_not(pytester, tiny_toml):

@@ -19,7 +19,7 @@ def test_markers_are_registered_and_strict_markers_accepts_them(pytester):
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*no spec-config: pass --spec-config=FILE*"])
     markers = pytester.runpytest("--markers")
-    markers.stdout.fnmatch_lines(["*spec_config(path)*", "*min_acceptance(x, *", "*min_speedup(x, *", "*max_p99_regression(x, *", "*lossless(min_match=1.0)*"])
+    markers.stdout.fnmatch_lines(["*spec_config(path)*", "*min_acceptance(x, *", "*min_speedup(x, *", "*max_p99_regression(x, *", "*lossless(min_match=1.0, *"])
 
 
 def test_a_threshold_out_of_range_is_a_usage_error_naming_the_test(pytester, tmp_path):

@@ -59,3 +59,136 @@ def test_per_request_acceptance_above_one_is_called_out_with_k():
         "note cfg T=0: 1 of 1 requests read per-request acceptance above 1 (K=3): their stream chunks merged engine "
         "steps, so per-request figures read high" in terminal_lines([result(measured)], [])
     )
+
+
+def _check(**fields):
+    from pytest_specdecode.results import LosslessCheck
+
+    return LosslessCheck(**{"n_pairs": 40, "distinct_samples": 40, "min_pairs": 8, **fields})
+
+
+def _row(measured, label):
+    from pytest_specdecode.report import COLUMNS, table_rows
+
+    row, = [row for row in table_rows([measured], []) if row[0] == label]
+    return dict(zip(COLUMNS, row))
+
+
+def test_lossless_column_shows_the_match_share_at_t0_and_the_check_verdict_with_p_when_sampled():
+    measured = result(
+        run(0.0),
+        run(0.1, lossless_check=_check(p_value=0.41, spec_mean_logprob=-1.234, vanilla_mean_logprob=-1.21)),
+        run(0.2, lossless_check=_check(p_value=2e-7)),
+        run(0.3, lossless_check=_check(n_pairs=5, p_value=0.3)),
+        run(0.4, lossless_check=_check(n_pairs=0, distinct_samples=0, not_measured="no vanilla engine to score outputs with")),
+        run(0.5),
+    )
+    unmeasured_t0 = run(0.0).model_copy(update={"config_name": "ids", "outputs_match": None})
+    cells = {label: _row(measured, label)["lossless"] for label in ("cfg T=0", "cfg T=0.1", "cfg T=0.2", "cfg T=0.3", "cfg T=0.4", "cfg T=0.5")}
+    assert cells == {
+        "cfg T=0": "match 1.00", "cfg T=0.1": "lossless p=0.41", "cfg T=0.2": "NOT LOSSLESS p=2e-07",
+        "cfg T=0.3": "too few (5<8)", "cfg T=0.4": "not measured", "cfg T=0.5": "not measured",
+    }
+    assert _row(result(unmeasured_t0), "ids T=0")["lossless"] == "-"
+    lines = terminal_lines([measured], [])
+    assert "lossless cfg T=0.1: 40 pairs, 40 distinct; target log-prob/token spec -1.234 vs vanilla -1.210; p=0.41, alpha 0.01" in lines
+    assert "lossless cfg T=0.4: not measured: no vanilla engine to score outputs with" in lines
+    assert "lossless cfg T=0.5: not measured ([run] lossless_check is off)" in lines
+    text = markdown([measured], [])
+    assert "| gates |" in text and "| NOT LOSSLESS p=2e-07 |" in text and "**Lossless check (T>0)**" in text
+
+
+def test_vanilla_source_is_one_line_per_config_with_a_cached_baseline_s_age_and_fingerprint():
+    from pytest_specdecode.results import BaselineInfo
+
+    measured = BaselineInfo(source="measured", fingerprint="ffffffffffff", age_s=0.0)
+    ages = {0.0: 3 * 86400 + 100, 0.1: 42, 0.2: 300, 0.3: 7200}
+    cached = {t: BaselineInfo(source="cached", fingerprint=f"a1b2c{i}d4e5f6", age_s=age) for i, (t, age) in enumerate(ages.items())}
+    mixed = result(*(run(t, baseline=info) for t, info in cached.items()), run(0.8, baseline=measured))
+    assert (
+        "vanilla cfg: T=0 cached 3 d ago (a1b2c0); T=0.1 cached 42 s ago (a1b2c1); T=0.2 cached 5 min ago (a1b2c2); "
+        "T=0.3 cached 2 h ago (a1b2c3); T=0.8 measured"
+    ) in terminal_lines([mixed], [])
+    assert "vanilla cfg: measured" in terminal_lines([result(run(0.0, baseline=measured), run(0.8, baseline=measured))], [])
+    assert "- cfg: T=0 cached 3 d ago (a1b2c0); " in markdown([mixed], [])
+
+
+def test_warnings_are_one_line_per_run_short_in_the_terminal_and_whole_in_markdown():
+    from pytest_specdecode.results import RunWarning
+
+    short = RunWarning(code="short_window", message="spec window of 0.45 s < 3 s: too short to resolve a few percent of speed")
+    unequal = RunWarning(code="unequal_lengths", message="spec outputs are 1.20x vanilla's length: throughput speedup compares unequal work")
+    busy = RunWarning(code="client_bound", message="the measuring client set the pace of a spec window (event-loop lag 80 ms)")
+    measured = result(run(0.0), run(0.8, warnings=[short, unequal]), run(1.0, invalid="no drafts were proposed", warnings=[busy]))
+    lines = terminal_lines([measured], [])
+    assert [line for line in lines if line.startswith("warnings ")] == [
+        "warnings cfg T=0.8: short_window (spec window of 0.45 s < 3 s: ...), unequal_lengths (spec outputs are 1.20x vanilla's length: ...)",
+        "warnings cfg T=1: client_bound (the measuring client set the pace of a spec window (event-loop lag 80 ms))",
+    ]
+    assert any(line.startswith("cfg T=1 ") and "INVALID" in line and "no drafts were proposed" in line for line in lines)
+    text = markdown([measured], [])
+    assert f"- cfg T=0.8: short_window ({short.message}), unequal_lengths ({unequal.message})" in text
+
+
+def test_a_speedup_over_unequal_output_lengths_is_starred_and_the_star_explained_once():
+    from pytest_specdecode.report import UNEQUAL_NOTE
+
+    basis = "output tokens/s, unequal lengths (1200 spec vs 1000 vanilla tokens)"
+    measured = result(
+        run(0.0, speedup_basis="output tokens/s, equal lengths (1000 spec vs 1000 vanilla tokens)"),
+        run(0.8, speedup_basis=basis), run(1.0, speedup_basis=basis),
+    )
+    assert [_row(measured, f"cfg T={t}")["speedup"] for t in ("0", "0.8", "1")] == ["1.80x", "1.80x*", "1.80x*"]
+    lines = terminal_lines([measured], [])
+    assert lines.count(f"* {UNEQUAL_NOTE}") == 1
+    assert not any(line.startswith("* ") for line in terminal_lines([result(run(0.0))], []))
+    text = markdown([measured], [])
+    assert "| 1.80x\\* |" in text and f"\\* {UNEQUAL_NOTE}" in text
+
+
+def test_json_report_is_strict_json_and_carries_what_each_run_was_judged_by(tmp_path):
+    import math
+
+    from pytest_specdecode.results import BaselineInfo, RunResult, RunWarning, Window
+
+    window = Window(duration_s=0.45, output_tokens=40, prefix_cache_reset=True)
+    measured = run(
+        0.8, request_rate=float("inf"), warnings=[RunWarning(code="short_window", message="spec window of 0.45 s")],
+        speedup_basis="output tokens/s, equal lengths", lossless_check=_check(p_value=0.41),
+        baseline=BaselineInfo(source="cached", fingerprint="a1b2c3d4", age_s=10.0),
+        engine_args={"enforce_eager": True}, speculative_config={"method": "ngram", "num_speculative_tokens": 3},
+    )
+    measured = measured.model_copy(update={"spec": measured.spec.model_copy(update={"windows": [window]})})
+    path = tmp_path / "r.json"
+    write_json(path, [result(measured)], [])
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    data = json.loads(path.read_text(), parse_constant=refuse)
+    written, = data["runs"]
+    assert written["request_rate"] == "Infinity"
+    assert math.isinf(RunResult.model_validate(written).request_rate)
+    assert written["warnings"] == [{"code": "short_window", "message": "spec window of 0.45 s"}]
+    assert written["speedup_basis"] == "output tokens/s, equal lengths"
+    assert written["lossless_check"]["p_value"] == 0.41 and written["lossless_check"]["verdict"] == "lossless"
+    assert written["baseline"] == {"source": "cached", "fingerprint": "a1b2c3d4", "age_s": 10.0}
+    assert written["engine_args"] == {"enforce_eager": True}
+    assert written["speculative_config"] == {"method": "ngram", "num_speculative_tokens": 3}
+    assert written["spec"]["windows"][0]["duration_s"] == 0.45
+
+
+def test_engine_line_per_config_tells_an_eager_run_from_a_cuda_graph_run():
+    from pytest_specdecode.results import ConfigResult
+
+    speculative = {"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_max": 4}
+    eager = run(0.0, engine_args={"enforce_eager": True, "max_model_len": 2048}, speculative_config=speculative)
+    graphs = run(0.0, engine_args={"max_model_len": 2048}, speculative_config={"method": "eagle3", "model": "/m/draft", "num_speculative_tokens": 2})
+    graphs = ConfigResult(config="/c/e.toml", config_name="eagle", runs=[graphs.model_copy(update={"config_name": "eagle"})])
+    lines = terminal_lines([result(eager, eager.model_copy(update={"temperature": 0.8})), graphs], [])
+    assert [line for line in lines if line.startswith("engines ")] == [
+        "engines cfg: engine {enforce_eager: true, max_model_len: 2048} speculative {method: ngram, num_speculative_tokens: 3, prompt_lookup_max: 4}",
+        "engines eagle: engine {max_model_len: 2048} speculative {method: eagle3, model: /m/draft, num_speculative_tokens: 2}; "
+        "enforce_eager unset: CUDA graphs (vLLM's default)",
+    ]
+    assert "**Engines**" in markdown([graphs], [])

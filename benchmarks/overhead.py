@@ -51,7 +51,7 @@ def main() -> None:
             outputs = engine.llm.generate(prompts, params, use_tqdm=False)
             elapsed = time.perf_counter() - started
             bare.append(sum(len(o.outputs[0].token_ids) for o in outputs) / elapsed)
-            samples, duration = engine.generate(prompts, sampling)
+            samples, duration, _ = engine.generate(prompts, sampling)
             plugin.append(sum(s.output_tokens for s in samples) / duration)
     finally:
         engine.close()

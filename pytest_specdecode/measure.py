@@ -22,7 +22,7 @@ from .engines.base import Engine, EngineSpec, EngineStartError, Sampling
 from .engines.metrics import EngineCounters
 from .engines.pool import EnginePool
 from .load import LoadLevel, levels
-from .lossless import check_lossless, not_measured
+from .lossless import DEFAULT_ALPHA, check_lossless, not_measured
 from .models import resolve_model
 from .results import (
     SCHEMA_VERSION,
@@ -225,7 +225,7 @@ class Measurer:
                 samples = [s.model_copy(update={"target_logprob": v}) for s, v in zip(samples, scores)]
                 scored.append(figures.model_copy(update={"samples": samples}))
         spec, vanilla = scored
-        return spec, vanilla, check_lossless(spec.samples, vanilla.samples)
+        return spec, vanilla, check_lossless(spec.samples, vanilla.samples, config.gates.lossless_alpha or DEFAULT_ALPHA)
 
     def _known_vanilla(self, fingerprint: str) -> tuple[EngineFigures, BaselineInfo] | None:
         if fingerprint in self._vanilla_memo:
@@ -282,9 +282,11 @@ class Measurer:
         suffix = f", repeat {repeat + 1}/{config.run.repeats}" if config.run.repeats > 1 else ""
         self.progress(f"{config.name}: {side.role} {cell.label} ({len(prompts)} prompts{suffix})")
         reset = engine.reset_prefix_cache()
+        # each repeat draws new samples: request i of repeat r has seed base + r * n + i, on both sides
+        sampling = replace(cell.sampling, seed=cell.sampling.seed + repeat * len(prompts))
         with self._timed("measurement"):
             before = engine.counters()
-            generated = engine.generate(prompts, cell.sampling, cell.load)
+            generated = engine.generate(prompts, sampling, cell.load)
             counters = engine.counters().minus(before)
         samples = [sample.model_copy(update={"repeat": repeat}) for sample in generated.samples]
         client = generated.client

@@ -92,6 +92,9 @@ def test_repeats_interleave_spec_and_vanilla_when_both_fit():
     run = result.runs[0]
     assert run.spec.num_requests == 12 and {s.repeat for s in run.spec.samples} == {0, 1, 2}
     assert run.num_drafts == 36 and run.spec.duration_s == 3.0
+    # each repeat samples anew: request i of repeat r has seed r * n + i, the same on both sides
+    assert sorted(s.seed for s in run.spec.samples if s.repeat == 1) == [4, 5, 6, 7]
+    assert [s.seed for s in run.spec.samples] == [s.seed for s in run.vanilla.samples]
 
 
 def test_repeats_run_in_blocks_when_only_one_engine_fits():

@@ -2,14 +2,15 @@
 # One step of the H100 session behind docs/benchmarks.md. Run from the repo root on the GPU
 # machine after ../shared/gpu's setup.sh (vLLM 0.26.0 in /tmp/site, SmolLM2 in /tmp/models):
 #   bash benchmarks/gpu_session.sh offline|server [ngram draft self-draft]   (default: all three)
-#   bash benchmarks/gpu_session.sh overhead|baseline|bench-serve
+#   bash benchmarks/gpu_session.sh overhead|baseline|bench-serve|engine-start|false-alarm
+#   bash benchmarks/gpu_session.sh gates [ngram draft self-draft]   (lossless at every temperature)
 # Results go to $OUT (the device tool's folder) or benchmarks/results. Each step fits one
 # 10-minute device call; server steps share vanilla through the baseline folder on the machine.
 set -uo pipefail
 export PYTHONPATH=/tmp/site:$PWD VLLM_USE_FLASHINFER_SAMPLER=0 SPECDECODE_MODEL_DIR=/tmp/models PYTHONUNBUFFERED=1
 out=${OUT:-benchmarks/results}
 mkdir -p "$out"
-step=${1:?offline, server, overhead, baseline or bench-serve}
+step=${1:?offline, server, gates, overhead, baseline, bench-serve, engine-start or false-alarm}
 shift
 names=("${@:-ngram draft self-draft}")
 names=(${names[*]})
@@ -26,6 +27,14 @@ case $step in
     gate_session --spec-report="$out/h100-offline.json" 2>&1 | tee "$out/h100-offline.log" ;;
   server)
     gate_session --spec-mode=server --spec-report="$out/h100-server-$tag.json" 2>&1 | tee "$out/h100-server-$tag.log" ;;
+  gates)
+    python3 -m pytest -p pytest_specdecode.plugin -p no:cacheprovider benchmarks/gpu/test_h100_gates.py "${configs[@]}" \
+      --spec-max-engines=2 -rA --spec-report="$out/h100-gates-$tag.json" 2>&1 | tee "$out/h100-gates-$tag.log" ;;
+  engine-start)
+    python3 benchmarks/engine_start.py examples/gpu-ngram.toml --rounds 2 --out "$out/h100-engine-start.json" 2>&1 | tail -20 ;;
+  false-alarm)
+    python3 benchmarks/lossless_false_alarm.py examples/gpu-ngram.toml --rounds 16 --prompts 64 --max-tokens 128 \
+      --temperature 0.8 --out "$out/h100-lossless-false-alarm.json" 2>&1 | tail -20 ;;
   overhead)
     python3 benchmarks/overhead.py examples/gpu-ngram.toml --out "$out/h100-overhead.json" 2>&1 | tail -20 ;;
   baseline)

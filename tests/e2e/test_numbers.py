@@ -16,7 +16,7 @@ num_speculative_tokens = 2
 
 [workload]
 prompts = "builtin:copy"
-num_prompts = 12
+num_prompts = 24
 max_tokens = 32
 temperatures = [0.0, 0.8]
 
@@ -68,7 +68,7 @@ def test_self_draft_is_exact_at_t0_and_vllm_cpu_sampling_is_caught_at_t08(pytest
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines([
         "*lossless(1, temperature=0.8, alpha=0.01) at self-draft T=0.8: not lossless at T=0.8: spec outputs have "
-        "mean log-likelihood * vs vanilla * per token (p = *, 12 requests each, 12 distinct pairs*",
+        "mean log-likelihood * vs vanilla * per token (p = *, 24 requests each, 24 distinct pairs*",
         "*spec:    '*",
         "*vanilla: '*",
         "FAILED*test_sampled*",

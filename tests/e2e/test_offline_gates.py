@@ -150,7 +150,7 @@ def test_bound_config_marker_and_engine_fixtures(pytester, ngram_toml):
         pytestmark = pytest.mark.spec_config("configs/bound.toml")
 
         def test_drive_the_engine(spec_engine, spec_config):
-            samples, seconds = spec_engine.generate(["Hello"], Sampling(0.0, 4))
+            samples, seconds, _ = spec_engine.generate(["Hello"], Sampling(0.0, 4))
             assert spec_config.name == "bound"
             assert samples[0].output_tokens >= 1 and seconds > 0
         """

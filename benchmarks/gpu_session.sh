@@ -33,7 +33,7 @@ case $step in
   engine-start)
     python3 benchmarks/engine_start.py examples/gpu-ngram.toml --rounds 2 --out "$out/h100-engine-start.json" 2>&1 | tail -20 ;;
   false-alarm)
-    python3 benchmarks/lossless_false_alarm.py examples/gpu-ngram.toml --rounds 16 --prompts 64 --max-tokens 128 \
+    python3 benchmarks/lossless_false_alarm.py examples/gpu-ngram.toml --rounds 48 --prompts 64 --max-tokens 128 \
       --temperature 0.8 --out "$out/h100-lossless-false-alarm.json" 2>&1 | tail -20 ;;
   overhead)
     python3 benchmarks/overhead.py examples/gpu-ngram.toml --out "$out/h100-overhead.json" 2>&1 | tail -20 ;;

@@ -42,6 +42,33 @@ FIRST_LANDING = {
     "h100-baseline-cache.json": "both session times (engine starts without `spawn`, with CUDA-graph capture)",
 }
 PENDING = "Results: pending the H100 session."
+ENGINE_START_NOTE = """The first landing's plugin start cost about 20 s more than vLLM's own, because reading the
+device name initialised CUDA in the pytest process and vLLM fell back to `spawn`; the device name
+now comes from `nvidia-smi` and that penalty is gone. What remains, about 3.5 s (1.07x over two
+rounds each), is above the 1.05 goal and not yet attributed (candidates: the stat loggers the
+plugin turns on with `disable_log_stats=False`, the config check that imports vLLM's argument
+classes, the child-process scan around the start); two rounds do not separate it from noise
+either (bare starts spread 48.1-53.0 s).
+"""
+LOSSLESS_INTRO = """## Lossless at T>0 on the H100 (this landing's code, CUDA graphs)
+
+`benchmarks/gpu/test_h100_gates.py` gates `lossless(alpha=0.01)` at T=0 and T=0.8 on vLLM 0.26.0,
+64 copy prompts x 2 repeats (128 request pairs per temperature), offline, `--spec-max-engines=2`.
+What they say, read together:
+
+- ngram K=5 and the self-draft both pass at alpha 0.01, but only just (p = 0.016 and 0.024), and
+  in the same direction: spec outputs are 13-17% longer than vanilla's and the target finds them
+  less likely (-1.08 and -1.09 vs -0.91 nats per token; both share one vanilla baseline). With more
+  requests this could turn into a `not lossless`; it is reported, not explained away.
+- The same ngram config with every answer cut at exactly 128 tokens (`ignore_eos`, third table)
+  shows no difference at all: -1.107 vs -1.091, p = 0.67. So what differs is where the spec engine
+  stops, not the tokens it samples: a lead for vLLM's EOS handling under speculation at T>0, which
+  this check can flag but not diagnose.
+- All T=0 runs match vanilla exactly (match 1.00); the self-draft accepts 1.00 at T=0 and 0.47 at
+  T=0.8 (vLLM drafts greedily, so an identical draft is accepted with the sampled token's probability).
+- Windows are still short offline (0.4-2 s, flagged `short_window`): the copy answers end by themselves
+  after 25-60 tokens (see "Sizing a workload" in reading-the-numbers.md).
+"""
 
 
 def load(name: str) -> dict | None:
@@ -259,19 +286,30 @@ def main() -> None:
         configs = " ".join(dict.fromkeys(run["config_name"].removeprefix("gpu-") for run in runs))
         out += gate_section(f"H100, server mode (`vllm serve`, two load levels): {configs}", path.name,
                             f"bash benchmarks/gpu_session.sh server {configs}")
+    out += [LOSSLESS_INTRO]
+    gates = [
+        ("ngram K=5", "h100-gates-ngram.json", "bash benchmarks/gpu_session.sh gates ngram"),
+        ("the model as its own draft, K=4", "h100-gates-self-draft.json", "bash benchmarks/gpu_session.sh gates self-draft"),
+        ("ngram K=5 at T=0.8, every answer exactly 128 tokens (ignore_eos)", "h100-gates-ngram-fixed-length.json",
+         "python3 -m pytest -p pytest_specdecode.plugin benchmarks/gpu/test_h100_gates.py -k lossless "
+         "--spec-config=benchmarks/gpu/ngram-t08-fixed-length.toml --spec-max-engines=2"),
+    ]
+    for title, name, command in gates:
+        out += gate_section(f"H100, CUDA graphs, lossless at every temperature: {title}", name, command)
     out += ["## Side by side", ""]
     out += overhead_section("h100-overhead.json", "python benchmarks/overhead.py examples/gpu-ngram.toml")
     out += bench_serve_section("h100-vs-bench-serve.json", "python benchmarks/vs_bench_serve.py examples/gpu-ngram.toml")
     out += baseline_section("h100-baseline-cache.json", "python benchmarks/baseline_cache.py examples/gpu-ngram.toml")
     out += false_alarm_section(
         "h100-lossless-false-alarm.json",
-        "python benchmarks/lossless_false_alarm.py examples/gpu-ngram.toml --rounds 50 --temperature 0.8 "
-        "--out benchmarks/results/h100-lossless-false-alarm.json",
+        "python benchmarks/lossless_false_alarm.py examples/gpu-ngram.toml --rounds 48 --prompts 64 --max-tokens 128 "
+        "--temperature 0.8 --out benchmarks/results/h100-lossless-false-alarm.json",
     )
     out += engine_start_section(
         "h100-engine-start.json",
-        "python benchmarks/engine_start.py examples/gpu-ngram.toml --rounds 4 --out benchmarks/results/h100-engine-start.json",
+        "python benchmarks/engine_start.py examples/gpu-ngram.toml --rounds 2 --out benchmarks/results/h100-engine-start.json",
     )
+    out += [ENGINE_START_NOTE]
     out += overhead_section("cpu-overhead.json", "python benchmarks/overhead.py examples/cpu-ngram.toml --rounds 3")
     out += bench_serve_section("cpu-vs-bench-serve.json", "python benchmarks/vs_bench_serve.py examples/cpu-ngram.toml")
     out += baseline_section("cpu-baseline-cache.json", "python benchmarks/baseline_cache.py examples/cpu-ngram.toml")

@@ -3,7 +3,7 @@
 # machine after ../shared/gpu's setup.sh (vLLM 0.26.0 in /tmp/site, SmolLM2 in /tmp/models):
 #   bash benchmarks/gpu_session.sh offline|server [ngram draft self-draft]   (default: all three)
 #   bash benchmarks/gpu_session.sh overhead|baseline|bench-serve|engine-start|false-alarm
-#   bash benchmarks/gpu_session.sh gates [ngram draft self-draft]   (lossless at every temperature)
+#   bash benchmarks/gpu_session.sh gates|server-gates [ngram draft self-draft]   (lossless at every temperature)
 # Results go to $OUT (the device tool's folder) or benchmarks/results. Each step fits one
 # 10-minute device call; server steps share vanilla through the baseline folder on the machine.
 set -uo pipefail
@@ -30,6 +30,10 @@ case $step in
   gates)
     python3 -m pytest -p pytest_specdecode.plugin -p no:cacheprovider benchmarks/gpu/test_h100_gates.py "${configs[@]}" \
       --spec-max-engines=2 -rA --spec-report="$out/h100-gates-$tag.json" 2>&1 | tee "$out/h100-gates-$tag.log" ;;
+  server-gates)
+    python3 -m pytest -p pytest_specdecode.plugin -p no:cacheprovider benchmarks/gpu/test_h100_gates.py "${configs[@]}" \
+      --spec-mode=server --spec-max-engines=2 -rA --spec-report="$out/h100-server-gates-$tag.json" 2>&1 \
+      | tee "$out/h100-server-gates-$tag.log" ;;
   engine-start)
     python3 benchmarks/engine_start.py examples/gpu-ngram.toml --rounds 2 --out "$out/h100-engine-start.json" 2>&1 | tail -20 ;;
   false-alarm)

@@ -64,6 +64,9 @@ What they say, read together:
   shows no difference at all: -1.107 vs -1.091, p = 0.67. So what differs is where the spec engine
   stops, not the tokens it samples: a lead for vLLM's EOS handling under speculation at T>0, which
   this check can flag but not diagnose.
+- Server mode (fourth table) scores through the server's `/v1/completions` with `prompt_logprobs`
+  and reads the same figures as offline at c=1 (-1.079 vs -0.911, p = 0.016: per-request seeds make
+  the samples identical in both modes), and -1.085 vs -0.909 (p = 0.013) at c=8.
 - All T=0 runs match vanilla exactly (match 1.00); the self-draft accepts 1.00 at T=0 and 0.47 at
   T=0.8 (vLLM drafts greedily, so an identical draft is accepted with the sampled token's probability).
 - Windows are still short offline (0.4-2 s, flagged `short_window`): the copy answers end by themselves
@@ -294,6 +297,8 @@ def main() -> None:
          "python3 -m pytest -p pytest_specdecode.plugin benchmarks/gpu/test_h100_gates.py -k lossless "
          "--spec-config=benchmarks/gpu/ngram-t08-fixed-length.toml --spec-max-engines=2"),
     ]
+    gates.append(("ngram K=5, server mode (`vllm serve`, c=1 and c=8; scored through `/v1/completions`)",
+                  "h100-server-gates-ngram.json", "bash benchmarks/gpu_session.sh server-gates ngram"))
     for title, name, command in gates:
         out += gate_section(f"H100, CUDA graphs, lossless at every temperature: {title}", name, command)
     out += ["## Side by side", ""]

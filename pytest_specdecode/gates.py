@@ -17,6 +17,8 @@ from .results import LATENCY_METRICS, ConfigResult, RunResult
 
 GATE_MARKERS = ("min_acceptance", "min_speedup", "max_p99_regression", "lossless")
 SPEEDUP_METRICS = ("throughput", "tpot")
+#: Gates on timed figures: their confident verdicts need the spread between windows.
+TIMED_GATES = frozenset({"min_speedup", "max_p99_regression"})
 ACCEPTANCE_PERCENTILES = (10, 50, 90)
 _RUN_SELECTORS = frozenset({"temperature", "concurrency", "request_rate"})
 OPTIONS = {
@@ -77,6 +79,7 @@ class Verdict:
     message: str = field(default="", compare=False)
     outcome: str = "pass"  # "pass", "fail", or (confident verdicts only) "inconclusive"
     interval: tuple[float, float] | None = None
+    interval_basis: str | None = field(default=None, compare=False)  # confident verdicts: what decided them
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -211,20 +214,44 @@ def _check_speedup_defined(gate: Gate, runs: list[RunResult]) -> None:
 def _verdict(gate: Gate, run: RunResult, test: str, confident: bool) -> Verdict:
     value = measured_value(gate, run) if run.valid else None
     outcome = "pass" if value is not None and passes(gate, value, run) else "fail"
-    interval = None
-    if confident and run.valid:
-        from .uncertainty import confident_outcome, gate_interval
+    interval, basis = gate_interval(gate, run) if confident and run.valid else (None, None)
+    if interval is not None:
+        outcome = confident_outcome(gate, interval)
+        if not run.windows_resolve and gate.kind in TIMED_GATES:
+            outcome = "inconclusive"  # within-window spread only: window-to-window noise could flip it
+    message = "" if outcome == "pass" else explain(gate, run, value, interval, outcome, basis)
+    return Verdict(test, gate.label, run.label, gate.threshold, value, outcome == "pass", message, outcome, interval,
+                   basis if interval is not None else None)
 
-        found = gate_interval(gate, run)
-        if found is not None:
-            interval = (found.low, found.high)
-            outcome = confident_outcome(gate.kind, gate.threshold, found)
-    message = "" if outcome == "pass" else explain(gate, run, value, interval, outcome)
-    return Verdict(test, gate.label, run.label, gate.threshold, value, outcome == "pass", message, outcome, interval)
+
+def gate_interval(gate: Gate, run: RunResult) -> tuple[tuple[float, float] | None, str | None]:
+    """The 95% interval around the figure `measured_value` reads, and what it was computed from.
+
+    Per-position and per-request-percentile acceptance and the lossless checks have none here: the
+    former are counter shares or already describe the spread, the latter have their own test.
+    """
+    found: list[float] | None = None
+    basis: str | None = run.interval_basis
+    if gate.kind == "min_speedup":
+        found = run.tpot_speedup_ci if gate.metric == "tpot" else run.speedup_ci
+    elif gate.kind == "max_p99_regression":
+        found = run.p99_regression_ci.get(gate.metric or "e2e")
+    elif gate.kind == "min_acceptance" and gate.position is None and gate.percentile is None:
+        found, basis = run.acceptance_rate_ci, "requests (bootstrap, centred on vLLM's counters)"
+    return (None, None) if found is None else ((found[0], found[1]), basis)
+
+
+def confident_outcome(gate: Gate, interval: tuple[float, float]) -> str:
+    """Pass or fail only when the whole interval is on one side of the threshold."""
+    low, high = interval
+    if gate.kind == "max_p99_regression":
+        return "pass" if high <= gate.threshold else "fail" if low > gate.threshold else "inconclusive"
+    return "pass" if low >= gate.threshold else "fail" if high < gate.threshold else "inconclusive"
 
 
 def explain(
-    gate: Gate, run: RunResult, value: float | None, interval: tuple[float, float] | None = None, outcome: str = "fail"
+    gate: Gate, run: RunResult, value: float | None, interval: tuple[float, float] | None = None,
+    outcome: str = "fail", basis: str | None = None,
 ) -> str:
     """The failure message: what was measured, against what, and what the tuning rules suggest."""
     if not run.valid:
@@ -238,6 +265,8 @@ def explain(
         relation = "inconclusive against"
     spread = f" (95% interval {interval[0]:.3f}..{interval[1]:.3f})" if interval else ""
     lines = [f"{gate.label} at {run.label}: measured {value:.3f}{spread}, {relation} threshold {gate.threshold:g}"]
+    if basis:
+        lines.append(f"  interval from {basis}")
     lines.append(per_position_table(run))
     lines.extend(advice(run))
     return "\n".join(line for line in lines if line)

@@ -61,7 +61,7 @@ def table_rows(results: Iterable[ConfigResult], verdicts: list[Verdict]) -> list
     for result in results:
         for run in result.runs:
             mine = [v for v in verdicts if v.run == run.label]
-            gates = f"{sum(v.passed for v in mine)}/{len(mine)} passed" if mine else "-"
+            gates = outcome_counts(mine) if mine else "-"
             if not run.valid:
                 rows.append((run.label, "INVALID", "-", run.invalid_reason or "", "-", "-", "-", "-", gates))
                 continue
@@ -81,6 +81,33 @@ def table_rows(results: Iterable[ConfigResult], verdicts: list[Verdict]) -> list
     return rows
 
 
+def outcome_counts(verdicts: Iterable[Verdict]) -> str:
+    """"3 passed, 1 inconclusive": an inconclusive verdict is neither a pass nor a failure, so it is
+    counted apart, never folded into "passed"."""
+    counts = {outcome: 0 for outcome in ("pass", "inconclusive", "fail")}
+    for verdict in verdicts:
+        counts[verdict.outcome] = counts.get(verdict.outcome, 0) + 1
+    words = {"pass": "passed", "inconclusive": "inconclusive", "fail": "failed"}
+    return ", ".join(f"{count} {words.get(outcome, outcome)}" for outcome, count in counts.items() if count) or "-"
+
+
+def interval_lines(results: Iterable[ConfigResult]) -> list[str]:
+    """Every run's 95% intervals and what they rest on, in point mode too: a point figure read
+    without its interval looks more certain than it is."""
+    lines = []
+    for run in (run for result in results for run in result.runs if run.valid):
+        parts = [
+            ("acceptance", run.acceptance_rate_ci, ".3f"),
+            ("speedup", run.speedup_ci, ".2f"),
+            ("TPOT speedup", run.tpot_speedup_ci, ".2f"),
+            ("E2E P99 regression", run.p99_regression_ci.get("e2e"), "+.2f"),
+        ]
+        shown = [f"{name} {ci[0]:{spec}}..{ci[1]:{spec}}" for name, ci, spec in parts if ci is not None]
+        if shown:
+            lines.append(f"{run.label}: " + ", ".join(shown) + f" [{run.interval_basis}]")
+    return lines
+
+
 def terminal_lines(results: list[ConfigResult], verdicts: list[Verdict]) -> list[str]:
     rows = table_rows(results, verdicts)
     if not rows:
@@ -92,6 +119,7 @@ def terminal_lines(results: list[ConfigResult], verdicts: list[Verdict]) -> list
     if _any_unequal(results):
         lines.append(f"{UNEQUAL_MARK} {UNEQUAL_NOTE}")
     lines += [f"vanilla {line}" for line in vanilla_lines(results)]
+    lines += [f"95% intervals {line}" for line in interval_lines(results)]
     lines += [f"lossless {line}" for line in lossless_lines(results)]
     lines += [f"warnings {line}" for line in warning_lines(results, whole=False)]
     lines += [f"break-even {line}" for line in break_even_lines(results)]
@@ -100,6 +128,8 @@ def terminal_lines(results: list[ConfigResult], verdicts: list[Verdict]) -> list
     for verdict in verdicts:
         if not verdict.passed:
             lines.append(f"{verdict.outcome.upper()} {verdict.test}: {verdict.gate} at {verdict.run}: measured {_fmt(verdict.measured)}")
+    if verdicts:
+        lines.append(f"gates: {outcome_counts(verdicts)}")
     return lines
 
 
@@ -307,6 +337,7 @@ def markdown(results: list[ConfigResult], verdicts: list[Verdict]) -> str:
         lines += ["", f"\\{UNEQUAL_MARK} {UNEQUAL_NOTE}"]
     sections = (
         ("Vanilla", vanilla_lines(results)),
+        ("95% intervals", interval_lines(results)),
         ("Lossless check (T>0)", lossless_lines(results)),
         ("Warnings", warning_lines(results, whole=True)),
     )
@@ -326,4 +357,6 @@ def markdown(results: list[ConfigResult], verdicts: list[Verdict]) -> str:
     if failed:
         lines += ["", "**Missed or inconclusive gates**", ""]
         lines += [f"- {v.outcome}: `{v.test}`: {v.gate} at {v.run}: measured {_fmt(v.measured)}" for v in failed]
+    if verdicts:
+        lines += ["", f"Gates: {outcome_counts(verdicts)}"]
     return "\n".join(lines) + "\n"

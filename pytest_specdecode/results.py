@@ -7,11 +7,21 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, computed_field
 
 from .stats import Distribution, ratio
+from .uncertainty import (
+    MIN_WINDOWS,
+    Interval,
+    acceptance_interval,
+    log_ratio_interval,
+    p99_regression_interval,
+    speedup_interval,
+    tpot_speedup_interval,
+)
 
 #: One version for every file we write (report, baselines, runs); 2 added windows, warnings,
 #: per-request seeds and target log-probabilities.
@@ -208,6 +218,10 @@ class BaselineInfo(BaseModel):
     age_s: float
 
 
+#: RunResult's intervals, computed once per object: a bootstrap of ITL P99s takes half a second.
+CACHED_INTERVALS = ("speedup_ci", "tpot_speedup_ci", "p99_regression_ci", "acceptance_rate_ci")
+
+
 class RunResult(BaseModel):
     """One config at one temperature (and, in server mode, one load level): spec vs vanilla."""
 
@@ -336,6 +350,90 @@ class RunResult(BaseModel):
             regressions[metric] = None if change is None else change - 1.0
         return regressions
 
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> RunResult:
+        """A copy whose intervals are computed afresh: they are cached, and an update may change their data."""
+        copied = super().model_copy(update=update, deep=deep)
+        for name in CACHED_INTERVALS:
+            copied.__dict__.pop(name, None)
+        return copied
+
+    @property
+    def _paired(self) -> bool:
+        """Vanilla windows measured in this session, one per spec window: pair r is spec r with vanilla r."""
+        return (self.baseline is None or self.baseline.source == "measured") and len(self.spec.windows) == len(
+            self.vanilla.windows
+        )
+
+    @computed_field
+    @property
+    def windows_resolve(self) -> bool:
+        """Whether the timed intervals rest on the spread between windows, the only spread that
+        covers a shared runner's window-to-window noise; confident timed verdicts need it."""
+        return min(len(self.spec.windows), len(self.vanilla.windows)) >= MIN_WINDOWS
+
+    @computed_field
+    @property
+    def interval_basis(self) -> str:
+        """What the timed intervals (speedup, TPOT speedup, P99 regression) are computed from."""
+        spec, vanilla = len(self.spec.windows), len(self.vanilla.windows)
+        if self.windows_resolve and self._paired:
+            return f"{spec} window pairs (t interval over per-pair log ratios)"
+        if self.windows_resolve:
+            return f"{spec} spec vs {vanilla} stored vanilla windows, unpaired (Welch interval on log values)"
+        return (
+            f"requests within {spec} spec / {vanilla} vanilla window(s): window-to-window noise not covered; "
+            f"confident verdicts need [run] repeats >= {MIN_WINDOWS}"
+        )
+
+    @computed_field  # type: ignore[prop-decorator]
+    @cached_property
+    def speedup_ci(self) -> list[float] | None:
+        """95% interval of `speedup`; none at a paced request rate, where there is no speedup."""
+        if self.speedup is None:
+            return None
+        if self.windows_resolve:
+            found = log_ratio_interval(_window_rates(self.spec), _window_rates(self.vanilla), self._paired)
+        else:
+            found = speedup_interval(self.spec, self.vanilla)
+        return _bounds(found)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @cached_property
+    def tpot_speedup_ci(self) -> list[float] | None:
+        """95% interval of `tpot_speedup` (vanilla TPOT over spec TPOT)."""
+        if self.tpot_speedup is None:
+            return None
+        if self.windows_resolve:
+            found = log_ratio_interval(
+                _per_window(self.vanilla, "tpot", _mean), _per_window(self.spec, "tpot", _mean), self._paired
+            )
+        else:
+            found = tpot_speedup_interval(self.spec, self.vanilla)
+        return _bounds(found)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @cached_property
+    def p99_regression_ci(self) -> dict[str, list[float] | None]:
+        """Per latency metric, the 95% interval of `p99_regression`."""
+        intervals: dict[str, list[float] | None] = {}
+        for metric in LATENCY_METRICS:
+            if self.p99_regression[metric] is None:
+                intervals[metric] = None
+            elif self.windows_resolve:
+                found = log_ratio_interval(
+                    _per_window(self.spec, metric, _p99), _per_window(self.vanilla, metric, _p99), self._paired
+                )
+                intervals[metric] = None if found is None else [found.low - 1.0, found.high - 1.0]
+            else:
+                intervals[metric] = _bounds(p99_regression_interval(self.spec, self.vanilla, metric))
+        return intervals
+
+    @computed_field  # type: ignore[prop-decorator]
+    @cached_property
+    def acceptance_rate_ci(self) -> list[float] | None:
+        """95% interval of `acceptance_rate`: counters are not timed, so requests are the unit."""
+        return _bounds(acceptance_interval(self))
+
     @computed_field
     @property
     def kv_cache_ratio(self) -> float | None:
@@ -424,11 +522,36 @@ def _p99_judged(run: RunResult) -> bool:
 
 
 def _speedup_interval(run: RunResult, metric: SpeedupMetric) -> tuple[float, float] | None:
-    """A bootstrap over requests (milliseconds); imported here because `uncertainty` imports this module."""
-    from .uncertainty import speedup_interval, tpot_speedup_interval
+    interval = run.speedup_ci if metric == "throughput" else run.tpot_speedup_ci
+    return None if interval is None else (interval[0], interval[1])
 
-    interval = (speedup_interval if metric == "throughput" else tpot_speedup_interval)(run.spec, run.vanilla)
-    return None if interval is None else (interval.low, interval.high)
+
+def _window_rates(figures: EngineFigures) -> list[float]:
+    return [w.output_tokens / w.duration_s for w in figures.windows if w.duration_s > 0]
+
+
+def _per_window(
+    figures: EngineFigures, metric: LatencyMetric, summary: Callable[[list[float]], float | None]
+) -> list[float]:
+    """One summary (mean, P99) of a latency metric per window; a window is a repeat's requests."""
+    values: dict[int, list[float]] = {}
+    for sample in figures.samples:
+        found = sample.itl_s if metric == "itl" else [getattr(sample, f"{metric}_s")]
+        values.setdefault(sample.repeat, []).extend(v for v in found if v is not None)
+    summaries = [summary(values[repeat]) for repeat in sorted(values)]
+    return [value for value in summaries if value is not None]
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _p99(values: list[float]) -> float | None:
+    return Distribution.of(values).p99
+
+
+def _bounds(interval: Interval | None) -> list[float] | None:
+    return None if interval is None else [interval.low, interval.high]
 
 
 class ConfigResult(BaseModel):

@@ -4,8 +4,15 @@ Public API: the assertion helpers (which the gate markers use too), the result m
 `spec_run` fixture yields, and config loading.
 """
 
-from .config import ConfigError, SpecConfig, load_config
-from .gates import (
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("pytest-specdecode")
+except PackageNotFoundError:  # a source checkout that was never installed
+    __version__ = "0+unknown"
+
+from .config import ConfigError, SpecConfig, load_config  # noqa: E402
+from .gates import (  # noqa: E402
     GateFailure,
     Verdict,
     assert_lossless,
@@ -13,7 +20,7 @@ from .gates import (
     assert_min_acceptance,
     assert_min_speedup,
 )
-from .results import ConfigResult, RunResult
+from .results import ConfigResult, RunResult  # noqa: E402
 
 __all__ = [
     "ConfigError",

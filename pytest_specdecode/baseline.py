@@ -20,14 +20,16 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from .engines.base import EngineSpec
+from . import __version__
 from .engines.vllm_info import environment as installed_environment
+from .engines.vllm_info import server_identity
 from .results import SCHEMA_VERSION, ConfigResult, EngineFigures, Environment, RunResult
 
 BASELINE_KIND = "specdecode-baseline"
@@ -36,7 +38,8 @@ RUN_KIND = "specdecode-run"
 #: Small files whose content changes what a local model computes: the architecture, the generation
 #: defaults vLLM applies to sampling parameters a request leaves unset, and the chat template.
 MODEL_CONTENT_FILES = (
-    "config.json", "generation_config.json", "tokenizer_config.json", "chat_template.jinja", "chat_template.json"
+    "config.json", "generation_config.json", "tokenizer_config.json", "chat_template.jinja", "chat_template.json",
+    "tokenizer.json", "tokenizer.model", "special_tokens_map.json", "vocab.json", "merges.txt", "added_tokens.json",
 )
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 
@@ -55,18 +58,14 @@ class BaselineError(ValueError):
 def fingerprint(parts: dict[str, Any]) -> str:
     """The sha256 of the canonical JSON of everything that shapes the vanilla figures.
 
-    The caller must pass every one of these, or a baseline outlives what it describes:
-      - the model's content: `model_identity(path)` (`BaselineStore.identity` adds it);
-      - the engine arguments as given to vLLM, defaults merged in, and the mode or endpoint URL
-        (`EngineSpec.key` of the vanilla side covers these);
-      - the vLLM version and the device name (`BaselineStore.identity`);
-      - the rendered prompts, or the prompts plus whether the chat template is applied (the
-        template itself is in `model_identity`);
-      - the sampling parameters (temperature, max_tokens, top_p, seed, ignore_eos);
-      - the load level (concurrency, request rate, burstiness), warmup and repeats.
+    `vanilla.VanillaSource.fingerprint` is the one caller; it passes the engine arguments, prompts,
+    sampling, load level, warmup and repeats, and with a store `BaselineStore.identity`: the
+    harness, vLLM and torch versions, the device (GPU names, count and driver, or the CPU model and
+    core count), `VLLM_*` settings, and the model's content; for an endpoint, the server's own
+    identity instead of this machine's.
     """
     payload = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=_canonical)
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
 def _canonical(value: Any) -> Any:
@@ -84,22 +83,45 @@ def _canonical(value: Any) -> Any:
 
 
 def model_identity(model: str) -> dict[str, Any]:
-    """What identifies a model's content: for a local folder or file its path, the hashes of its
-    config files and its weight files' names and sizes (hashing gigabytes of weights would cost
-    more than the engine start it saves); for a hub id just the id, so pin a `revision` in the
-    engine arguments when the hub copy may change."""
+    """What identifies a model's content. A local folder: hashes of its config and tokenizer files
+    and its weight files' names, sizes and modification times (hashing gigabytes of weights would
+    cost more than the engine start it saves). A hub id: the id and the snapshot commit the local
+    hub cache resolves it to, when there is one (pin a `revision` where there is not)."""
     path = Path(model)
     if not path.exists():
-        return {"id": model}
+        return {"id": model, "snapshot": _hub_snapshot(model)}
     if path.is_file():
-        return {"path": str(path.resolve()), "weights": [[path.name, path.stat().st_size]]}
+        stat = path.stat()
+        return {"path": str(path.resolve()), "weights": [[path.name, stat.st_size, int(stat.st_mtime)]]}
     configs = {name: _file_sha256(path / name) for name in MODEL_CONTENT_FILES if (path / name).is_file()}
     weights = sorted(
-        [file.relative_to(path).as_posix(), file.stat().st_size]
+        [file.relative_to(path).as_posix(), file.stat().st_size, int(file.stat().st_mtime)]
         for file in path.rglob("*")
         if file.is_file() and file.suffix in WEIGHT_SUFFIXES
     )
     return {"path": str(path.resolve()), "configs": configs, "weights": weights}
+
+
+def _hub_snapshot(repo_id: str, revision: str = "main") -> str | None:
+    """The commit `refs/<revision>` points at in the Hugging Face cache, read without importing it."""
+    home = os.environ.get("HF_HUB_CACHE") or os.path.join(
+        os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub"
+    )
+    ref = Path(home) / f"models--{repo_id.replace('/', '--')}" / "refs" / revision
+    try:
+        return ref.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def vllm_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`VLLM_*` variables that can change what an engine computes or how fast: all but logging and
+    the API key (a secret, and no part of the figures)."""
+    environ = os.environ if environ is None else environ
+    return {
+        key: value for key, value in sorted(environ.items())
+        if key.startswith("VLLM_") and not key.startswith(("VLLM_LOGGING", "VLLM_CONFIGURE_LOGGING")) and key != "VLLM_API_KEY"
+    }
 
 
 def _file_sha256(path: Path) -> str:
@@ -109,19 +131,32 @@ def _file_sha256(path: Path) -> str:
 class BaselineStore:
     """One JSON file per fingerprint under `root/baselines`."""
 
-    def __init__(self, root: Path, environment: Callable[[], Environment] = installed_environment) -> None:
+    def __init__(
+        self,
+        root: Path,
+        environment: Callable[[], Environment] = installed_environment,
+        endpoint_identity: Callable[[str], dict[str, Any]] = server_identity,
+    ) -> None:
         self.folder = Path(root) / "baselines"
         self._environment = environment
+        self._endpoint_identity = endpoint_identity
 
     def identity(self, side: EngineSpec) -> dict[str, Any]:
-        """The fingerprint parts that a baseline kept across sessions needs beyond an in-process one:
-        the model's content and the software and device it is measured with."""
+        """The fingerprint parts that a baseline kept across sessions needs beyond an in-process one.
+
+        A local engine: the harness, software, device and `VLLM_*` settings it runs with, and the
+        model's content. An endpoint: what its server reports about itself, never this machine,
+        which measures nothing of a remote server's speed."""
+        if side.url is not None:
+            return {"harness": __version__, "server": self._endpoint_identity(side.url)}
         environment = self._environment()
         return {
+            "harness": __version__,
             "model": model_identity(side.model),
             "vllm": environment.vllm,
             "torch": environment.torch,
             "device": environment.device,
+            "vllm_settings": vllm_settings(),
         }
 
     def path(self, fp: str) -> Path:

@@ -58,11 +58,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--spec-strict", action="store_true",
                     help="with --spec-verdict=confident: an inconclusive gate fails")
     group.addoption("--spec-baseline-dir", metavar="DIR", type=output_dir, default=None,
-                    help="where vanilla baselines and saved runs live (default: <rootdir>/.specdecode)")
+                    help="reuse stored vanilla baselines from DIR (and keep saved runs there); without it vanilla "
+                         "is measured every session, in windows paired with spec's (saved runs: <rootdir>/.specdecode)")
     group.addoption("--spec-refresh-baseline", action="store_true",
                     help="re-measure vanilla even when a matching stored baseline exists, and store the new one")
-    group.addoption("--spec-baseline-max-age", type=non_negative_hours, default=168.0, metavar="HOURS",
-                    help="a stored baseline older than this is not reused (default 168)")
+    group.addoption("--spec-baseline-max-age", type=non_negative_hours, default=24.0, metavar="HOURS",
+                    help="with --spec-baseline-dir: a stored baseline older than this is not reused (default 24)")
     group.addoption("--spec-plots", metavar="DIR", type=output_dir, default=None,
                     help="write PNGs (per-position acceptance, speedup and P99 vs load, per-request acceptance "
                          "histogram) to DIR; needs matplotlib: pip install 'pytest-specdecode[plots]'")
@@ -87,7 +88,8 @@ def pytest_configure(config: pytest.Config) -> None:
         baseline_endpoint=config.getoption("--spec-baseline-endpoint"),
         confident=config.getoption("--spec-verdict") == "confident",
         strict=config.getoption("--spec-strict"),
-        baseline_dir=config.getoption("--spec-baseline-dir") or config.rootpath / DEFAULT_BASELINE_DIR,
+        baseline_dir=config.getoption("--spec-baseline-dir"),
+        history_dir=config.getoption("--spec-baseline-dir") or config.rootpath / DEFAULT_BASELINE_DIR,
         refresh_baseline=config.getoption("--spec-refresh-baseline"),
         baseline_max_age_s=config.getoption("--spec-baseline-max-age") * 3600,
         save=config.getoption("--spec-save"),

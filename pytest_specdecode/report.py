@@ -61,7 +61,7 @@ def table_rows(results: Iterable[ConfigResult], verdicts: list[Verdict]) -> list
     for result in results:
         for run in result.runs:
             mine = [v for v in verdicts if v.run == run.label]
-            gates = outcome_counts(mine) if mine else "-"
+            gates = outcome_counts(mine, compact=True) if mine else "-"
             if not run.valid:
                 rows.append((run.label, "INVALID", "-", run.invalid_reason or "", "-", "-", "-", "-", gates))
                 continue
@@ -81,14 +81,16 @@ def table_rows(results: Iterable[ConfigResult], verdicts: list[Verdict]) -> list
     return rows
 
 
-def outcome_counts(verdicts: Iterable[Verdict]) -> str:
-    """"3 passed, 1 inconclusive": an inconclusive verdict is neither a pass nor a failure, so it is
-    counted apart, never folded into "passed"."""
-    counts = {outcome: 0 for outcome in ("pass", "inconclusive", "fail")}
-    for verdict in verdicts:
-        counts[verdict.outcome] = counts.get(verdict.outcome, 0) + 1
-    words = {"pass": "passed", "inconclusive": "inconclusive", "fail": "failed"}
-    return ", ".join(f"{count} {words.get(outcome, outcome)}" for outcome, count in counts.items() if count) or "-"
+def outcome_counts(verdicts: Iterable[Verdict], compact: bool = False) -> str:
+    """"3 passed, 1 inconclusive, 1 failed" ("3/5 passed, 1 inconclusive" in a table cell): an
+    inconclusive verdict is neither a pass nor a failure, so it is counted apart."""
+    outcomes = [verdict.outcome for verdict in verdicts]
+    passed, inconclusive = outcomes.count("pass"), outcomes.count("inconclusive")
+    failed = len(outcomes) - passed - inconclusive
+    if compact:
+        return f"{passed}/{len(outcomes)} passed" + (f", {inconclusive} inconclusive" if inconclusive else "")
+    counts = ((passed, "passed"), (inconclusive, "inconclusive"), (failed, "failed"))
+    return ", ".join(f"{count} {word}" for count, word in counts if count)
 
 
 def interval_lines(results: Iterable[ConfigResult]) -> list[str]:

@@ -21,8 +21,9 @@ from .config import ConfigError, GatesSection, SpecConfig, load_config
 from .engines.base import Engine, EngineSpec, EngineStartError
 from .engines.pool import DEFAULT_FACTORIES, EngineFactory, EnginePool
 from .gates import Verdict
-from .measure import BaselineCache, Endpoints, Measurer, Progress, engine_specs
+from .measure import Endpoints, Measurer, Progress, engine_specs
 from .results import ConfigResult, EngineFigures
+from .vanilla import BaselineCache
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,10 @@ class Options:
     baseline_endpoint: str | None = None
     confident: bool = False
     strict: bool = False
-    baseline_dir: Path | None = None
+    baseline_dir: Path | None = None  # None: vanilla is measured every session (see docs/reading-the-numbers.md)
+    history_dir: Path | None = None
     refresh_baseline: bool = False
-    baseline_max_age_s: float = 7 * 24 * 3600
+    baseline_max_age_s: float = 24 * 3600
     save: str | None = None
     compare: str | None = None
 
@@ -176,7 +178,7 @@ class SpecSession:
         if self._measurer is None:
             self._measurer = SHARED.acquire(self.factories, self.options.max_engines, self.progress)
             self._measurer.endpoints = self.options.endpoints
-            self._measurer.baselines = self._baselines()
+            self._measurer.vanilla.baselines = self._baselines()
             if self.options.endpoints is None:
                 from .engines import vllm_info
 
@@ -191,7 +193,7 @@ class SpecSession:
         )
 
     def history(self) -> HistoryStore:
-        return HistoryStore(self.options.baseline_dir or Path(DEFAULT_BASELINE_DIR))
+        return HistoryStore(self.options.history_dir or self.options.baseline_dir or Path(DEFAULT_BASELINE_DIR))
 
     def save_history(self) -> list[Path]:
         """`--spec-save NAME`: each config's result as NAME.<config>.json."""

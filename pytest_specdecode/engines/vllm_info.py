@@ -112,3 +112,19 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def server_identity(url: str) -> dict[str, Any]:
+    """What a running server says it is: `/version` and, per served model, its id, root and
+    context length. Keys an endpoint's baseline by the server, not by the machine running pytest."""
+    import httpx
+
+    from .base import EngineStartError
+
+    try:
+        version = httpx.get(f"{url}/version", timeout=10.0).json().get("version")
+        models = httpx.get(f"{url}/v1/models", timeout=10.0).json().get("data", [])
+    except (httpx.HTTPError, ValueError, AttributeError) as exc:
+        raise EngineStartError(f"endpoint {url}: cannot read its identity (/version, /v1/models): {exc}") from None
+    served = [{key: model.get(key) for key in ("id", "root", "max_model_len")} for model in models if isinstance(model, dict)]
+    return {"version": version, "models": sorted(served, key=lambda m: str(m["id"]))}

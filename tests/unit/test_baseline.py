@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pytest_specdecode import baseline
+from pytest_specdecode import __version__, baseline
 from pytest_specdecode.results import SCHEMA_VERSION
 from pytest_specdecode.baseline import (
     BaselineError,
@@ -15,8 +15,7 @@ from pytest_specdecode.baseline import (
     fingerprint,
     model_identity,
 )
-from pytest_specdecode.engines.base import EngineSpec, Sampling
-from pytest_specdecode.load import LoadLevel
+from pytest_specdecode.engines.base import EngineSpec
 from pytest_specdecode.results import ConfigResult, EngineFigures, Environment, RequestSample, RunResult, SpecCounters
 
 FP = "a" * 64
@@ -53,21 +52,6 @@ def installed() -> Environment:
 VANILLA = EngineSpec("org/model", {"dtype": "bfloat16", "max_model_len": 2048}, None, "offline")
 
 
-def parts(store: BaselineStore, side: EngineSpec = VANILLA, **changes) -> dict:
-    """Fingerprint parts shaped as the measurement assembles them."""
-    return {
-        "engine": side.key,
-        "prompts": [{"text": "hello"}, {"text": "world"}],
-        "chat_template": True,
-        "sampling": Sampling(temperature=0.8, max_tokens=64),
-        "load": None,
-        "repeats": 1,
-        "warmup": 2,
-        **store.identity(side),
-        **changes,
-    }
-
-
 def one_line_naming(path: Path, excinfo: pytest.ExceptionInfo) -> str:
     message = str(excinfo.value)
     assert str(path) in message
@@ -80,47 +64,46 @@ def test_fingerprint_ignores_key_order_and_is_hex():
     assert baseline._FINGERPRINT.fullmatch(fingerprint({}))
 
 
-@pytest.mark.parametrize(
-    "change",
-    [
-        {"engine": EngineSpec("org/other", VANILLA.engine_args, None, "offline").key},
-        {"engine": EngineSpec("org/model", {"dtype": "float16", "max_model_len": 2048}, None, "offline").key},
-        {"engine": EngineSpec("org/model", VANILLA.engine_args, None, "server").key},
-        {"prompts": [{"text": "hello"}, {"text": "world!"}]},
-        {"chat_template": False},
-        {"sampling": Sampling(temperature=0.0, max_tokens=64)},
-        {"sampling": Sampling(temperature=0.8, max_tokens=65)},
-        {"sampling": Sampling(temperature=0.8, max_tokens=64, seed=1)},
-        {"load": LoadLevel(concurrency=4)},
-        {"load": LoadLevel(request_rate=2.0, burstiness=0.5)},
-        {"repeats": 3},
-        {"warmup": 0},
-        {"vllm": "0.11.1"},
-        {"torch": "2.9.0"},
-        {"device": "NVIDIA H200"},
-        {"model": {"id": "org/model", "revision": "abc"}},
-    ],
-)
-def test_fingerprint_changes_when_any_part_changes(tmp_path, change):
-    store = BaselineStore(tmp_path, installed)
-    assert fingerprint(parts(store, **change)) != fingerprint(parts(store))
-
-
-def test_identity_covers_model_content_software_and_device(tmp_path):
+def test_identity_covers_harness_model_content_software_device_and_vllm_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("VLLM_ATTENTION_BACKEND", "FLASH_ATTN")
+    monkeypatch.setenv("VLLM_LOGGING_LEVEL", "DEBUG")
+    monkeypatch.setenv("VLLM_API_KEY", "secret")
     assert BaselineStore(tmp_path, installed).identity(VANILLA) == {
-        "model": {"id": "org/model"}, "vllm": "0.11.0", "torch": "2.8.0", "device": "NVIDIA H100",
+        "harness": __version__, "model": {"id": "org/model", "snapshot": None}, "vllm": "0.11.0", "torch": "2.8.0",
+        "device": "NVIDIA H100", "vllm_settings": {"VLLM_ATTENTION_BACKEND": "FLASH_ATTN"},
     }
 
 
-def test_a_local_model_changes_the_fingerprint_through_its_files(tmp_path):
+def test_an_endpoint_is_identified_by_its_server_never_by_this_machine(tmp_path):
+    servers = {"http://a:8000": {"version": "0.26.0", "models": [{"id": "m", "root": "/m", "max_model_len": 2048}]},
+               "http://b:8000": {"version": "0.27.0", "models": [{"id": "m", "root": "/m", "max_model_len": 2048}]}}
+
+    def no_local_machine():
+        raise AssertionError("the local environment was read for an endpoint")
+
+    store = BaselineStore(tmp_path, no_local_machine, endpoint_identity=servers.__getitem__)
+    a, b = (EngineSpec("org/model", url=url) for url in servers)
+    assert store.identity(a) == {"harness": __version__, "server": servers["http://a:8000"]}
+    assert store.identity(a) != store.identity(b)
+
+
+def test_a_hub_model_is_keyed_by_its_cached_snapshot_commit(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    refs = tmp_path / "models--org--model" / "refs"
+    refs.mkdir(parents=True)
+    (refs / "main").write_text("abc123\n")
+    assert model_identity("org/model") == {"id": "org/model", "snapshot": "abc123"}
+    (refs / "main").write_text("def456\n")
+    assert model_identity("org/model") == {"id": "org/model", "snapshot": "def456"}
+
+
+def test_a_changed_tokenizer_file_changes_the_model_identity(tmp_path):
     folder = tmp_path / "model"
     folder.mkdir()
-    (folder / "tokenizer_config.json").write_text('{"chat_template": "{{ messages }}"}')
-    store = BaselineStore(tmp_path, installed)
-    side = EngineSpec(str(folder))
-    before = fingerprint(parts(store, side))
-    (folder / "tokenizer_config.json").write_text('{"chat_template": "{{ messages }}\\n"}')
-    assert fingerprint(parts(store, side)) != before
+    (folder / "tokenizer.json").write_text('{"model": {"vocab": {"a": 0}}}')
+    before = model_identity(str(folder))
+    (folder / "tokenizer.json").write_text('{"model": {"vocab": {"b": 0}}}')
+    assert model_identity(str(folder)) != before
 
 
 def test_fingerprint_refuses_objects_without_a_canonical_form():
@@ -128,8 +111,9 @@ def test_fingerprint_refuses_objects_without_a_canonical_form():
         fingerprint({"x": object()})
 
 
-def test_model_identity_of_a_hub_id_is_the_id():
-    assert model_identity("org/not-a-local-folder") == {"id": "org/not-a-local-folder"}
+def test_model_identity_of_a_hub_id_without_a_cached_snapshot_is_the_id(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    assert model_identity("org/not-a-local-folder") == {"id": "org/not-a-local-folder", "snapshot": None}
 
 
 def test_model_identity_follows_config_and_weights(tmp_path):
@@ -139,7 +123,7 @@ def test_model_identity_follows_config_and_weights(tmp_path):
     (folder / "model.safetensors").write_bytes(b"x" * 10)
     (folder / "README.md").write_text("ignored")
     first = model_identity(str(folder))
-    assert first["weights"] == [["model.safetensors", 10]]
+    assert [name_and_size[:2] for name_and_size in first["weights"]] == [["model.safetensors", 10]]
     (folder / "README.md").write_text("still ignored")
     assert model_identity(str(folder)) == first
     (folder / "config.json").write_text('{"hidden_size": 128}')
@@ -152,7 +136,9 @@ def test_model_identity_follows_config_and_weights(tmp_path):
 def test_model_identity_of_a_single_weight_file(tmp_path):
     gguf = tmp_path / "model.gguf"
     gguf.write_bytes(b"gguf")
-    assert model_identity(str(gguf)) == {"path": str(gguf.resolve()), "weights": [["model.gguf", 4]]}
+    assert model_identity(str(gguf)) == {
+        "path": str(gguf.resolve()), "weights": [["model.gguf", 4, int(gguf.stat().st_mtime)]]
+    }
 
 
 def test_baseline_round_trip(tmp_path):

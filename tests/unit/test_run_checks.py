@@ -4,14 +4,8 @@ from pathlib import Path
 
 from pytest_specdecode.config import RunSection, parse_config
 from pytest_specdecode.engines.pool import EnginePool
-from pytest_specdecode.measure import (
-    Measurer,
-    _outputs_match,
-    counter_problem,
-    invalid_reason,
-    run_warnings,
-    speedup_basis,
-)
+from pytest_specdecode.checks import counter_problem, invalid_reason, outputs_match, run_warnings, speedup_basis
+from pytest_specdecode.measure import Measurer
 from pytest_specdecode.results import EngineFigures, RequestSample, SpecCounters, Window
 
 from .fakes import FakeFactory
@@ -38,9 +32,9 @@ def codes(spec, vanilla, **run):
 
 def test_missing_token_ids_on_either_side_are_not_measured_never_a_match_or_mismatch():
     with_ids, without = [sample(), sample()], [sample((), tokens=3), sample((), tokens=3)]
-    assert _outputs_match(with_ids, without) is None  # was 0.0: a false "not lossless"
-    assert _outputs_match(without, without) is None  # was 1.0: a false "lossless"
-    assert _outputs_match(with_ids, [sample(), sample((1, 2, 4))]) == 0.5
+    assert outputs_match(with_ids, without) is None  # was 0.0: a false "not lossless"
+    assert outputs_match(without, without) is None  # was 1.0: a false "lossless"
+    assert outputs_match(with_ids, [sample(), sample((1, 2, 4))]) == 0.5
 
 
 def test_impossible_counter_deltas_invalidate_the_run():

@@ -1,0 +1,73 @@
+"""Where a run's vanilla figures come from: this process's memo, a stored baseline, or a measurement.
+
+`VanillaSource` owns the one fingerprint of "the vanilla figures this run needs". Everything that
+shapes them goes in (`baseline.identity` lists it), so two runs share vanilla figures only when
+nothing that could change them differs; the memo and the store use the same key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from typing import Protocol
+
+from .baseline import fingerprint
+from .config import SpecConfig
+from .engines.base import EngineSpec
+from .plan import Cell
+from .results import SCHEMA_VERSION, BaselineInfo, EngineFigures
+from .workload import Prompt
+
+
+class BaselineCache(Protocol):
+    """Stored vanilla figures keyed by fingerprint (see baseline.BaselineStore)."""
+
+    def identity(self, side: EngineSpec) -> dict: ...
+
+    def load(self, fingerprint: str) -> tuple[EngineFigures, float] | None: ...
+
+    def save(self, fingerprint: str, figures: EngineFigures, meta: dict) -> object: ...
+
+
+class VanillaSource:
+    """Vanilla figures already known for a fingerprint, and the place new ones are kept."""
+
+    def __init__(self, baselines: BaselineCache | None = None) -> None:
+        self.baselines = baselines
+        self._memo: dict[str, EngineFigures] = {}
+
+    def fingerprint(self, side: EngineSpec, prompts: list[Prompt], config: SpecConfig, cell: Cell) -> str:
+        """Everything that shapes one cell's vanilla figures; with a store, the machine (or the
+        endpoint's server) and the model's content too."""
+        parts = {
+            # not the URL: an endpoint is identified by what its server reports (baseline.identity)
+            "engine": replace(side, url=None).key,
+            "prompts": [asdict(p) for p in prompts],
+            "chat_template": config.workload.chat_template,
+            "sampling": asdict(cell.sampling),
+            "load": asdict(cell.load) if cell.load else None,
+            "repeats": config.run.repeats,
+            "warmup": config.run.warmup,
+            "schema": SCHEMA_VERSION,
+        }
+        if self.baselines is not None:
+            parts["identity"] = self.baselines.identity(side)
+        return fingerprint(parts)
+
+    def known(self, key: str) -> tuple[EngineFigures, BaselineInfo] | None:
+        """Figures measured earlier in this process, else a stored baseline, else None."""
+        if key in self._memo:
+            return self._memo[key], BaselineInfo(source="measured", fingerprint=key, age_s=0.0)
+        stored = self.baselines.load(key) if self.baselines is not None else None
+        if stored is None:
+            return None
+        figures, age_s = stored
+        return figures.model_copy(update={"source": "cached"}), BaselineInfo(source="cached", fingerprint=key, age_s=age_s)
+
+    def remember(self, key: str, figures: EngineFigures, new: bool, meta: dict) -> None:
+        """Keep vanilla figures (with their scores) for later configs, and store fresh ones."""
+        self._memo[key] = figures.model_copy(update={"source": "measured"})
+        if new and self.baselines is not None:
+            self.baselines.save(key, figures, meta)
+
+    def forget(self) -> None:
+        self._memo.clear()

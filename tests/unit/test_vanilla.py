@@ -1,0 +1,97 @@
+"""The one fingerprint: what production keys vanilla figures by, changed by anything that shapes them."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pytest_specdecode.baseline import BaselineStore
+from pytest_specdecode.config import parse_config
+from pytest_specdecode.engines.base import EngineSpec, Sampling
+from pytest_specdecode.load import LoadLevel
+from pytest_specdecode.plan import Cell
+from pytest_specdecode.results import EngineFigures, Environment
+from pytest_specdecode.vanilla import VanillaSource
+from pytest_specdecode.workload import Prompt
+
+SIDE = EngineSpec("org/model", {"dtype": "bfloat16", "max_model_len": 2048}, None, "offline")
+PROMPTS = [Prompt(text="hello"), Prompt(text="world")]
+CELL = Cell(Sampling(temperature=0.8, max_tokens=64))
+
+
+def config(**run):
+    raw = {"model": {"name": "org/model"}, "speculative": {"method": "ngram", "num_speculative_tokens": 3},
+           "workload": {"prompts": "builtin:chat", "num_prompts": 2, "max_tokens": 64}, "run": run}
+    return parse_config(raw, Path("/c/a.toml"))
+
+
+def environment(device="NVIDIA H100", vllm="0.11.0", torch="2.8.0"):
+    return lambda: Environment(vllm=vllm, torch=torch, device=device, python="3.11")
+
+
+def key(tmp_path, side=SIDE, prompts=PROMPTS, cfg=None, cell=CELL, env=None):
+    store = BaselineStore(tmp_path, env or environment())
+    return VanillaSource(store).fingerprint(side, prompts, cfg or config(), cell)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"side": EngineSpec("org/other", SIDE.engine_args, None, "offline")},
+        {"side": replace(SIDE, engine_args={"dtype": "float16", "max_model_len": 2048})},
+        {"side": replace(SIDE, mode="server")},
+        {"prompts": [Prompt(text="hello"), Prompt(text="world!")]},
+        {"cell": Cell(Sampling(temperature=0.0, max_tokens=64))},
+        {"cell": Cell(Sampling(temperature=0.8, max_tokens=65))},
+        {"cell": Cell(Sampling(temperature=0.8, max_tokens=64, seed=1))},
+        {"cell": Cell(CELL.sampling, LoadLevel(concurrency=4))},
+        {"cell": Cell(CELL.sampling, LoadLevel(request_rate=2.0, burstiness=0.5))},
+        {"cfg": config(repeats=3)},
+        {"cfg": config(warmup=0)},
+        {"env": environment(vllm="0.11.1")},
+        {"env": environment(torch="2.9.0")},
+        {"env": environment(device="1x NVIDIA H200 (driver 580)")},
+        {"env": environment(device="cpu: AMD EPYC 9654 (2 cores)")},
+    ],
+)
+def test_the_fingerprint_changes_when_anything_that_shapes_vanilla_changes(tmp_path, change):
+    assert key(tmp_path, **change) != key(tmp_path)
+
+
+def test_vllm_settings_and_a_local_models_files_change_the_fingerprint(tmp_path, monkeypatch):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "tokenizer_config.json").write_text('{"chat_template": "{{ messages }}"}')
+    local = EngineSpec(str(folder))
+    before = key(tmp_path, side=local)
+    (folder / "tokenizer_config.json").write_text('{"chat_template": "{{ messages }}\\n"}')
+    assert key(tmp_path, side=local) != before
+    changed = key(tmp_path, side=local)
+    monkeypatch.setenv("VLLM_USE_V2_SAMPLER", "1")
+    assert key(tmp_path, side=local) != changed
+
+
+def test_without_a_store_the_memo_serves_this_process_and_a_store_is_written_once(tmp_path):
+    saved = []
+
+    class Store:
+        def identity(self, side):
+            return {"device": "x"}
+
+        def load(self, fingerprint):
+            return None
+
+        def save(self, fingerprint, figures, meta):
+            saved.append(fingerprint)
+
+    source = VanillaSource(Store())
+    fp = source.fingerprint(SIDE, PROMPTS, config(), CELL)
+    assert source.known(fp) is None
+    figures = EngineFigures(samples=[], duration_s=1.0)
+    source.remember(fp, figures, new=True, meta={})
+    found, info = source.known(fp)
+    assert info.source == "measured" and saved == [fp]
+    source.remember(fp, figures, new=False, meta={})
+    assert saved == [fp]
+    source.forget()
+    assert source.known(fp) is None

@@ -13,6 +13,7 @@ Named runs keep whole `ConfigResult`s so that a run can be compared with an earl
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 import hashlib
 import json
 import math
@@ -217,12 +218,15 @@ class HistoryStore:
             raise BaselineError(f"{path}: no stored run named {name!r}")
         return _load_run(path)[1]
 
-    def latest(self, suffix: str = "") -> tuple[str, ConfigResult] | None:
-        """The most recently saved run whose name ends with `suffix`; a broken file in the folder is
-        an error, not skipped, since skipping it would silently compare against an older run."""
+    def latest(self, suffix: str = "", environment: Environment | None = None) -> tuple[str, ConfigResult] | None:
+        """The most recently saved run whose name ends with `suffix` (measured on the same machine
+        as `environment`, when given); a broken file in the folder is an error, not skipped, since
+        skipping it would silently compare against an older run."""
         if not self.folder.is_dir():
             return None
         stored = [(_load_run(path), path.stem) for path in self.folder.glob(f"*{suffix}.json")]
+        if environment is not None:
+            stored = [item for item in stored if same_machine(environment, item[0][1].environment)]
         if not stored:
             return None
         (_, result), name = max(stored, key=lambda item: (item[0][0], item[1]))
@@ -236,44 +240,90 @@ def _load_run(path: Path) -> tuple[float, ConfigResult]:
     return document["created_at"], _validate(path, ConfigResult, document.get("result"), "result")
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """A run against a stored one: drops beyond the limits (`drops`), drops whose interval does not
+    clear the limit (`unsure`), or why the two cannot be compared at all (`not_comparable`)."""
+
+    drops: list[str] = field(default_factory=list)
+    unsure: list[str] = field(default_factory=list)
+    not_comparable: str | None = None
+
+    @property
+    def outcome(self) -> str:
+        if self.drops:
+            return "fail"
+        return "inconclusive" if self.unsure or self.not_comparable else "pass"
+
+    @property
+    def messages(self) -> list[str]:
+        return self.drops + self.unsure + ([self.not_comparable] if self.not_comparable else [])
+
+
+def same_machine(current: Environment, previous: Environment) -> bool:
+    """Stored runs are keyed by environment, as pytest-benchmark keys them by machine: a speedup
+    measured on another device or vLLM says nothing about a drop on this one."""
+    return (current.device, current.vllm, current.torch) == (previous.device, previous.vllm, previous.torch)
+
+
 def compare_runs(
     current: ConfigResult, previous: ConfigResult, max_acceptance_drop: float, max_speedup_drop: float
-) -> list[str]:
-    """One message per regression of a run against the previous run at the same config, temperature
-    and load: acceptance falling by more than `max_acceptance_drop` (absolute: 0.05 is 5 points) or
-    speedup by more than the fraction `max_speedup_drop`. Runs with no counterpart are skipped; an
-    invalid run on either side is reported, since its figures cannot be compared."""
+) -> Comparison:
+    """Each run against the previous run at the same config, temperature and load.
+
+    A drop is a regression only when the current run's 95% interval lies wholly past the limit
+    (acceptance more than `max_acceptance_drop` points below, speedup more than the fraction
+    `max_speedup_drop` below the stored figure); a point drop past the limit whose interval
+    reaches back is `unsure`. Runs from another machine are not compared."""
+    if not same_machine(current.environment, previous.environment):
+        was, now = previous.environment, current.environment
+        return Comparison(not_comparable=(
+            f"{current.config_name}: the stored run was measured on {was.device} (vLLM {was.vllm}), this one on "
+            f"{now.device} (vLLM {now.vllm}): not compared"
+        ))
     earlier = {_run_key(run): run for run in previous.runs}
-    messages = []
+    drops: list[str] = []
+    unsure: list[str] = []
     for run in current.runs:
         before = earlier.get(_run_key(run))
         if before is not None:
-            messages.extend(_regressions(run, before, max_acceptance_drop, max_speedup_drop))
-    return messages
+            _regressions(run, before, max_acceptance_drop, max_speedup_drop, drops, unsure)
+    return Comparison(drops, unsure)
 
 
 def _run_key(run: RunResult) -> tuple[str, float, int | None, float | None]:
     return run.config_name, round(run.temperature, 9), run.concurrency, run.request_rate
 
 
-def _regressions(run: RunResult, before: RunResult, max_acceptance_drop: float, max_speedup_drop: float) -> list[str]:
+def _regressions(
+    run: RunResult, before: RunResult, max_acceptance_drop: float, max_speedup_drop: float,
+    drops: list[str], unsure: list[str],
+) -> None:
     if not run.valid:
-        return [f"{run.label}: invalid run, not compared with the previous one: {run.invalid_reason}"]
+        drops.append(f"{run.label}: invalid run, not compared with the previous one: {run.invalid_reason}")
+        return
     if not before.valid:
-        return [f"{run.label}: previous run was invalid ({before.invalid_reason}), nothing to compare with"]
-    messages = []
-    old, new = before.acceptance_rate, run.acceptance_rate
+        unsure.append(f"{run.label}: previous run was invalid ({before.invalid_reason}), nothing to compare with")
+        return
+    old, new, ci = before.acceptance_rate, run.acceptance_rate, run.acceptance_rate_ci
     if old is not None and new is not None and old - new > max_acceptance_drop + _EPSILON:
-        messages.append(
-            f"acceptance at {run.label} fell from {old:.2f} to {new:.2f} ({new - old:+.2f} > {max_acceptance_drop:g})"
-        )
-    old, new = before.speedup, run.speedup
+        limit = old - max_acceptance_drop
+        text = f"acceptance at {run.label} fell from {old:.2f} to {new:.2f} ({new - old:+.2f} > {max_acceptance_drop:g})"
+        _judge(text, ci, limit, drops, unsure)
+    old, new, ci = before.speedup, run.speedup, run.speedup_ci
     if old and new is not None and (old - new) / old > max_speedup_drop + _EPSILON:
-        messages.append(
-            f"speedup at {run.label} fell from {old:.2f}x to {new:.2f}x "
-            f"({(new - old) / old:+.1%} > {max_speedup_drop * 100:g}%)"
-        )
-    return messages
+        limit = old * (1 - max_speedup_drop)
+        text = (f"speedup at {run.label} fell from {old:.2f}x to {new:.2f}x "
+                f"({(new - old) / old:+.1%} > {max_speedup_drop * 100:g}%)")
+        _judge(text, ci, limit, drops, unsure)
+
+
+def _judge(text: str, interval: list[float] | None, limit: float, drops: list[str], unsure: list[str]) -> None:
+    """A drop whose whole interval is below the limit is a regression; one whose interval reaches it is not sure."""
+    if interval is None or interval[1] < limit:
+        drops.append(text + ("" if interval is None else f", 95% interval up to {interval[1]:.2f} < {limit:.2f}"))
+    else:
+        unsure.append(text + f", but its 95% interval reaches {interval[1]:.2f} >= {limit:.2f}: not sure")
 
 
 def _older_schema(path: Path) -> bool:

@@ -258,10 +258,11 @@ class InconclusiveGate(UserWarning):
 
 def _regression_verdict(session: SpecSession, test: str, result: ConfigResult) -> Verdict:
     defaults = session.config_for(Path(result.config)).gates
-    name, drops = session.regressions(result, defaults)
+    name, comparison = session.regressions(result, defaults)
+    outcome = comparison.outcome
     return Verdict(
         test, f"no_regression(vs {name})", result.config_name, defaults.max_acceptance_drop, None,
-        not drops, "\n".join(drops), "fail" if drops else "pass",
+        outcome == "pass", "\n".join(comparison.messages), outcome,
     )
 
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .baseline import BaselineError, BaselineStore, HistoryStore, compare_runs
+from .baseline import BaselineError, BaselineStore, Comparison, HistoryStore, compare_runs
 from .config import ConfigError, GatesSection, SpecConfig, load_config
 from .engines.base import Engine, EngineSpec, EngineStartError
 from .engines.pool import DEFAULT_FACTORIES, EngineFactory, EnginePool
@@ -201,13 +201,16 @@ class SpecSession:
             return []
         return [self.history().save(f"{self.options.save}.{r.config_name}", r) for r in self.results.values()]
 
-    def regressions(self, result: ConfigResult, defaults: GatesSection) -> tuple[str, list[str]]:
-        """`--spec-compare`: what fell since the stored run; the run's name and one line per drop."""
+    def regressions(self, result: ConfigResult, defaults: GatesSection) -> tuple[str, Comparison]:
+        """`--spec-compare`: what fell since the stored run (by default the latest from this machine)."""
         history = self.history()
         if self.options.compare == "latest":
-            found = history.latest(f".{result.config_name}")
+            found = history.latest(f".{result.config_name}", result.environment)
             if found is None:
-                raise BaselineError(f"{history.folder}: no stored run for {result.config_name} to compare with")
+                raise BaselineError(
+                    f"{history.folder}: no stored run for {result.config_name} from this machine "
+                    f"({result.environment.device}, vLLM {result.environment.vllm}) to compare with"
+                )
             name, previous = found
         else:
             name = f"{self.options.compare}.{result.config_name}"

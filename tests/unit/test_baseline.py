@@ -277,34 +277,61 @@ def test_history_latest_does_not_skip_a_broken_file(tmp_path):
 
 
 def test_compare_runs_reports_an_acceptance_drop():
-    messages = compare_runs(result(run(acceptance=0.58)), result(run(acceptance=0.74)), 0.05, 0.10)
-    assert messages == ["acceptance at cpu-ngram T=0.8 fell from 0.74 to 0.58 (-0.16 > 0.05)"]
+    comparison = compare_runs(result(run(acceptance=0.58)), result(run(acceptance=0.74)), 0.05, 0.10)
+    assert comparison.outcome == "fail"
+    [message] = comparison.drops
+    assert message.startswith("acceptance at cpu-ngram T=0.8 fell from 0.74 to 0.58 (-0.16 > 0.05), 95% interval up to")
 
 
 def test_compare_runs_reports_a_relative_speedup_drop():
-    messages = compare_runs(result(run(speedup=1.10)), result(run(speedup=1.42)), 0.05, 0.10)
-    assert messages == ["speedup at cpu-ngram T=0.8 fell from 1.42x to 1.10x (-22.5% > 10%)"]
+    comparison = compare_runs(result(run(speedup=1.10)), result(run(speedup=1.42)), 0.05, 0.10)
+    [message] = comparison.drops
+    assert message.startswith("speedup at cpu-ngram T=0.8 fell from 1.42x to 1.10x (-22.5% > 10%)")
 
 
 def test_compare_runs_allows_drops_within_the_limits():
     previous = result(run(acceptance=0.80, speedup=1.50))
-    assert compare_runs(result(run(acceptance=0.75, speedup=1.35)), previous, 0.05, 0.10) == []
-    assert compare_runs(result(run(acceptance=0.90, speedup=2.0)), previous, 0.05, 0.10) == []
+    assert compare_runs(result(run(acceptance=0.75, speedup=1.35)), previous, 0.05, 0.10).outcome == "pass"
+    assert compare_runs(result(run(acceptance=0.90, speedup=2.0)), previous, 0.05, 0.10).messages == []
+
+
+def test_a_point_drop_whose_interval_reaches_the_limit_is_not_sure():
+    """Was a failure on the point difference alone: one noisy rerun read as a regression."""
+    current = run(speedup=1.20)
+    noisy = current.model_copy()
+    noisy.__dict__["speedup_ci"] = [0.9, 1.45]  # a wide interval, as from a short noisy window
+    comparison = compare_runs(result(noisy), result(run(speedup=1.42)), 0.05, 0.10)
+    assert comparison.outcome == "inconclusive" and comparison.drops == []
+    assert "95% interval reaches 1.45 >= 1.28: not sure" in comparison.unsure[0]
+
+
+def test_runs_from_another_machine_are_not_compared_and_latest_looks_for_this_one(tmp_path):
+    here = Environment(vllm="0.11.0", torch="2.8.0", device="1x NVIDIA H100 (driver 580)")
+    there = here.model_copy(update={"device": "1x NVIDIA A10G (driver 535)"})
+    current = result(run(acceptance=0.58)).model_copy(update={"environment": here})
+    elsewhere = result(run(acceptance=0.74)).model_copy(update={"environment": there})
+    comparison = compare_runs(current, elsewhere, 0.05, 0.10)
+    assert comparison.outcome == "inconclusive"
+    assert "measured on 1x NVIDIA A10G (driver 535) (vLLM 0.11.0), this one on 1x NVIDIA H100" in comparison.not_comparable
+    store = HistoryStore(tmp_path)
+    store.save("a.cpu-ngram", elsewhere)
+    assert store.latest(".cpu-ngram", here) is None
+    store.save("b.cpu-ngram", current)
+    assert store.latest(".cpu-ngram", here)[0] == "b.cpu-ngram"
 
 
 def test_compare_runs_matches_by_temperature_and_load():
     previous = result(run(acceptance=0.9, temperature=0.0), run(acceptance=0.9, concurrency=4))
     current = result(run(acceptance=0.5, temperature=0.0, concurrency=8), run(acceptance=0.5, concurrency=4))
-    assert compare_runs(current, previous, 0.05, 0.10) == [
-        "acceptance at cpu-ngram T=0.8 c=4 fell from 0.90 to 0.50 (-0.40 > 0.05)"
-    ]
+    [message] = compare_runs(current, previous, 0.05, 0.10).drops
+    assert message.startswith("acceptance at cpu-ngram T=0.8 c=4 fell from 0.90 to 0.50 (-0.40 > 0.05)")
 
 
 def test_compare_runs_reports_invalid_runs():
     invalid = run(invalid_reason="no drafts were proposed")
-    assert compare_runs(result(invalid), result(run()), 0.05, 0.10) == [
+    assert compare_runs(result(invalid), result(run()), 0.05, 0.10).drops == [
         "cpu-ngram T=0.8: invalid run, not compared with the previous one: no drafts were proposed"
     ]
-    assert compare_runs(result(run()), result(invalid), 0.05, 0.10) == [
+    assert compare_runs(result(run()), result(invalid), 0.05, 0.10).unsure == [
         "cpu-ngram T=0.8: previous run was invalid (no drafts were proposed), nothing to compare with"
     ]

@@ -202,6 +202,7 @@ class Measurer:
         reset = engine.reset_prefix_cache()
         # each repeat draws new samples: request i of repeat r has seed base + r * n + i, on both sides
         sampling = replace(cell.sampling, seed=cell.sampling.seed + repeat * len(prompts))
+        started_at = time.time()
         with self._timed("measurement"):
             before = engine.counters()
             generated = engine.generate(prompts, sampling, cell.load)
@@ -211,6 +212,7 @@ class Measurer:
         window = Window(
             duration_s=generated.duration_s,
             output_tokens=sum(s.output_tokens for s in samples),
+            started_at=started_at,
             engine_generation_tokens=counters.generation_tokens,
             prefix_cache_reset=reset,
             client_cpu_s=client.cpu_s if client else None,

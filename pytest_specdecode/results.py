@@ -115,6 +115,8 @@ class Window(BaseModel):
 
     duration_s: float
     output_tokens: int
+    started_at: float | None = Field(default=None, description="unix time the window began (windows of two "
+                                     "processes on one device never overlap: device_lock)")
     engine_generation_tokens: int | None = Field(
         default=None, description="the engine's own vllm:generation_tokens delta over the window"
     )

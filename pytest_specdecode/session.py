@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .baseline import BaselineError, BaselineStore, Comparison, HistoryStore, compare_runs
 from .config import ConfigError, GatesSection, SpecConfig, load_config
+from .device_lock import device_key, device_lock
 from .engines.base import Engine, EngineSpec, EngineStartError
 from .engines.pool import DEFAULT_FACTORIES, EngineFactory, EnginePool
 from .gates import Verdict
@@ -244,7 +245,12 @@ class SpecSession:
         self._validate(config)
         measurer = self.measurer()
         measurer.progress = self.progress  # the shared measurer reports to the session asking now
-        result = SHARED.result(config, lambda: measurer.measure(config), repr(self.options.endpoints))
+
+        def measure() -> ConfigResult:
+            with device_lock(device_key(self.options.endpoint), self.progress):
+                return measurer.measure(config)
+
+        result = SHARED.result(config, measure, repr(self.options.endpoints))
         from .engines import vllm_info
 
         return result.model_copy(update={"environment": vllm_info.environment()})

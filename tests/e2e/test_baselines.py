@@ -1,9 +1,21 @@
-"""A stored vanilla baseline replaces the vanilla engine: counted in engine starts, on real engines."""
+"""A stored vanilla baseline replaces the vanilla engine (counted in engine starts, on real engines),
+and one from an older schema or another device is measured again, never reused."""
 
 import json
 
 from pytest_specdecode.session import SHARED
 
+#: The same runner, as if it had another GPU: a baseline from one device is never another's.
+ANOTHER_DEVICE = """
+import pytest
+from pytest_specdecode.engines import vllm_info
+
+@pytest.fixture(autouse=True, scope="session")
+def _another_device():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(vllm_info, "device_name", lambda: "1x NVIDIA H100 80GB HBM3 (driver 580.82)")
+        yield
+"""
 GATED = "import pytest\n\n@pytest.mark.min_acceptance(0.3)\ndef test_gate(spec_run):\n    pass\n"
 
 
@@ -30,6 +42,19 @@ def test_a_fresh_baseline_skips_the_vanilla_engine_and_a_changed_one_does_not(py
     assert cached["age_s"] > 0
     assert second["runs"][0]["vanilla"]["output_tokens"] == first["runs"][0]["vanilla"]["output_tokens"]
     assert second["runs"][0]["outputs_match"] is not None
+
+    stored = baselines / "baselines" / f"{cached['fingerprint']}.json"
+    older = json.loads(stored.read_text())
+    stored.write_text(json.dumps({**older, "schema_version": older["schema_version"] - 1}))
+    from_older_schema = session("older-schema")  # its fields would read as empty: measured again, never read
+    assert from_older_schema["runs"][0]["baseline"]["source"] == "measured"
+    assert json.loads(stored.read_text())["schema_version"] == older["schema_version"]  # and stored anew
+
+    pytester.makeconftest(ANOTHER_DEVICE)
+    elsewhere = session("another-device")
+    assert elsewhere["runs"][0]["baseline"]["source"] == "measured"
+    assert elsewhere["runs"][0]["baseline"]["fingerprint"] != cached["fingerprint"]
+    (pytester.path / "conftest.py").unlink()
 
     tiny_toml.write_text(tiny_toml.read_text().replace("max_tokens = 12", "max_tokens = 10"))  # the workload changed
     third = session("third")

@@ -173,10 +173,14 @@ class Measurer:
         return spec, vanilla, check_lossless(spec.samples, vanilla.samples, config.gates.lossless_alpha or DEFAULT_ALPHA)
 
     def _engine(self, side: EngineSpec, config: SpecConfig) -> Engine:
-        if not self.pool.is_live(side):
+        starting = not self.pool.is_live(side)
+        if starting:
             self.progress(f"{config.name}: starting {side.role} engine ({side.model})")
+        started = time.perf_counter()
         with self._timed("engine_start"):
             engine = self.pool.get(side)
+        if starting:
+            self.progress(f"{config.name}: {side.role} engine started in {time.perf_counter() - started:.1f} s")
         if engine not in self._warmed and config.run.warmup:
             warmup = render([Prompt(text=WARMUP_PROMPT)] * config.run.warmup, engine.tokenizer(), config.workload.chat_template)
             with self._timed("warmup"):

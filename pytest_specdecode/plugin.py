@@ -98,6 +98,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if options.baseline_endpoint and not options.endpoint:
         raise pytest.UsageError("--spec-baseline-endpoint needs --spec-endpoint")
     session = SpecSession(options, progress=lambda line: _progress(config, line))
+    try:
+        session.check_compare_target()
+    except BaselineError as exc:
+        raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(_ReportCollector(session), f"specdecode-collector-{id(config)}")
 

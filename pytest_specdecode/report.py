@@ -93,6 +93,20 @@ def outcome_counts(verdicts: Iterable[Verdict], compact: bool = False) -> str:
     return ", ".join(f"{count} {word}" for count, word in counts if count)
 
 
+def scheduled_ttft_lines(results: Iterable[ConfigResult]) -> list[str]:
+    """Paced levels: TTFT as users waited for it, from the scheduled send time, beside TTFT from
+    the actual send; far apart, the client sent late (coordinated omission) and the latter hides it."""
+    lines = []
+    for run in (run for result in results for run in result.runs if run.spec.scheduled_ttft_ms.count):
+        spec, vanilla = run.spec, run.vanilla
+        lines.append(
+            f"{run.label}: TTFT p99 from schedule {_fmt(spec.scheduled_ttft_ms.p99, '.0f')} vs "
+            f"{_fmt(vanilla.scheduled_ttft_ms.p99, '.0f')} ms (from send {_fmt(spec.ttft_ms.p99, '.0f')} vs "
+            f"{_fmt(vanilla.ttft_ms.p99, '.0f')} ms), spec vs vanilla"
+        )
+    return lines
+
+
 def interval_lines(results: Iterable[ConfigResult]) -> list[str]:
     """Every run's 95% intervals and what they rest on, in point mode too: a point figure read
     without its interval looks more certain than it is."""
@@ -122,6 +136,7 @@ def terminal_lines(results: list[ConfigResult], verdicts: list[Verdict]) -> list
         lines.append(f"{UNEQUAL_MARK} {UNEQUAL_NOTE}")
     lines += [f"vanilla {line}" for line in vanilla_lines(results)]
     lines += [f"95% intervals {line}" for line in interval_lines(results)]
+    lines += [f"scheduled {line}" for line in scheduled_ttft_lines(results)]
     lines += [f"lossless {line}" for line in lossless_lines(results)]
     lines += [f"warnings {line}" for line in warning_lines(results, whole=False)]
     lines += [f"break-even {line}" for line in break_even_lines(results)]
@@ -340,6 +355,7 @@ def markdown(results: list[ConfigResult], verdicts: list[Verdict]) -> str:
     sections = (
         ("Vanilla", vanilla_lines(results)),
         ("95% intervals", interval_lines(results)),
+        ("TTFT from the scheduled send (paced levels)", scheduled_ttft_lines(results)),
         ("Lossless check (T>0)", lossless_lines(results)),
         ("Warnings", warning_lines(results, whole=True)),
     )

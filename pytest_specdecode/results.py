@@ -163,6 +163,13 @@ class EngineFigures(BaseModel):
 
     @computed_field
     @property
+    def scheduled_ttft_ms(self) -> Distribution:
+        """Paced load levels: TTFT from each request's scheduled send time, so a client that sent
+        late does not hide the wait (coordinated omission); empty at concurrency levels."""
+        return Distribution.of([s.scheduled_ttft_s * 1e3 for s in self.samples if s.scheduled_ttft_s is not None])
+
+    @computed_field
+    @property
     def e2e_ms(self) -> Distribution:
         return Distribution.of([s.e2e_s * 1e3 for s in self.samples])
 

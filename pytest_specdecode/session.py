@@ -202,6 +202,14 @@ class SpecSession:
             return []
         return [self.history().save(f"{self.options.save}.{r.config_name}", r) for r in self.results.values()]
 
+    def check_compare_target(self) -> None:
+        """`--spec-compare NAME`: the saved run must exist before any engine starts, not at the first gate."""
+        name = self.options.compare
+        if name and name != "latest":
+            history = self.history()
+            if not any(history.folder.glob(f"{name}.*.json")):
+                raise BaselineError(f"{history.folder}: no saved run named {name!r} (--spec-save {name} stores one)")
+
     def regressions(self, result: ConfigResult, defaults: GatesSection) -> tuple[str, Comparison]:
         """`--spec-compare`: what fell since the stored run (by default the latest from this machine)."""
         history = self.history()

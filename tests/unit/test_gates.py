@@ -151,3 +151,11 @@ def test_a_failure_at_a_paced_rate_still_shows_the_acceptance_summary():
     verdict, = judge(parse_gate("min_acceptance", (0.9,), {}), result(run(request_rate=4.0)))
     assert "  acceptance rate 0.433, mean acceptance length 2.30\n" in verdict.message + "\n"
     assert "speedup" not in verdict.message
+
+
+def test_assert_lossless_judges_sampled_runs_by_the_distribution_check():
+    assert_lossless(result(_checked(0.8, spec_logprob=-1.2)), temperature=0.8)
+    with pytest.raises(GateFailure, match=r"not lossless at T=0.8: spec outputs have mean log-likelihood -4.09"):
+        assert_lossless(result(_checked(0.8, spec_logprob=-4.1)), temperature=0.8, alpha=0.01)
+    with pytest.raises(GateFailure, match="not measured"):
+        assert_lossless(result(run(0.8)), temperature=0.8)

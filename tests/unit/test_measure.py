@@ -79,6 +79,7 @@ def test_progress_lines_name_config_and_step():
     lines = []
     Measurer(EnginePool({"offline": FakeFactory()}), progress=lines.append).measure(make_config())
     assert lines[0] == "ngram: starting spec engine (target)"
+    assert lines[1].startswith("ngram: spec engine started in ") and lines[1].endswith(" s")
     assert any(line.startswith("ngram: spec T=0.8") for line in lines)
 
 

@@ -75,3 +75,15 @@ def test_bad_option_values_are_usage_errors_before_any_test_runs(pytester, arg, 
 
 def test_a_bare_spec_compare_means_the_latest_run(pytester):
     assert pytester.parseconfig("--spec-compare").getoption("--spec-compare") == "latest"
+
+
+def test_a_saved_run_to_compare_with_must_exist_at_start(pytester):
+    """Was found only at the first gate, after every engine had run."""
+    pytester.makepyfile("def test_never_runs():\n    raise AssertionError('ran')\n")
+    outcome = pytester.runpytest("--spec-compare=nightly")
+    assert outcome.ret == pytest.ExitCode.USAGE_ERROR
+    assert "no saved run named 'nightly' (--spec-save nightly stores one)" in outcome.stderr.str()
+    runs = pytester.path / ".specdecode" / "runs"
+    runs.mkdir(parents=True)
+    (runs / "nightly.cpu-ngram.json").write_text("{}")
+    assert pytester.runpytest("--spec-compare=nightly", "-k", "nothing").ret == pytest.ExitCode.NO_TESTS_COLLECTED

@@ -193,3 +193,37 @@ def test_engine_line_per_config_tells_an_eager_run_from_a_cuda_graph_run():
         "enforce_eager unset: CUDA graphs (vLLM's default)",
     ]
     assert "**Engines**" in markdown([graphs], [])
+
+
+def test_every_run_shows_its_intervals_and_inconclusive_verdicts_are_counted_apart(tmp_path):
+    from .simulate import simulated_run
+
+    resolved = simulated_run(0, repeats=3, window_noise=0.05)
+    single = simulated_run(1, repeats=1, window_noise=0.05, true_speedup=1.0).model_copy(update={"temperature": 0.8})
+    measured = result(resolved, single)
+    verdicts = judge(parse_gate("min_speedup", (1.1,), {}), measured, "test_x", confident=True)
+    assert [v.outcome for v in verdicts] == ["pass", "inconclusive"]
+    lines = terminal_lines([measured], verdicts)
+    interval_lines = [line for line in lines if line.startswith("95% intervals")]
+    assert len(interval_lines) == 2
+    assert f"speedup {resolved.speedup_ci[0]:.2f}..{resolved.speedup_ci[1]:.2f}" in interval_lines[0]
+    assert "[3 window pairs (t interval over per-pair log ratios)]" in interval_lines[0]
+    assert "window-to-window noise not covered" in interval_lines[1]
+    assert lines[-1] == "gates: 1 passed, 1 inconclusive"
+    assert any("1/1 passed" in line for line in lines) and any("0/1 passed, 1 inconclusive" in line for line in lines)
+    assert "Gates: 1 passed, 1 inconclusive" in markdown([measured], verdicts)
+    path = tmp_path / "r.json"
+    write_json(path, [measured], verdicts)
+    data = json.loads(path.read_text())
+    for key in ("speedup_ci", "tpot_speedup_ci", "acceptance_rate_ci", "p99_regression_ci", "interval_basis"):
+        assert key in data["runs"][0]
+    assert data["runs"][0]["speedup_ci"] == resolved.speedup_ci
+    assert data["gates"][0]["interval_basis"].startswith("3 window pairs")
+
+
+def test_paced_levels_report_ttft_from_the_scheduled_send_apart():
+    paced = run(request_rate=2.0)
+    late = [s.model_copy(update={"scheduled_ttft_s": s.ttft_s + 0.5}) for s in paced.spec.samples]
+    paced = paced.model_copy(update={"spec": paced.spec.model_copy(update={"samples": late})})
+    lines = [line for line in terminal_lines([result(paced)], []) if line.startswith("scheduled ")]
+    assert lines == ["scheduled cfg T=0 rate=2: TTFT p99 from schedule 600 vs - ms (from send 100 vs 100 ms), spec vs vanilla"]

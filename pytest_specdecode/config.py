@@ -21,7 +21,7 @@ else:  # pragma: no cover - exercised only on Python 3.10
 #: Methods whose proposals come from a second set of weights, which the config must name.
 DRAFT_METHODS = frozenset({"draft_model", "eagle", "eagle3", "medusa", "mlp_speculator"})
 
-BUILTIN_PROMPT_SETS = ("copy", "chat", "code", "mixed")
+BUILTIN_PROMPT_SETS = ("copy", "chat", "code", "mixed", "long")
 
 
 class ConfigError(Exception):

@@ -74,6 +74,13 @@ BUILTIN_SETS: dict[str, tuple[str, ...]] = {
     "code": tuple(task.format(c=c) for c in _CODE for task in _CODE_TASKS),
     "chat": _CHAT,
 }
+#: Answers of ~150-250 tokens (three passages to copy), so a window lasts several times as many
+#: decode steps as `copy`'s 25-60: what resolving a few percent of speed needs on a fast GPU.
+BUILTIN_SETS["long"] = tuple(
+    task.format(p="\n\n".join(_PASSAGES[(i + j) % len(_PASSAGES)] for j in range(3)))
+    for i in range(len(_PASSAGES))
+    for task in _COPY_TASKS
+)
 BUILTIN_SETS["mixed"] = tuple(
     prompt for trio in zip(BUILTIN_SETS["copy"], BUILTIN_SETS["chat"], BUILTIN_SETS["code"]) for prompt in trio
 )

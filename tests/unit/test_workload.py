@@ -39,3 +39,13 @@ def test_bad_jsonl_lines_name_file_and_line(tmp_path, line):
     path.write_text('{"prompt": "ok"}\n' + line + "\n")
     with pytest.raises(ConfigError, match=rf"{path}:2: "):
         load_prompts(WorkloadSection(prompts=str(path), num_prompts=2))
+
+
+def test_every_builtin_set_is_accepted_by_the_config():
+    for name in BUILTIN_SETS:
+        assert WorkloadSection(prompts=f"builtin:{name}").prompts == f"builtin:{name}"
+
+
+def test_the_long_set_asks_for_answers_several_times_as_long_as_copy():
+    mean = lambda prompts: sum(len(p.split()) for p in prompts) / len(prompts)  # noqa: E731
+    assert mean(BUILTIN_SETS["long"]) > 2.5 * mean(BUILTIN_SETS["copy"])

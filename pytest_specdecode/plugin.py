@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from . import interrupts
 from .benchmark_export import add_to_benchmark_session
 from .baseline import BaselineError
 from .config import ConfigError
@@ -22,11 +23,12 @@ from .engines.base import Engine, EngineStartError
 from .gates import GATE_MARKERS, MARKER_HELP, Gate, GateUsageError, Verdict, gates_from_marks, judge
 from .options import config_file, endpoint_url, non_negative_hours, output_dir, positive_int, report_file, run_name
 from .plots import PlotsUnavailable, markdown_links, write_plots
-from .report import markdown, terminal_lines, write_json
+from .report import failure_lines, markdown, terminal_lines, write_json
 from .results import ConfigResult
 from .session import DEFAULT_BASELINE_DIR, Options, SpecSession
 
 SESSION_KEY = pytest.StashKey[SpecSession]()
+SIGTERM_KEY = pytest.StashKey[Any]()
 GATES_KEY = pytest.StashKey[list[Gate]]()
 RESULT_KEY = pytest.StashKey[ConfigResult]()
 VERDICTS_KEY = pytest.StashKey[list[Verdict]]()
@@ -98,6 +100,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if options.baseline_endpoint and not options.endpoint:
         raise pytest.UsageError("--spec-baseline-endpoint needs --spec-endpoint")
     session = SpecSession(options, progress=lambda line: _progress(config, line))
+    config.stash[SIGTERM_KEY] = interrupts.install()
     try:
         session.check_compare_target()
     except BaselineError as exc:
@@ -117,12 +120,14 @@ def _progress(config: pytest.Config, line: str) -> None:
     capture = config.pluginmanager.get_plugin("capturemanager")
     with capture.global_and_fixture_disabled() if capture is not None else nullcontext():
         reporter.write_line(f"[specdecode +{elapsed:.1f}s] {line}")
+        reporter.flush()  # a CI log is a pipe, block-buffered: without this the line shows at the end
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(SESSION_KEY, None)
     if session is not None:
         session.close()
+    interrupts.restore(config.stash.get(SIGTERM_KEY, None))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -337,6 +342,7 @@ class _ReportCollector:
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     session = config.stash[SESSION_KEY]
     lines = terminal_lines(list(session.results.values()), session.verdicts)
+    lines += [f"failed {line}" for line in failure_lines(session.errors)]
     if lines:
         terminalreporter.write_sep("=", "speculative decoding")
         for line in lines:
@@ -353,11 +359,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         spec.save_history()
     except BaselineError as exc:
         session.config.pluginmanager.get_plugin("terminalreporter").write_line(f"[specdecode] {exc}", red=True)
-    if spec.options.report is not None and (results or spec.verdicts):
-        write_json(spec.options.report, results, spec.verdicts, spec.timing())
+    if spec.options.report is not None:  # always: a CI artifact step needs it most when nothing was measured
+        write_json(spec.options.report, results, spec.verdicts, spec.timing(), spec.errors)
     plots = _write_plots(session.config, results)
     summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
-    text = markdown(results, spec.verdicts)
+    text = markdown(results, spec.verdicts, spec.errors)
     if text and plots:
         text += "\n" + markdown_links(plots)
     if summary_file and text:

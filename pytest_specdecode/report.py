@@ -309,7 +309,8 @@ def acceptance_notes(results: Iterable[ConfigResult]) -> list[str]:
 
 
 def report_dict(
-    results: list[ConfigResult], verdicts: list[Verdict], timing: dict[str, float] | None = None
+    results: list[ConfigResult], verdicts: list[Verdict], timing: dict[str, float] | None = None,
+    failures: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     environment = next((r.environment.model_dump() for r in results), {})
     without_ids = {"samples": {"__all__": {"output_token_ids"}}}  # tokens belong in baselines, not reports
@@ -325,6 +326,7 @@ def report_dict(
             {k: v for k, v in verdict.as_dict().items() if k != "message"} for verdict in verdicts
         ],
         "timing_s": timing or {},
+        "failed_configs": failures or {},
     })
 
 
@@ -337,17 +339,26 @@ def _run_dict(run: RunResult, without_ids: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_json(
-    path: Path, results: list[ConfigResult], verdicts: list[Verdict], timing: dict[str, float] | None = None
+    path: Path, results: list[ConfigResult], verdicts: list[Verdict], timing: dict[str, float] | None = None,
+    failures: dict[str, str] | None = None,
 ) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # allow_nan=False: a non-finite float that slipped past report_dict fails here, not in a reader
-    path.write_text(json.dumps(report_dict(results, verdicts, timing), indent=2, allow_nan=False))
+    path.write_text(json.dumps(report_dict(results, verdicts, timing, failures), indent=2, allow_nan=False))
 
 
-def markdown(results: list[ConfigResult], verdicts: list[Verdict]) -> str:
+def failure_lines(failures: dict[str, str]) -> list[str]:
+    """Configs with no result: a failed start or an interrupted measurement, with the reason."""
+    return [f"{config}: {reason}" for config, reason in failures.items()]
+
+
+def markdown(results: list[ConfigResult], verdicts: list[Verdict], failures: dict[str, str] | None = None) -> str:
+    failed_configs = failure_lines(failures or {})
     rows = table_rows(results, verdicts)
-    if not rows:
+    if not rows and not failed_configs:
         return ""
+    if not rows:
+        return "## Speculative decoding gates\n\n**No config measured**\n\n" + "".join(f"- {line}\n" for line in failed_configs)
     lines = ["## Speculative decoding gates", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(cell.replace("|", "/").replace("*", "\\*") for cell in row) + " |" for row in rows]
     if _any_unequal(results):
@@ -371,6 +382,8 @@ def markdown(results: list[ConfigResult], verdicts: list[Verdict]) -> str:
     engines = engine_lines(results)
     if engines:
         lines += ["", "**Engines**", ""] + [f"- {line}" for line in engines]
+    if failed_configs:
+        lines += ["", "**Configs that failed or were interrupted**", ""] + [f"- {line}" for line in failed_configs]
     failed = [v for v in verdicts if not v.passed]
     if failed:
         lines += ["", "**Missed or inconclusive gates**", ""]

@@ -238,6 +238,9 @@ class SpecSession:
             except (EngineStartError, ConfigError, BaselineError) as exc:
                 self.errors[key] = str(exc)
                 raise
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the report says which config it cut short
+                self.errors[key] = "interrupted before its measurement finished"
+                raise
         return self.results[key]
 
     def engine_for(self, path: Path, role: str) -> Engine:

@@ -26,3 +26,34 @@ def test_without_a_terminal_reporter_progress_is_dropped_quietly(pytester):
     outcome = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:terminal")
     assert outcome.ret == pytest.ExitCode.OK
     assert "specdecode" not in outcome.stdout.str() + outcome.stderr.str()
+
+
+WAITS_FOR_A_READER = """
+import pathlib, time
+from pytest_specdecode.plugin import SESSION_KEY
+
+def test_reports_then_waits(request):
+    request.config.stash[SESSION_KEY].progress("ngram: starting spec engine")
+    deadline = time.monotonic() + 60
+    while not pathlib.Path("seen").exists():
+        assert time.monotonic() < deadline, "the progress line never reached the pipe while the test ran"
+        time.sleep(0.05)
+"""
+
+
+def test_progress_lines_reach_a_pipe_while_the_test_still_runs(pytester):
+    """CI logs are pipes, block-buffered: the line must be flushed as written, not at exit."""
+    import subprocess
+    import sys
+
+    pytester.makepyfile(WAITS_FOR_A_READER)
+    process = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider"], cwd=pytester.path,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in process.stdout:
+            if "ngram: starting spec engine" in line:
+                (pytester.path / "seen").touch()
+                break
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()

@@ -227,3 +227,14 @@ def test_paced_levels_report_ttft_from_the_scheduled_send_apart():
     paced = paced.model_copy(update={"spec": paced.spec.model_copy(update={"samples": late})})
     lines = [line for line in terminal_lines([result(paced)], []) if line.startswith("scheduled ")]
     assert lines == ["scheduled cfg T=0 rate=2: TTFT p99 from schedule 600 vs - ms (from send 100 vs 100 ms), spec vs vanilla"]
+
+
+def test_a_session_where_every_config_failed_still_writes_its_reports(tmp_path):
+    failures = {"/c/eagle.toml": "engine start failed: no such file /models/head", "/c/ngram.toml":
+                "interrupted before its measurement finished"}
+    path = tmp_path / "r.json"
+    write_json(path, [], [], failures=failures)
+    assert json.loads(path.read_text())["failed_configs"] == failures
+    text = markdown([], [], failures)
+    assert "**No config measured**" in text
+    assert "- /c/ngram.toml: interrupted before its measurement finished" in text

@@ -281,6 +281,26 @@ def engine_start_section(name: str, command: str) -> list[str]:
     ]
 
 
+def startup_section(name: str, command: str) -> list[str]:
+    data = load(name)
+    if data is None:
+        return []
+    lines = [
+        "### What the plugin costs a run that does not use it (this CPU runner)", "",
+        f"`{command}`", "",
+        "pytest with the plugin installed vs `-p no:specdecode`, alternating runs; the plugin module imports only "
+        "the standard library and pytest, the rest loads when a test first needs a config.", "",
+        "| command | rounds | with plugin (median) | without (median) | median difference |",
+        "|---|---|---|---|---|",
+    ]
+    for row in data["rows"]:
+        lines.append(
+            f"| `{row['command']}` | {row['rounds']} | {row['with_plugin_median_s']:.3f} s | "
+            f"{row['without_plugin_median_s']:.3f} s | **{row['median_difference_ms']:.0f} ms** |"
+        )
+    return lines + [""]
+
+
 def coverage_section(name: str, command: str) -> list[str]:
     data = load(name)
     if data is None:
@@ -338,6 +358,7 @@ def main() -> None:
         "python benchmarks/engine_start.py examples/gpu-ngram.toml --rounds 2 --out benchmarks/results/h100-engine-start.json",
     )
     out += [ENGINE_START_NOTE]
+    out += startup_section("cpu-startup.json", "python benchmarks/startup.py --rounds 20 --out benchmarks/results/cpu-startup.json")
     out += coverage_section(
         "interval-coverage.json",
         "python benchmarks/interval_coverage.py --trials 400 --out benchmarks/results/interval-coverage.json",

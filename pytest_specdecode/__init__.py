@@ -1,37 +1,40 @@
 """pytest-specdecode: gate speculative-decoding configs on real vLLM engines.
 
 Public API: the assertion helpers (which the gate markers use too), the result model that the
-`spec_run` fixture yields, and config loading.
+`spec_run` fixture yields, and config loading. Loaded on first use (PEP 562): the plugin module is
+imported in every pytest run, and importing this package must not pull pydantic or numpy then.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-try:
-    __version__ = version("pytest-specdecode")
-except PackageNotFoundError:  # a source checkout that was never installed
-    __version__ = "0+unknown"
+from importlib import import_module
+from typing import Any
 
-from .config import ConfigError, SpecConfig, load_config  # noqa: E402
-from .gates import (  # noqa: E402
-    GateFailure,
-    Verdict,
-    assert_lossless,
-    assert_max_p99_regression,
-    assert_min_acceptance,
-    assert_min_speedup,
-)
-from .results import ConfigResult, RunResult  # noqa: E402
+_EXPORTS = {
+    "ConfigError": "config",
+    "SpecConfig": "config",
+    "load_config": "config",
+    "GateFailure": "gates",
+    "Verdict": "gates",
+    "assert_lossless": "gates",
+    "assert_max_p99_regression": "gates",
+    "assert_min_acceptance": "gates",
+    "assert_min_speedup": "gates",
+    "ConfigResult": "results",
+    "RunResult": "results",
+}
 
-__all__ = [
-    "ConfigError",
-    "ConfigResult",
-    "GateFailure",
-    "RunResult",
-    "SpecConfig",
-    "Verdict",
-    "assert_lossless",
-    "assert_max_p99_regression",
-    "assert_min_acceptance",
-    "assert_min_speedup",
-    "load_config",
-]
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("pytest-specdecode")
+        except PackageNotFoundError:  # a source checkout that was never installed
+            return "0+unknown"
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .config import GatesSection
+from .markers import GATE_MARKERS, MARKER_HELP
 from .results import LATENCY_METRICS, ConfigResult, RunResult
 
-GATE_MARKERS = ("min_acceptance", "min_speedup", "max_p99_regression", "lossless")
 SPEEDUP_METRICS = ("throughput", "tpot")
 #: Gates on timed figures: their confident verdicts need the spread between windows.
 TIMED_GATES = frozenset({"min_speedup", "max_p99_regression"})
@@ -27,20 +27,6 @@ OPTIONS = {
     "max_p99_regression": _RUN_SELECTORS | {"metric"},
     "lossless": _RUN_SELECTORS | {"alpha"},
 }
-
-MARKER_HELP = {
-    "min_acceptance": "min_acceptance(x, *, temperature=None, position=None, percentile=None, concurrency=None, "
-    "request_rate=None): fail when acceptance (accepted / drafted tokens; at one 0-based draft position; or a "
-    "percentile of per-request acceptance) is below x",
-    "min_speedup": "min_speedup(x, *, metric='throughput'|'tpot', temperature=None, concurrency=None, "
-    "request_rate=None): fail when spec/vanilla speed is below x",
-    "max_p99_regression": "max_p99_regression(x, *, metric='e2e'|'tpot'|'ttft'|'itl', temperature=None, "
-    "concurrency=None, request_rate=None): fail when spec P99 exceeds vanilla P99 by more than x (0.10 = 10%)",
-    "lossless": "lossless(min_match=1.0, *, alpha=0.01, temperature=None): at T=0 fail when fewer than min_match "
-    "of outputs equal vanilla's token for token; at T>0 fail when the paired test of the outputs' target "
-    "log-likelihood rejects 'same distribution' at false-alarm rate alpha",
-}
-
 
 class GateUsageError(ValueError):
     """A marker or helper called with arguments that cannot be a gate."""

@@ -10,9 +10,16 @@ from __future__ import annotations
 import math
 import re
 from argparse import ArgumentTypeError
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+if TYPE_CHECKING:
+    from .measure import Endpoints
+
+#: Where saved runs (and, with --spec-baseline-dir, baselines) live by default, under the rootdir.
+DEFAULT_BASELINE_DIR = ".specdecode"
 #: The names `baseline.HistoryStore` accepts for a saved run (a test keeps the two equal).
 RUN_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -78,3 +85,29 @@ def output_dir(value: str) -> Path:
     if path.exists() and not path.is_dir():
         raise ArgumentTypeError(f"{value!r} is a file, not a directory")
     return path
+
+
+@dataclass(frozen=True)
+class Options:
+    """The command-line view of a session (see plugin.pytest_addoption)."""
+
+    configs: tuple[Path, ...] = ()
+    report: Path | None = None
+    mode: str | None = None
+    max_engines: int = 1
+    endpoint: str | None = None
+    baseline_endpoint: str | None = None
+    confident: bool = False
+    strict: bool = False
+    baseline_dir: Path | None = None  # None: vanilla is measured every session (see docs/reading-the-numbers.md)
+    history_dir: Path | None = None
+    refresh_baseline: bool = False
+    baseline_max_age_s: float = 24 * 3600
+    save: str | None = None
+    compare: str | None = None
+
+    @property
+    def endpoints(self) -> Endpoints | None:
+        from .measure import Endpoints
+
+        return Endpoints(self.endpoint, self.baseline_endpoint) if self.endpoint else None

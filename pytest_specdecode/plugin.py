@@ -1,6 +1,8 @@
-"""pytest hooks and fixtures. Loaded in every pytest run of every project that installs us, so it
-imports only the standard library, pytest and our light modules; vLLM and torch load when the
-first engine starts. Each hook delegates to `session`, `gates` or `report`.
+"""pytest hooks and fixtures. Loaded in every pytest run of every project that installs us, so at
+module level it imports only the standard library, pytest and three standard-library modules of
+ours (options, markers, interrupts); the session, gates and reports (pydantic, numpy, scipy) load
+when a test first needs a config, and vLLM and torch when the first engine starts.
+`benchmarks/startup.py` measures what the plugin costs a run that does not use it.
 """
 
 from __future__ import annotations
@@ -11,32 +13,54 @@ import warnings
 from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from . import interrupts
-from .benchmark_export import add_to_benchmark_session
-from .baseline import BaselineError
-from .config import ConfigError
-from .engines.base import Engine, EngineStartError
-from .gates import GATE_MARKERS, MARKER_HELP, Gate, GateUsageError, Verdict, gates_from_marks, judge
-from .options import config_file, endpoint_url, non_negative_hours, output_dir, positive_int, report_file, run_name
-from .plots import PlotsUnavailable, markdown_links, write_plots
-from .report import failure_lines, markdown, terminal_lines, write_json
-from .results import ConfigResult
-from .session import DEFAULT_BASELINE_DIR, Options, SpecSession
+from .markers import GATE_MARKERS, MARKER_HELP
+from .options import (
+    DEFAULT_BASELINE_DIR,
+    Options,
+    config_file,
+    endpoint_url,
+    non_negative_hours,
+    output_dir,
+    positive_int,
+    report_file,
+    run_name,
+)
 
-SESSION_KEY = pytest.StashKey[SpecSession]()
+if TYPE_CHECKING:
+    from .engines.base import Engine
+    from .gates import Gate, Verdict
+    from .results import ConfigResult
+    from .session import SpecSession
+
+OPTIONS_KEY = pytest.StashKey[Options]()
+SESSION_KEY = pytest.StashKey["SpecSession"]()
 SIGTERM_KEY = pytest.StashKey[Any]()
-GATES_KEY = pytest.StashKey[list[Gate]]()
-RESULT_KEY = pytest.StashKey[ConfigResult]()
-VERDICTS_KEY = pytest.StashKey[list[Verdict]]()
+STARTED_KEY = pytest.StashKey[float]()
+GATES_KEY = pytest.StashKey["list[Gate]"]()
+RESULT_KEY = pytest.StashKey["ConfigResult"]()
+VERDICTS_KEY = pytest.StashKey["list[Verdict]"]()
 
 CONFIG_FIXTURE = "_specdecode_config_path"
 NEEDS_CONFIG = frozenset({"spec_config", "spec_run", "spec_engine", "vanilla_engine"})
 NO_CONFIG_REASON = "no spec-config: pass --spec-config=FILE or mark the test with @pytest.mark.spec_config(FILE)"
 REPORT_ATTR = "specdecode"
+
+
+def spec_session(config: pytest.Config) -> SpecSession:
+    """The session's cross-test state, made on first use: a run that never measures never loads it."""
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None:
+        from .session import SpecSession
+
+        session = SpecSession(config.stash[OPTIONS_KEY], progress=lambda line: _progress(config, line),
+                              started=config.stash[STARTED_KEY])
+        config.stash[SESSION_KEY] = session
+    return session
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -81,6 +105,7 @@ def pytest_configure(config: pytest.Config) -> None:
                             "(relative to the test file)")
     for name in GATE_MARKERS:
         config.addinivalue_line("markers", f"{MARKER_HELP[name]} (pytest-specdecode gate)")
+    config.stash[STARTED_KEY] = time.perf_counter()
     options = Options(
         configs=tuple(config.getoption("--spec-config")),
         report=config.getoption("--spec-report"),
@@ -99,14 +124,16 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if options.baseline_endpoint and not options.endpoint:
         raise pytest.UsageError("--spec-baseline-endpoint needs --spec-endpoint")
-    session = SpecSession(options, progress=lambda line: _progress(config, line))
+    config.stash[OPTIONS_KEY] = options
+    if options.compare and options.compare != "latest":
+        from .baseline import BaselineError
+
+        try:
+            spec_session(config).check_compare_target()
+        except BaselineError as exc:
+            raise pytest.UsageError(str(exc)) from None
     config.stash[SIGTERM_KEY] = interrupts.install()
-    try:
-        session.check_compare_target()
-    except BaselineError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    config.stash[SESSION_KEY] = session
-    config.pluginmanager.register(_ReportCollector(session), f"specdecode-collector-{id(config)}")
+    config.pluginmanager.register(_ReportCollector(config), f"specdecode-collector-{id(config)}")
 
 
 def _progress(config: pytest.Config, line: str) -> None:
@@ -116,7 +143,7 @@ def _progress(config: pytest.Config, line: str) -> None:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None:
         return
-    elapsed = time.perf_counter() - config.stash[SESSION_KEY].started
+    elapsed = time.perf_counter() - config.stash[STARTED_KEY]
     capture = config.pluginmanager.get_plugin("capturemanager")
     with capture.global_and_fixture_disabled() if capture is not None else nullcontext():
         reporter.write_line(f"[specdecode +{elapsed:.1f}s] {line}")
@@ -141,7 +168,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             raise pytest.UsageError(f"{metafunc.definition.nodeid}: spec_config takes exactly one path")
         paths = [Path(metafunc.definition.path).parent / bound.args[0]]
     else:
-        paths = list(metafunc.config.stash[SESSION_KEY].options.configs)
+        paths = list(metafunc.config.stash[OPTIONS_KEY].configs)
     if paths:
         metafunc.parametrize(CONFIG_FIXTURE, [p.resolve() for p in paths], ids=[p.stem for p in paths], scope="session")
 
@@ -152,11 +179,13 @@ def _has_gates(node: Any) -> bool:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Validate every gate marker now: a bad threshold is a usage error before anything starts."""
-    session = config.stash[SESSION_KEY]
-    for item in items:
-        marks = [mark for name in GATE_MARKERS for mark in item.iter_markers(name)]
-        if not marks:
-            continue
+    gated = [(item, marks) for item in items if (marks := [m for name in GATE_MARKERS for m in item.iter_markers(name)])]
+    if not gated:
+        return
+    from .gates import GateUsageError, gates_from_marks
+
+    session = spec_session(config)
+    for item, marks in gated:
         defaults = _config_defaults(session, item)
         try:
             item.stash[GATES_KEY] = gates_from_marks(marks, defaults)
@@ -165,6 +194,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _config_defaults(session: SpecSession, item: pytest.Item) -> Any:
+    from .config import ConfigError
+
     path = getattr(item, "callspec", None) and item.callspec.params.get(CONFIG_FIXTURE)
     if path is None:
         return None
@@ -192,10 +223,12 @@ def _specdecode_gates(request: pytest.FixtureRequest, _specdecode_config_path: P
 @pytest.fixture
 def spec_config(request: pytest.FixtureRequest, _specdecode_config_path: Path | None) -> Any:
     """The validated config (`pytest_specdecode.config.SpecConfig`) this test is parametrized with."""
+    from .config import ConfigError
+
     if _specdecode_config_path is None:
         pytest.skip(NO_CONFIG_REASON)
     try:
-        return request.config.stash[SESSION_KEY].config_for(_specdecode_config_path)
+        return spec_session(request.config).config_for(_specdecode_config_path)
     except ConfigError as exc:
         pytest.fail(str(exc), pytrace=False)
 
@@ -203,7 +236,11 @@ def spec_config(request: pytest.FixtureRequest, _specdecode_config_path: Path | 
 @pytest.fixture
 def spec_run(request: pytest.FixtureRequest, spec_config: Any) -> ConfigResult:
     """The measured spec-vs-vanilla comparison; measured once per config per session."""
-    session = request.config.stash[SESSION_KEY]
+    from .baseline import BaselineError
+    from .config import ConfigError
+    from .engines.base import EngineStartError
+
+    session = spec_session(request.config)
     try:
         result = session.result_for(spec_config.path)
     except (EngineStartError, ConfigError, BaselineError) as exc:
@@ -213,8 +250,11 @@ def spec_run(request: pytest.FixtureRequest, spec_config: Any) -> ConfigResult:
 
 
 def _engine_fixture(request: pytest.FixtureRequest, spec_config: Any, role: str) -> Engine:
+    from .config import ConfigError
+    from .engines.base import EngineStartError
+
     try:
-        return request.config.stash[SESSION_KEY].engine_for(spec_config.path, role)
+        return spec_session(request.config).engine_for(spec_config.path, role)
     except (EngineStartError, ConfigError) as exc:
         pytest.fail(f"{spec_config.path.name}: {role} engine: {exc}", pytrace=False)
 
@@ -239,7 +279,10 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     result = item.stash.get(RESULT_KEY, None)
     if not gates or result is None:
         return outcome
-    session = item.config.stash[SESSION_KEY]
+    from .baseline import BaselineError
+    from .gates import GateUsageError, judge
+
+    session = spec_session(item.config)
     try:
         verdicts = [verdict for gate in gates for verdict in judge(gate, result, item.nodeid, session.options.confident)]
         if session.options.compare:
@@ -266,6 +309,8 @@ class InconclusiveGate(UserWarning):
 
 
 def _regression_verdict(session: SpecSession, test: str, result: ConfigResult) -> Verdict:
+    from .gates import Verdict
+
     defaults = session.config_for(Path(result.config)).gates
     name, comparison = session.regressions(result, defaults)
     outcome = comparison.outcome
@@ -303,6 +348,9 @@ def pytest_report_from_serializable(data: dict) -> Iterator[Any]:
     report = yield
     carried = data.get(REPORT_ATTR) if isinstance(data, dict) else None
     if report is not None and carried:
+        from .gates import Verdict
+        from .results import ConfigResult
+
         result = ConfigResult.model_validate(carried["result"]) if carried["result"] else None
         verdicts = [Verdict(**{**v, "interval": tuple(v["interval"]) if v["interval"] else None}) for v in carried["verdicts"]]
         setattr(report, REPORT_ATTR, (result, verdicts))
@@ -313,6 +361,8 @@ def _write_plots(config: pytest.Config, results: list[ConfigResult]) -> list[Pat
     folder = config.getoption("--spec-plots")
     if folder is None or not results:
         return []
+    from .plots import PlotsUnavailable, write_plots
+
     try:
         return write_plots(results, folder)
     except PlotsUnavailable as exc:
@@ -323,24 +373,31 @@ def _write_plots(config: pytest.Config, results: list[ConfigResult]) -> list[Pat
 class _ReportCollector:
     """Registered per pytest config: `pytest_runtest_logreport` gets no config of its own."""
 
-    def __init__(self, session: SpecSession) -> None:
-        self.session = session
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         carried = getattr(report, REPORT_ATTR, None)
         if carried is not None:
-            self.session.record(*carried)
+            spec_session(self.config).record(*carried)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> Iterator[None]:
         """Ahead of pytest-benchmark's own wrapper, which saves its JSON before any plain hook runs."""
-        if not hasattr(session.config, "workerinput"):
-            add_to_benchmark_session(session.config, list(self.session.results.values()))
+        spec = self.config.stash.get(SESSION_KEY, None)
+        if spec is not None and spec.results and not hasattr(session.config, "workerinput"):
+            from .benchmark_export import add_to_benchmark_session
+
+            add_to_benchmark_session(session.config, list(spec.results.values()))
         return (yield)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    session = config.stash[SESSION_KEY]
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None:
+        return
+    from .report import failure_lines, terminal_lines
+
     lines = terminal_lines(list(session.results.values()), session.verdicts)
     lines += [f"failed {line}" for line in failure_lines(session.errors)]
     if lines:
@@ -350,18 +407,26 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Reports are written by the controller only, and also after failures or Ctrl-C."""
-    if hasattr(session.config, "workerinput"):
+    """Reports are written by the controller only, and also after failures or Ctrl-C; a session
+    that measured nothing writes its --spec-report all the same (saying so), and nothing else."""
+    config = session.config
+    if hasattr(config, "workerinput"):
         return
-    spec = session.config.stash[SESSION_KEY]
+    if SESSION_KEY not in config.stash and config.stash[OPTIONS_KEY].report is None:
+        return
+    from .baseline import BaselineError
+    from .plots import markdown_links
+    from .report import markdown, write_json
+
+    spec = spec_session(config)
     results = list(spec.results.values())
     try:
         spec.save_history()
     except BaselineError as exc:
-        session.config.pluginmanager.get_plugin("terminalreporter").write_line(f"[specdecode] {exc}", red=True)
+        config.pluginmanager.get_plugin("terminalreporter").write_line(f"[specdecode] {exc}", red=True)
     if spec.options.report is not None:  # always: a CI artifact step needs it most when nothing was measured
         write_json(spec.options.report, results, spec.verdicts, spec.timing(), spec.errors)
-    plots = _write_plots(session.config, results)
+    plots = _write_plots(config, results)
     summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
     text = markdown(results, spec.verdicts, spec.errors)
     if text and plots:

@@ -23,32 +23,9 @@ from .engines.base import Engine, EngineSpec, EngineStartError
 from .engines.pool import DEFAULT_FACTORIES, EngineFactory, EnginePool
 from .gates import Verdict
 from .measure import Endpoints, Measurer, Progress, engine_specs
+from .options import DEFAULT_BASELINE_DIR, Options
 from .results import ConfigResult, EngineFigures
 from .vanilla import BaselineCache
-
-
-@dataclass(frozen=True)
-class Options:
-    """The command-line view of a session (see plugin.pytest_addoption)."""
-
-    configs: tuple[Path, ...] = ()
-    report: Path | None = None
-    mode: str | None = None
-    max_engines: int = 1
-    endpoint: str | None = None
-    baseline_endpoint: str | None = None
-    confident: bool = False
-    strict: bool = False
-    baseline_dir: Path | None = None  # None: vanilla is measured every session (see docs/reading-the-numbers.md)
-    history_dir: Path | None = None
-    refresh_baseline: bool = False
-    baseline_max_age_s: float = 24 * 3600
-    save: str | None = None
-    compare: str | None = None
-
-    @property
-    def endpoints(self) -> Endpoints | None:
-        return Endpoints(self.endpoint, self.baseline_endpoint) if self.endpoint else None
 
 
 class SharedMeasurer:
@@ -119,7 +96,6 @@ def _content_key(config: SpecConfig) -> str:
 
 SHARED = SharedMeasurer()
 
-DEFAULT_BASELINE_DIR = ".specdecode"
 
 
 class _FreshBaselines:
@@ -151,7 +127,7 @@ class SpecSession:
     errors: dict[str, str] = field(default_factory=dict)
     _configs: dict[Path, SpecConfig | ConfigError] = field(default_factory=dict)
     _measurer: Measurer | None = None
-    started: float = field(default_factory=time.perf_counter)
+    started: float = field(default_factory=time.perf_counter)  # the plugin passes pytest's configure time
 
     def timing(self) -> dict[str, float]:
         """The session's wall time split into engine starts, warmup, measurement and the rest

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from scipy.stats import DegenerateDataWarning, bootstrap
 
 if TYPE_CHECKING:
     from .results import EngineFigures, LatencyMetric, RequestSample, RunResult
@@ -266,6 +265,8 @@ def _interval(sides: Sequence[Sequence[int]], statistic: Statistic, resampling: 
 
 def _bounds(data: tuple[np.ndarray, ...], statistic: Statistic, resampling: Resampling) -> tuple[float, float]:
     """BCa where it can be computed; on degenerate data (all resamples alike) it is NaN, so percentile."""
+    from scipy.stats import DegenerateDataWarning  # scipy.stats costs ~1 s to import: only when used
+
     if resampling.method == "BCa":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DegenerateDataWarning)
@@ -279,6 +280,8 @@ def _bounds(data: tuple[np.ndarray, ...], statistic: Statistic, resampling: Resa
 def _run_bootstrap(
     data: tuple[np.ndarray, ...], statistic: Statistic, resampling: Resampling, method: str
 ) -> tuple[float, float]:
+    from scipy.stats import bootstrap
+
     result = bootstrap(
         data,
         statistic,

@@ -39,9 +39,24 @@ def test_a_threshold_out_of_range_is_a_usage_error_naming_the_test(pytester, tmp
     result.stderr.fnmatch_lines(["*test_too_strict[[]c[]]: min_acceptance: threshold must be within [[]0, 1[]], got 1.5"])
 
 
-def test_unused_plugin_imports_neither_vllm_nor_torch():
-    code = "import sys, pytest_specdecode.plugin; print(sorted(m for m in ('vllm', 'torch') if m in sys.modules))"
+HEAVY = ("vllm", "torch", "numpy", "scipy", "pydantic", "httpx", "transformers")
+
+
+def test_unused_plugin_imports_nothing_heavy():
+    """Imported in every pytest run of every project that installs it: stdlib and pytest only."""
+    code = f"import sys, pytest_specdecode.plugin; print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_a_run_that_uses_no_config_loads_nothing_heavy(pytester):
+    pytester.makeconftest(
+        f"import sys\n\ndef pytest_unconfigure(config):\n"
+        f"    print('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    pytester.makepyfile("def test_plain():\n    assert 1 + 1 == 2\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:benchmark", "-p", "no:anyio", "-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["HEAVY []"])
 
 
 def test_help_lists_every_option(pytester):

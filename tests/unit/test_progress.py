@@ -7,10 +7,10 @@ session's, so a captured line would show up there too and the tests could not te
 import pytest
 
 REPORTS_PROGRESS = """
-from pytest_specdecode.plugin import SESSION_KEY
+from pytest_specdecode.plugin import spec_session
 
 def test_reports_progress(request):
-    request.config.stash[SESSION_KEY].progress("ngram: starting spec engine")
+    spec_session(request.config).progress("ngram: starting spec engine")
 """
 
 
@@ -30,10 +30,10 @@ def test_without_a_terminal_reporter_progress_is_dropped_quietly(pytester):
 
 WAITS_FOR_A_READER = """
 import pathlib, time
-from pytest_specdecode.plugin import SESSION_KEY
+from pytest_specdecode.plugin import spec_session
 
 def test_reports_then_waits(request):
-    request.config.stash[SESSION_KEY].progress("ngram: starting spec engine")
+    spec_session(request.config).progress("ngram: starting spec engine")
     deadline = time.monotonic() + 60
     while not pathlib.Path("seen").exists():
         assert time.monotonic() < deadline, "the progress line never reached the pipe while the test ran"

@@ -22,7 +22,8 @@ import sys
 import tempfile
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,28 @@ async def _loop_lag(period_s: float = 0.01) -> float:
 
 
 def _http_error(method: str, url: str, status: int, body: str) -> RuntimeError:
-    return RuntimeError(f"{method} {url} returned HTTP {status}: {body.strip()[:1000]}")
+    first = (body.strip().splitlines() or [""])[0]
+    return RuntimeError(f"{method} {url} returned HTTP {status}: {first[:300]}")
+
+
+class EndpointError(EngineStartError):
+    """A server that cannot be measured: unreachable, refusing, answering garbage, slow or gone.
+    One line naming the side, the URL and the cause; the session remembers it for the config."""
+
+
+def _cause(exc: BaseException) -> str:
+    """What went wrong, in words a CI log reader acts on, without the client library's traceback."""
+    import httpx
+
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer within the request timeout ({type(exc).__name__})"
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect ({exc or 'connection refused'})"
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+        return f"the connection broke mid-answer ({exc or type(exc).__name__})"
+    if isinstance(exc, (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError)):
+        return f"the answer is not what a vLLM server sends ({type(exc).__name__}: {str(exc)[:200]})"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 class EndpointEngine:
@@ -148,12 +170,31 @@ class EndpointEngine:
         self._model_name: str | None = None
         self._tokenizer: Any = None
 
+    @contextmanager
+    def _calling(self, what: str) -> Iterator[None]:
+        """Every way a request can fail, as one `EndpointError` line naming side, URL and cause."""
+        import httpx
+
+        try:
+            yield
+        except EngineStartError:
+            raise
+        except (httpx.HTTPError, OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as exc:
+            raise EndpointError(
+                f"{self.spec.role} endpoint {self.base_url}: {what}: {_cause(exc)}{self._gone()}"
+            ) from None
+
+    def _gone(self) -> str:
+        """Why the server may have stopped answering; a server we do not own cannot say."""
+        return ""
+
     def generate(self, prompts: list[str], sampling: Sampling, load: LoadLevel | None = None) -> Generated:
         """Send the prompts on the load level's schedule; samples, first-send-to-last-finish time,
         and how busy this client was (a client that falls behind sets the pace, not the server)."""
         model = self.served_model()
         cpu_before = time.process_time()
-        streams, lag_s = asyncio.run(self._stream_all(model, prompts, sampling, load or LoadLevel()))
+        with self._calling("streaming completions"):
+            streams, lag_s = asyncio.run(self._stream_all(model, prompts, sampling, load or LoadLevel()))
         client = ClientStats(cpu_s=time.process_time() - cpu_before, lag_ms=lag_s * 1e3)
         if not streams:
             return Generated([], 0.0, client)
@@ -211,22 +252,27 @@ class EndpointEngine:
         import httpx
 
         url = f"{self.base_url}{path}"
-        response = httpx.get(url, timeout=self.request_timeout_s, trust_env=self._trust_env)
-        if response.status_code != 200:
-            raise _http_error("GET", url, response.status_code, response.text)
-        return response
+        with self._calling(f"GET {path}"):
+            response = httpx.get(url, timeout=self.request_timeout_s, trust_env=self._trust_env)
+            if response.status_code != 200:
+                raise _http_error("GET", url, response.status_code, response.text)
+            return response
 
     def served_model(self) -> str:
         """The name to put in requests: the spec's model if served under it, else the first served."""
         if self._model_name is None:
-            served = [entry["id"] for entry in self._get("/v1/models").json().get("data", [])]
-            if not served:
-                raise RuntimeError(f"{self.base_url}/v1/models lists no model")
+            response = self._get("/v1/models")
+            with self._calling("GET /v1/models"):
+                served = [entry["id"] for entry in response.json().get("data", [])]
+                if not served:
+                    raise RuntimeError("it lists no model")
             self._model_name = self.spec.model if self.spec.model in served else served[0]
         return self._model_name
 
     def counters(self) -> EngineCounters:
-        return parse_counters(self._get("/metrics").text)
+        response = self._get("/metrics")
+        with self._calling("GET /metrics"):
+            return parse_counters(response.text)
 
     def reset_prefix_cache(self) -> bool:
         """vLLM serves `POST /reset_prefix_cache` only in dev mode (`VLLM_SERVER_DEV_MODE=1`, which
@@ -246,7 +292,9 @@ class EndpointEngine:
         tokenizer = self.tokenizer()
         model = self.served_model()
         scores: list[float | None] = [None] * len(outputs)
-        with httpx.Client(base_url=self.base_url, timeout=self.request_timeout_s, trust_env=self._trust_env) as client:
+        with self._calling("scoring outputs"), httpx.Client(
+            base_url=self.base_url, timeout=self.request_timeout_s, trust_env=self._trust_env
+        ) as client:
             for i, (prompt, output) in enumerate(zip(prompts, outputs)):
                 if not output:
                     continue
@@ -259,7 +307,9 @@ class EndpointEngine:
         return scores
 
     def kv_cache_tokens(self) -> int | None:
-        return parse_kv_cache_tokens(self._get("/metrics").text)
+        response = self._get("/metrics")
+        with self._calling("GET /metrics"):
+            return parse_kv_cache_tokens(response.text)
 
     def tokenizer(self) -> Any:
         if self._tokenizer is None:
@@ -487,6 +537,14 @@ class ServerEngine(EndpointEngine):
             return httpx.get(f"{self.base_url}/health", timeout=5.0, trust_env=False).status_code == 200
         except httpx.TransportError:
             return False
+
+    def _gone(self) -> str:
+        """A server of ours that died: its exit (a signal or a code) and its log, so the cause is one click away."""
+        code = self._process.poll()
+        if code is None:
+            return ""
+        exit_ = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+        return f" (vllm serve {exit_}; log: {self.log_path})"
 
     @property
     def pid(self) -> int:

@@ -377,3 +377,59 @@ def test_a_tokenizer_that_cannot_load_is_a_one_line_start_error(tmp_path):
     with pytest.raises(EngineStartError, match="cannot load the tokenizer") as caught:
         engine.tokenizer()
     assert "\n" not in str(caught.value)
+
+
+def _one_line(excinfo) -> str:
+    message = str(excinfo.value)
+    assert "\n" not in message and "Traceback" not in message
+    return message
+
+
+def test_a_closed_port_is_one_line_naming_the_side_and_url():
+    """Was 305 lines ending in httpx.ConnectError, with no URL and no side."""
+    from pytest_specdecode.engines.server import EndpointError, free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(EndpointError) as excinfo:
+        EndpointEngine(SPEC, url).counters()
+    message = _one_line(excinfo)
+    assert message.startswith(f"spec endpoint {url}: GET /metrics: cannot connect")
+    with pytest.raises(EngineStartError):  # what the session remembers for the config
+        EndpointEngine(SPEC.vanilla_twin(url), url).generate(["p1"], GREEDY)
+
+
+def test_garbage_and_refusals_are_one_line_causes(fake_server):
+    """Was a raw UnicodeDecodeError for garbage; an HTTP 401 or 400 names status and first line."""
+    from pytest_specdecode.engines.server import EndpointError
+
+    fake_server.metrics = "vllm:spec_decode_num_drafts_total{engine=\"0\"} not-a-number\n"
+    with pytest.raises(EndpointError) as excinfo:
+        EndpointEngine(SPEC, fake_server.url).counters()
+    assert f"spec endpoint {fake_server.url}: GET /metrics: " in _one_line(excinfo)
+    with pytest.raises(EndpointError) as excinfo:
+        EndpointEngine(SPEC, fake_server.url).generate(["p1", "bad"], GREEDY)
+    assert "streaming completions: POST" in _one_line(excinfo) and "HTTP 400" in str(excinfo.value)
+    with pytest.raises(EndpointError) as excinfo:
+        EndpointEngine(SPEC, fake_server.url)._get("/nowhere")
+    assert "HTTP 404" in _one_line(excinfo)
+
+
+def test_a_server_of_ours_that_died_names_its_exit_signal_and_log(tmp_path):
+    """Was RemoteProtocolError, and the next test retried the dead server."""
+    import signal as signals
+
+    from pytest_specdecode.engines.server import EndpointError
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    command = [sys.executable, "-c", FAKE_SERVE.format(root=root)]
+    engine = ServerEngine(SPEC, start_timeout_s=60, launch_command=command, log_dir=tmp_path)
+    try:
+        os.kill(engine.pid, signals.SIGKILL)
+        engine._process.wait(timeout=10)
+        with pytest.raises(EndpointError) as excinfo:
+            engine.counters()
+        message = _one_line(excinfo)
+        assert "cannot connect" in message
+        assert f"(vllm serve killed by SIGKILL; log: {engine.log_path})" in message
+    finally:
+        engine.close()

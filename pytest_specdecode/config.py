@@ -138,7 +138,13 @@ class RunSection(_Section):
     mode: Literal["offline", "server"] = "offline"
     warmup: int = Field(default=2, ge=0, description="requests sent first and excluded from every figure")
     repeats: int = Field(default=1, ge=1)
-    server_start_timeout_s: float = Field(default=600.0, gt=0)
+    server_start_timeout_s: float = Field(
+        default=600.0, gt=0, description="how long `vllm serve` may take to answer /health (compile and graph capture)"
+    )
+    request_timeout_s: float = Field(
+        default=300.0, gt=0, description="server and endpoint modes: the longest any one HTTP request may take; "
+        "a side that times out fails its config for the rest of the session"
+    )
     min_valid_output_tokens: float = Field(
         default=3.0, gt=0, description="a mean output shorter than this makes a run invalid"
     )

@@ -57,13 +57,16 @@ def engine_specs(config: SpecConfig, defaults: dict, endpoints: Endpoints | None
     speculative = config.speculative.vllm_dict()
     if endpoints is not None:
         # the tokenizer that renders prompts still loads here, so builtin: names resolve as usual
-        spec = EngineSpec(resolve_model(config.model.name), engine_args, speculative, "endpoint", endpoints.spec)
+        spec = EngineSpec(
+            resolve_model(config.model.name), engine_args, speculative, "endpoint", endpoints.spec,
+            request_timeout_s=config.run.request_timeout_s,
+        )
         return spec, spec.vanilla_twin(endpoints.vanilla) if endpoints.vanilla else None
     if "model" in speculative:
         speculative["model"] = resolve_model(speculative["model"])
     spec = EngineSpec(
         resolve_model(config.model.name), engine_args, speculative, config.run.mode,
-        start_timeout_s=config.run.server_start_timeout_s,
+        start_timeout_s=config.run.server_start_timeout_s, request_timeout_s=config.run.request_timeout_s,
     )
     return spec, spec.vanilla_twin()
 

@@ -54,6 +54,7 @@ class EngineSpec:
     mode: str = "offline"
     url: str | None = None
     start_timeout_s: float = field(default=600.0, compare=False)
+    request_timeout_s: float = field(default=300.0, compare=False)
 
     @property
     def key(self) -> str:

@@ -66,7 +66,7 @@ def offline_factory(spec: EngineSpec) -> Engine:
 def server_factory(spec: EngineSpec) -> Engine:
     from .server import ServerEngine
 
-    return ServerEngine(spec, spec.start_timeout_s)
+    return ServerEngine(spec, spec.start_timeout_s, request_timeout_s=spec.request_timeout_s)
 
 
 def endpoint_factory(spec: EngineSpec) -> Engine:
@@ -74,7 +74,7 @@ def endpoint_factory(spec: EngineSpec) -> Engine:
 
     if spec.url is None:
         raise EngineStartError(f"no endpoint URL for the {spec.role} side")
-    return EndpointEngine(spec, spec.url)
+    return EndpointEngine(spec, spec.url, spec.request_timeout_s)
 
 
 DEFAULT_FACTORIES: dict[str, EngineFactory] = {

@@ -433,3 +433,23 @@ def test_a_server_of_ours_that_died_names_its_exit_signal_and_log(tmp_path):
         assert f"(vllm serve killed by SIGKILL; log: {engine.log_path})" in message
     finally:
         engine.close()
+
+
+def test_a_server_that_accepts_and_never_answers_costs_the_request_timeout_once():
+    """Was a hard-coded 600 s per test; now [run] request_timeout_s, and one line saying so."""
+    import socket
+
+    from pytest_specdecode.engines.server import EndpointError
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        started = time.monotonic()
+        with pytest.raises(EndpointError) as excinfo:
+            EndpointEngine(SPEC, url, request_timeout_s=0.5).counters()
+        assert time.monotonic() - started < 10
+        assert "GET /metrics: no answer within the request timeout" in _one_line(excinfo)
+    finally:
+        listener.close()

@@ -229,15 +229,22 @@ def _describe(exc: ValidationError) -> str:
 def _resolve_paths(config: SpecConfig) -> SpecConfig:
     base = config.path.parent
 
-    def resolve(value: str | None) -> str | None:
+    def resolve(value: str | None, key: str) -> str | None:
         if value is None or value.startswith("builtin:"):
             return value
-        candidate = base / value
-        # a hub id such as "meta-llama/Llama-3.1-8B" stays as written unless it names a local path
-        return str(candidate) if candidate.exists() or value.startswith((".", "/")) else value
+        candidate = base / Path(value).expanduser()
+        if candidate.exists():
+            return str(candidate)
+        # a hub id is "name" or "org/name"; anything else names a local path, which must exist now:
+        # found by vLLM, it would be sent to the hub as a repo id, after the other side had run
+        if value.startswith((".", "/", "~")) or value.count("/") > 1:
+            raise ConfigError(f"{config.path}: {key}: path does not exist: {candidate}")
+        return value
 
-    model = config.model.model_copy(update={"name": resolve(config.model.name)})
-    speculative = config.speculative.model_copy(update={"model": resolve(config.speculative.model)})
+    model = config.model.model_copy(update={"name": resolve(config.model.name, "[model] name")})
+    speculative = config.speculative.model_copy(
+        update={"model": resolve(config.speculative.model, "[speculative] model")}
+    )
     prompts = config.workload.prompts
     if not prompts.startswith("builtin:"):
         prompt_file = base / prompts

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_specdecode.config import ConfigError, load_config
+from pytest_specdecode.config import ConfigError, load_config, parse_config
 
 MINIMAL = """
 [model]
@@ -91,3 +91,23 @@ def test_hub_ids_stay_as_written(tmp_path):
 def test_temperatures_are_sorted_and_deduplicated(tmp_path):
     config = load_config(write(tmp_path, MINIMAL + "\n[workload]\ntemperatures = [0.8, 0.0, 0.8]\n"))
     assert config.workload.temperatures == [0.0, 0.8]
+
+
+@pytest.mark.parametrize(("section", "key"), [("model", "name"), ("speculative", "model")])
+@pytest.mark.parametrize("value", ["./models/missing", "/nowhere/model", "models/org/missing"])
+def test_a_missing_local_model_path_is_named_before_any_engine(tmp_path, section, key, value):
+    """Was sent to the hub as a repo id, and a missing draft was found after vanilla had run."""
+    raw = {"model": {"name": "org/target"}, "speculative": {"method": "draft_model", "model": "org/draft",
+           "num_speculative_tokens": 3}}
+    raw[section][key] = value
+    with pytest.raises(ConfigError, match=rf"\[{section}\] {key}: path does not exist: .*missing|nowhere"):
+        parse_config(raw, tmp_path / "c.toml")
+
+
+def test_hub_ids_and_existing_folders_pass(tmp_path):
+    (tmp_path / "draft").mkdir()
+    raw = {"model": {"name": "HuggingFaceTB/SmolLM2-135M-Instruct"},
+           "speculative": {"method": "draft_model", "model": "./draft", "num_speculative_tokens": 3}}
+    config = parse_config(raw, tmp_path / "c.toml")
+    assert config.model.name == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert config.speculative.model == str(tmp_path / "draft")

@@ -156,6 +156,7 @@ class BaselineStore:
             "model": model_identity(side.model),
             "vllm": environment.vllm,
             "torch": environment.torch,
+            "cuda": environment.cuda,
             "device": environment.device,
             "vllm_settings": vllm_settings(),
         }

@@ -462,6 +462,7 @@ class RunResult(BaseModel):
 class Environment(BaseModel):
     vllm: str | None = None
     torch: str | None = None
+    cuda: str | None = Field(default=None, description="the CUDA version torch was built with (read without initialising CUDA)")
     device: str | None = None
     python: str | None = None
 

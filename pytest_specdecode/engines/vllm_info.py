@@ -80,10 +80,12 @@ def environment() -> Environment:
     try:
         import torch
 
-        torch_version = torch.__version__
+        torch_version, cuda = torch.__version__, torch.version.cuda
     except ImportError:
-        torch_version = None
-    return Environment(vllm=vllm_version(), torch=torch_version, device=device_name(), python=platform.python_version())
+        torch_version, cuda = None, None
+    return Environment(
+        vllm=vllm_version(), torch=torch_version, cuda=cuda, device=device_name(), python=platform.python_version()
+    )
 
 
 @cache

@@ -70,7 +70,7 @@ def test_identity_covers_harness_model_content_software_device_and_vllm_settings
     monkeypatch.setenv("VLLM_API_KEY", "secret")
     assert BaselineStore(tmp_path, installed).identity(VANILLA) == {
         "harness": __version__, "model": {"id": "org/model", "snapshot": None}, "vllm": "0.11.0", "torch": "2.8.0",
-        "device": "NVIDIA H100", "vllm_settings": {"VLLM_ATTENTION_BACKEND": "FLASH_ATTN"},
+        "cuda": None, "device": "NVIDIA H100", "vllm_settings": {"VLLM_ATTENTION_BACKEND": "FLASH_ATTN"},
     }
 
 

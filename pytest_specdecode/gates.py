@@ -32,6 +32,11 @@ class GateUsageError(ValueError):
     """A marker or helper called with arguments that cannot be a gate."""
 
 
+class NoThreshold(GateUsageError):
+    """A gate without a threshold of its own and no config to take one from: with no config at all
+    the test is skipped (it measures nothing), with a config it is the user's mistake."""
+
+
 class GateFailure(AssertionError):
     """A gate missed: the message holds the measured value, the threshold and advice."""
 
@@ -86,7 +91,7 @@ def parse_gate(kind: str, args: tuple, kwargs: dict[str, Any], defaults: GatesSe
         raise GateUsageError(f"{kind}: takes one positional threshold, got {len(args)}; {MARKER_HELP[kind]}")
     threshold = args[0] if args else default
     if threshold is None:
-        raise GateUsageError(f"{kind}: no threshold given and none in the config's [gates]; {MARKER_HELP[kind]}")
+        raise NoThreshold(f"{kind}: no threshold given and none in the config's [gates]; {MARKER_HELP[kind]}")
     unknown = set(kwargs) - OPTIONS[kind]
     if unknown:
         raise GateUsageError(f"{kind}: unexpected argument {sorted(unknown)[0]!r}; {MARKER_HELP[kind]}")

@@ -182,21 +182,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     gated = [(item, marks) for item in items if (marks := [m for name in GATE_MARKERS for m in item.iter_markers(name)])]
     if not gated:
         return
-    from .gates import GateUsageError, gates_from_marks
+    from .gates import GateUsageError, NoThreshold, gates_from_marks
 
     session = spec_session(config)
     for item, marks in gated:
         defaults = _config_defaults(session, item)
         try:
             item.stash[GATES_KEY] = gates_from_marks(marks, defaults)
+        except NoThreshold as exc:
+            if _config_path(item) is not None:
+                raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
+            # no config at all: the test is skipped when it runs (_specdecode_gates), as the docs promise
         except GateUsageError as exc:
             raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
+
+
+def _config_path(item: pytest.Item) -> Path | None:
+    return getattr(item, "callspec", None) and item.callspec.params.get(CONFIG_FIXTURE)
 
 
 def _config_defaults(session: SpecSession, item: pytest.Item) -> Any:
     from .config import ConfigError
 
-    path = getattr(item, "callspec", None) and item.callspec.params.get(CONFIG_FIXTURE)
+    path = _config_path(item)
     if path is None:
         return None
     try:
@@ -216,7 +224,7 @@ def _specdecode_gates(request: pytest.FixtureRequest, _specdecode_config_path: P
 
     It names the config fixture so that a gated test without `spec_run` is parametrized too.
     """
-    if request.node.stash.get(GATES_KEY, None):
+    if request.node.stash.get(GATES_KEY, None) or _has_gates(request.node):
         request.getfixturevalue("spec_run")
 
 

@@ -159,3 +159,23 @@ def test_assert_lossless_judges_sampled_runs_by_the_distribution_check():
         assert_lossless(result(_checked(0.8, spec_logprob=-4.1)), temperature=0.8, alpha=0.01)
     with pytest.raises(GateFailure, match="not measured"):
         assert_lossless(result(run(0.8)), temperature=0.8)
+
+
+def test_a_marker_taking_its_threshold_from_a_config_is_skipped_without_one(pytester):
+    """Was a usage error (rc 4) that kept every unrelated test from running; the docs promise a skip."""
+    pytester.makepyfile(
+        "import pytest\n\n@pytest.mark.min_speedup\ndef test_gated(spec_run):\n    pass\n\n"
+        "def test_unrelated():\n    pass\n"
+    )
+    outcome = pytester.runpytest("-p", "no:cacheprovider", "-rs")
+    outcome.assert_outcomes(passed=1, skipped=1)
+    outcome.stdout.fnmatch_lines(["*no spec-config: pass --spec-config=FILE*"])
+
+
+def test_a_marker_without_a_threshold_is_still_an_error_when_the_config_has_none(pytester):
+    config = pytester.path / "c.toml"
+    config.write_text('[model]\nname = "org/m"\n[speculative]\nmethod = "ngram"\nnum_speculative_tokens = 3\n')
+    pytester.makepyfile("import pytest\n\n@pytest.mark.min_speedup\ndef test_gated(spec_run):\n    pass\n")
+    outcome = pytester.runpytest("-p", "no:cacheprovider", f"--spec-config={config}")
+    assert outcome.ret == pytest.ExitCode.USAGE_ERROR
+    assert "min_speedup: no threshold given and none in the config's [gates]" in outcome.stderr.str()

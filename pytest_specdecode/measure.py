@@ -22,18 +22,7 @@ from .engines.pool import EnginePool
 from .lossless import DEFAULT_ALPHA, check_lossless, not_measured
 from .models import resolve_model
 from .plan import Cell, cells, plan_windows
-from .results import (
-    SCHEMA_VERSION,
-    BaselineInfo,
-    ConfigResult,
-    EngineFigures,
-    LosslessCheck,
-    RequestSample,
-    RunResult,
-    RunWarning,
-    SpecCounters,
-    Window,
-)
+from .results import BaselineInfo, ConfigResult, EngineFigures, LosslessCheck, RunResult, SpecCounters, Window
 from .vanilla import BaselineCache, VanillaSource
 from .workload import WARMUP_PROMPT, Prompt, load_prompts, render
 

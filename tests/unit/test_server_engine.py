@@ -17,7 +17,7 @@ from pytest_specdecode.engines.server import (
     last_meaningful_line,
     serve_args,
 )
-from pytest_specdecode.engines.metrics import parse_counters, parse_kv_cache_tokens, parse_spec_counters
+from pytest_specdecode.engines.metrics import parse_kv_cache_tokens, parse_spec_counters
 from pytest_specdecode.load import LoadLevel
 
 # What vLLM 0.32's /metrics shows for a speculative engine (prometheus_client exposition format:

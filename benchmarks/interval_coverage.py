@@ -1,6 +1,6 @@
 """How often the reported 95 % intervals cover the truth, on simulated windows with runner noise.
 
-    python benchmarks/interval_coverage.py --trials 400 --out benchmarks/results/interval-coverage.json
+    python benchmarks/interval_coverage.py --trials 1000 --out benchmarks/results/interval-coverage.json
 
 Each trial simulates one run (`tests/unit/simulate.py`): 16 requests a window, gamma request noise,
 uniform window noise of 0, 5 or 10 %, spec and vanilla in ABBA window pairs, 1-5 repeats. For the

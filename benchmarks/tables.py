@@ -361,7 +361,7 @@ def main() -> None:
     out += startup_section("cpu-startup.json", "python benchmarks/startup.py --rounds 20 --out benchmarks/results/cpu-startup.json")
     out += coverage_section(
         "interval-coverage.json",
-        "python benchmarks/interval_coverage.py --trials 400 --out benchmarks/results/interval-coverage.json",
+        "python benchmarks/interval_coverage.py --trials 1000 --out benchmarks/results/interval-coverage.json",
     )
     out += overhead_section("cpu-overhead.json", "python benchmarks/overhead.py examples/cpu-ngram.toml --rounds 3")
     out += bench_serve_section("cpu-vs-bench-serve.json", "python benchmarks/vs_bench_serve.py examples/cpu-ngram.toml")

@@ -8,8 +8,10 @@ config all error with the same reason instead of each paying for another failed 
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from .base import Engine, EngineSpec, EngineStartError
 
@@ -35,9 +37,11 @@ class EnginePool:
             return self._live[key]
         while len(self._live) >= self.max_live:
             _, oldest = self._live.popitem(last=False)
-            oldest.close()
+            with _quiet():
+                oldest.close()
         try:
-            engine = self._factories[spec.mode](spec)
+            with _quiet():
+                engine = self._factories[spec.mode](spec)
         except EngineStartError as exc:
             self._failed[key] = str(exc)
             raise
@@ -54,7 +58,17 @@ class EnginePool:
     def close_all(self) -> None:
         while self._live:
             _, engine = self._live.popitem(last=False)
-            engine.close()
+            with _quiet():
+                engine.close()
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Engine start and stop without their libraries' warnings (torch deprecations, multiprocessing's
+    resource tracker): they are vLLM's to fix, and in a user's warnings summary they bury the user's own."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def offline_factory(spec: EngineSpec) -> Engine:

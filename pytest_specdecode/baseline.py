@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from .engines.base import EngineSpec
+from .engines.base import EngineSpec, auth_headers
 from . import __version__
 from .engines.vllm_info import environment as installed_environment
 from .engines.vllm_info import server_identity
@@ -136,7 +136,7 @@ class BaselineStore:
         self,
         root: Path,
         environment: Callable[[], Environment] = installed_environment,
-        endpoint_identity: Callable[[str], dict[str, Any]] = server_identity,
+        endpoint_identity: Callable[[str, dict[str, str]], dict[str, Any]] = server_identity,
     ) -> None:
         self.folder = Path(root) / "baselines"
         self._environment = environment
@@ -149,7 +149,7 @@ class BaselineStore:
         model's content. An endpoint: what its server reports about itself, never this machine,
         which measures nothing of a remote server's speed."""
         if side.url is not None:
-            return {"harness": __version__, "server": self._endpoint_identity(side.url)}
+            return {"harness": __version__, "server": self._endpoint_identity(side.url, auth_headers(side))}
         environment = self._environment()
         return {
             "harness": __version__,

@@ -145,6 +145,11 @@ class RunSection(_Section):
         default=300.0, gt=0, description="server and endpoint modes: the longest any one HTTP request may take; "
         "a side that times out fails its config for the rest of the session"
     )
+    api_key_env: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="--spec-endpoint servers: the environment variable holding their API key (sent as a bearer "
+        "token; the key itself is never written anywhere)",
+    )
     min_valid_output_tokens: float = Field(
         default=3.0, gt=0, description="a mean output shorter than this makes a run invalid"
     )

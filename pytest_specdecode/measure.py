@@ -48,7 +48,7 @@ def engine_specs(config: SpecConfig, defaults: dict, endpoints: Endpoints | None
         # the tokenizer that renders prompts still loads here, so builtin: names resolve as usual
         spec = EngineSpec(
             resolve_model(config.model.name), engine_args, speculative, "endpoint", endpoints.spec,
-            request_timeout_s=config.run.request_timeout_s,
+            request_timeout_s=config.run.request_timeout_s, api_key_env=config.run.api_key_env,
         )
         return spec, spec.vanilla_twin(endpoints.vanilla) if endpoints.vanilla else None
     if "model" in speculative:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -55,6 +56,7 @@ class EngineSpec:
     url: str | None = None
     start_timeout_s: float = field(default=600.0, compare=False)
     request_timeout_s: float = field(default=300.0, compare=False)
+    api_key_env: str | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:
@@ -116,6 +118,19 @@ def mean_logprob(prompt_logprobs: list[Any] | None, output: list[int]) -> float 
             return None
         values.append(float(getattr(entry, "logprob", entry)))
     return sum(values) / len(values)
+
+
+def auth_headers(spec: EngineSpec) -> dict[str, str]:
+    """`Authorization` for a running endpoint whose key lives in the environment variable the config
+    names ([run] api_key_env); read when needed, never stored in a result or report."""
+    if spec.url is None or spec.api_key_env is None:
+        return {}
+    key = os.environ.get(spec.api_key_env)
+    if not key:
+        raise EngineStartError(
+            f"{spec.role} endpoint {spec.url}: environment variable {spec.api_key_env} ([run] api_key_env) is not set"
+        )
+    return {"Authorization": f"Bearer {key}"}
 
 
 class EngineStartError(RuntimeError):

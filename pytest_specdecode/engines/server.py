@@ -30,7 +30,7 @@ from typing import Any
 
 from ..load import LoadLevel, arrival_offsets, run_requests
 from ..results import RequestSample
-from .base import ClientStats, EngineSpec, EngineStartError, Generated, Sampling, mean_logprob
+from .base import ClientStats, EngineSpec, EngineStartError, Generated, Sampling, auth_headers, mean_logprob
 from .metrics import EngineCounters, parse_counters, parse_kv_cache_tokens
 
 HOST = "127.0.0.1"
@@ -169,6 +169,7 @@ class EndpointEngine:
         self._trust_env = trust_env
         self._model_name: str | None = None
         self._tokenizer: Any = None
+        self._headers = auth_headers(spec)
 
     @contextmanager
     def _calling(self, what: str) -> Iterator[None]:
@@ -211,7 +212,8 @@ class EndpointEngine:
         offsets = arrival_offsets(len(prompts), load, sampling.seed)
         monitor = asyncio.ensure_future(_loop_lag())
         async with httpx.AsyncClient(
-            base_url=self.base_url, timeout=self.request_timeout_s, limits=limits, trust_env=self._trust_env
+            base_url=self.base_url, timeout=self.request_timeout_s, limits=limits, trust_env=self._trust_env,
+            headers=self._headers,
         ) as client:
             started = time.perf_counter()
 
@@ -253,7 +255,7 @@ class EndpointEngine:
 
         url = f"{self.base_url}{path}"
         with self._calling(f"GET {path}"):
-            response = httpx.get(url, timeout=self.request_timeout_s, trust_env=self._trust_env)
+            response = httpx.get(url, timeout=self.request_timeout_s, trust_env=self._trust_env, headers=self._headers)
             if response.status_code != 200:
                 raise _http_error("GET", url, response.status_code, response.text)
             return response
@@ -280,7 +282,9 @@ class EndpointEngine:
         import httpx
 
         try:
-            response = httpx.post(f"{self.base_url}/reset_prefix_cache", timeout=30.0, trust_env=self._trust_env)
+            response = httpx.post(
+                f"{self.base_url}/reset_prefix_cache", timeout=30.0, trust_env=self._trust_env, headers=self._headers
+            )
         except httpx.TransportError:
             return False
         return response.status_code == 200
@@ -293,7 +297,7 @@ class EndpointEngine:
         model = self.served_model()
         scores: list[float | None] = [None] * len(outputs)
         with self._calling("scoring outputs"), httpx.Client(
-            base_url=self.base_url, timeout=self.request_timeout_s, trust_env=self._trust_env
+            base_url=self.base_url, timeout=self.request_timeout_s, trust_env=self._trust_env, headers=self._headers
         ) as client:
             for i, (prompt, output) in enumerate(zip(prompts, outputs)):
                 if not output:
@@ -503,7 +507,10 @@ class ServerEngine(EndpointEngine):
 
     def _launch(self) -> subprocess.Popen[bytes]:
         # dev mode serves POST /reset_prefix_cache, so every window starts with a cold prefix cache
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "VLLM_SERVER_DEV_MODE": "1"}  # the log must hold the last line even if killed
+        # unbuffered: the log must hold the last line even if killed; no VLLM_API_KEY: a key meant for
+        # other servers would make ours refuse the client that never sends it
+        env = {key: value for key, value in os.environ.items() if key != "VLLM_API_KEY"}
+        env.update(PYTHONUNBUFFERED="1", VLLM_SERVER_DEV_MODE="1")
         with open(self.log_path, "wb") as log:
             try:
                 return subprocess.Popen(

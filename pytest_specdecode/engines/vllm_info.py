@@ -116,7 +116,7 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def server_identity(url: str) -> dict[str, Any]:
+def server_identity(url: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
     """What a running server says it is: `/version` and, per served model, its id, root and
     context length. Keys an endpoint's baseline by the server, not by the machine running pytest."""
     import httpx
@@ -124,8 +124,8 @@ def server_identity(url: str) -> dict[str, Any]:
     from .base import EngineStartError
 
     try:
-        version = httpx.get(f"{url}/version", timeout=10.0).json().get("version")
-        models = httpx.get(f"{url}/v1/models", timeout=10.0).json().get("data", [])
+        version = httpx.get(f"{url}/version", timeout=10.0, headers=headers).json().get("version")
+        models = httpx.get(f"{url}/v1/models", timeout=10.0, headers=headers).json().get("data", [])
     except (httpx.HTTPError, ValueError, AttributeError) as exc:
         raise EngineStartError(f"endpoint {url}: cannot read its identity (/version, /v1/models): {exc}") from None
     served = [{key: model.get(key) for key in ("id", "root", "max_model_len")} for model in models if isinstance(model, dict)]

@@ -81,7 +81,7 @@ def test_an_endpoint_is_identified_by_its_server_never_by_this_machine(tmp_path)
     def no_local_machine():
         raise AssertionError("the local environment was read for an endpoint")
 
-    store = BaselineStore(tmp_path, no_local_machine, endpoint_identity=servers.__getitem__)
+    store = BaselineStore(tmp_path, no_local_machine, endpoint_identity=lambda url, headers: servers[url])
     a, b = (EngineSpec("org/model", url=url) for url in servers)
     assert store.identity(a) == {"harness": __version__, "server": servers["http://a:8000"]}
     assert store.identity(a) != store.identity(b)

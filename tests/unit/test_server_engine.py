@@ -79,6 +79,7 @@ class FakeOpenAI(ThreadingHTTPServer):
         self.gap = 0.06
         self.metrics = METRICS
         self.bodies: list[dict] = []
+        self.authorizations: list[str | None] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self.lock = threading.Lock()
@@ -101,6 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self):
+        self.server.authorizations.append(self.headers.get("Authorization"))
         if self.path == "/v1/models":
             self._reply(200, json.dumps({"object": "list", "data": [{"id": "served-name", "object": "model"}]}))
         elif self.path == "/metrics":
@@ -113,6 +115,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         server = self.server
+        server.authorizations.append(self.headers.get("Authorization"))
         with server.lock:
             server.bodies.append(body)
             server.in_flight += 1
@@ -453,3 +456,33 @@ def test_a_server_that_accepts_and_never_answers_costs_the_request_timeout_once(
         assert "GET /metrics: no answer within the request timeout" in _one_line(excinfo)
     finally:
         listener.close()
+
+
+def test_an_endpoint_key_comes_from_the_named_variable_and_goes_with_every_request(fake_server, monkeypatch):
+    """Was impossible: --spec-endpoint could not send an API key."""
+    from dataclasses import replace
+
+    spec = replace(SPEC, mode="endpoint", url=fake_server.url, api_key_env="CANARY_KEY")
+    with pytest.raises(EngineStartError, match=r"spec endpoint .*: environment variable CANARY_KEY \(\[run\] api_key_env\) is not set"):
+        EndpointEngine(spec, fake_server.url)
+    monkeypatch.setenv("CANARY_KEY", "s3cret")
+    engine = EndpointEngine(spec, fake_server.url)
+    engine.generate(["p1"], GREEDY)
+    engine.counters()
+    assert fake_server.authorizations and set(fake_server.authorizations) == {"Bearer s3cret"}
+    assert "s3cret" not in repr(spec)
+
+
+def test_our_own_server_never_inherits_a_vllm_api_key(tmp_path, monkeypatch):
+    """Was: VLLM_API_KEY in the environment made our own vllm serve refuse our own client."""
+    monkeypatch.setenv("VLLM_API_KEY", "meant-for-another-server")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    probe = "import os, sys; open(sys.argv[1], 'w').write(str('VLLM_API_KEY' in os.environ)); " + FAKE_SERVE.format(root=root)
+    seen = tmp_path / "seen"
+    command = [sys.executable, "-c", probe, str(seen)]
+    engine = ServerEngine(SPEC, start_timeout_s=60, launch_command=command, log_dir=tmp_path)
+    try:
+        assert seen.read_text() == "False"
+        assert engine.counters().spec.num_drafts == 40
+    finally:
+        engine.close()

@@ -19,8 +19,14 @@ def _fmt(value: float | None, spec: str = ".3f", suffix: str = "") -> str:
     return "-" if value is None else f"{value:{spec}}{suffix}"
 
 
+#: Per-position columns shown in the table; the JSON keeps every position.
+SHOWN_POSITIONS = 8
+
+
 def _positions(run: RunResult) -> str:
-    return " ".join(f"{p:.2f}" for p in run.per_position_acceptance) or "-"
+    positions = run.per_position_acceptance
+    shown = " ".join(f"{p:.2f}" for p in positions[:SHOWN_POSITIONS]) or "-"
+    return shown + (f" … ({len(positions)} positions)" if len(positions) > SHOWN_POSITIONS else "")
 
 
 COLUMNS = ("run", "accept", "mean len", "per-position", "speedup", "TPOT p50 ms", "E2E p50/p99 ms", "lossless", "gates")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -115,6 +116,14 @@ class _FreshBaselines:
         return self._store.save(fingerprint, figures, meta)
 
 
+#: More draft tokens per step than any published method uses with profit (EAGLE trees stop at ~8).
+SANE_MAX_K = 16
+
+
+class LargeK(UserWarning):
+    """A num_speculative_tokens so large that it is more likely a typo than a tuning choice."""
+
+
 @dataclass
 class SpecSession:
     """One pytest session's view: its configs, its results (also those reported by xdist workers)."""
@@ -144,6 +153,12 @@ class SpecSession:
                 if self.options.mode:
                     config = config.model_copy(update={"run": config.run.model_copy(update={"mode": self.options.mode})})
                 self._configs[path] = config
+                k = config.speculative.num_speculative_tokens
+                if k > SANE_MAX_K:
+                    warnings.warn(LargeK(
+                        f"{path}: [speculative] num_speculative_tokens = {k}: beyond {SANE_MAX_K} drafts per step "
+                        "the last positions are almost never accepted (per-position acceptance shows where to cut)"
+                    ), stacklevel=2)
             except ConfigError as exc:
                 self._configs[path] = exc
         loaded = self._configs[path]

@@ -238,3 +238,9 @@ def test_a_session_where_every_config_failed_still_writes_its_reports(tmp_path):
     text = markdown([], [], failures)
     assert "**No config measured**" in text
     assert "- /c/ngram.toml: interrupted before its measurement finished" in text
+
+
+def test_a_huge_k_shows_eight_positions_and_says_how_many_there_are():
+    many = run(accepted=tuple(range(100, 0, -1)), k=100, drafts=200)
+    row = next(line for line in terminal_lines([result(many)], []) if line.startswith("cfg T=0 "))
+    assert "… (100 positions)" in row and len(row) < 200

@@ -9,7 +9,6 @@ asked for. As in report.py, every figure is read from the result model.
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections import defaultdict
 from collections.abc import Iterator
@@ -17,7 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 import numpy as np
 
@@ -65,13 +63,19 @@ def write_plots(results: list[ConfigResult], folder: Path) -> list[Path]:
     return written
 
 
-def markdown_links(paths: list[Path], relative_to: Path | None = None) -> str:
-    """Markdown image links to the plots, one a line, for the GitHub step summary."""
-    lines = []
-    for path in paths:
-        target = Path(os.path.relpath(path, relative_to)) if relative_to is not None else path
-        lines.append(f"![{path.stem}]({quote(target.as_posix())})")
-    return "\n".join(lines) + "\n" if lines else ""
+def plots_note(paths: list[Path]) -> str:
+    """The step summary's plots section. A job page renders only what is in the summary itself and
+    cannot show a file on the runner, so image links to local paths would be broken images: name the
+    files instead, and where they go (the folder to upload as an artifact)."""
+    if not paths:
+        return ""
+    folders = sorted({path.parent.as_posix() for path in paths})
+    lines = [
+        "**Plots**", "",
+        f"Written on the runner to {', '.join(f'`{folder}`' for folder in folders)}: upload that folder as a job "
+        "artifact (e.g. `actions/upload-artifact`) to see them; a step summary cannot show runner files.", "",
+    ]
+    return "\n".join(lines + [f"- `{path.name}`" for path in paths]) + "\n"
 
 
 def _pyplot() -> ModuleType:

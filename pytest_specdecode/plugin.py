@@ -423,7 +423,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if SESSION_KEY not in config.stash and config.stash[OPTIONS_KEY].report is None:
         return
     from .baseline import BaselineError
-    from .plots import markdown_links
+    from .plots import plots_note
     from .report import markdown, write_json
 
     spec = spec_session(config)
@@ -438,7 +438,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
     text = markdown(results, spec.verdicts, spec.errors)
     if text and plots:
-        text += "\n" + markdown_links(plots)
+        text += "\n" + plots_note(plots)
     if summary_file and text:
         with open(summary_file, "a", encoding="utf-8") as handle:
             handle.write(text)

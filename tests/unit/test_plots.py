@@ -3,11 +3,10 @@ import math
 import re
 import sys
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 
-from pytest_specdecode.plots import INSTALL_HINT, PlotsUnavailable, markdown_links, write_plots
+from pytest_specdecode.plots import INSTALL_HINT, PlotsUnavailable, plots_note, write_plots
 from pytest_specdecode.results import ConfigResult, EngineFigures
 
 from .builders import figures, result, run
@@ -98,13 +97,14 @@ def test_histogram_pools_the_samples_behind_per_request_acceptance():
     assert Distribution.of(pooled[0.0]) == measured.per_request_acceptance
 
 
-def test_markdown_links(tmp_path):
-    paths = [tmp_path / "plots" / "cfg-load.png", tmp_path / "my plots" / "cfg-per-position.png"]
-    assert markdown_links(paths, relative_to=tmp_path) == (
-        "![cfg-load](plots/cfg-load.png)\n![cfg-per-position](my%20plots/cfg-per-position.png)\n"
-    )
-    assert markdown_links(paths[:1]) == f"![cfg-load]({quote((tmp_path / 'plots' / 'cfg-load.png').as_posix())})\n"
-    assert markdown_links([]) == ""
+def test_the_step_summary_names_plot_files_and_where_they_are_instead_of_broken_image_links(tmp_path):
+    """Was `![...](/local/path.png)`: a job page cannot show a runner's file, so every image was broken."""
+    paths = [tmp_path / "plots" / "cfg-load.png", tmp_path / "plots" / "cfg-per-position.png"]
+    note = plots_note(paths)
+    assert "![" not in note
+    assert f"`{(tmp_path / 'plots').as_posix()}`: upload that folder as a job artifact" in note
+    assert "- `cfg-load.png`\n- `cfg-per-position.png`\n" in note
+    assert plots_note([]) == ""
 
 
 def test_missing_matplotlib_says_how_to_install_it(tmp_path, monkeypatch):

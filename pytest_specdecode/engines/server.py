@@ -16,6 +16,7 @@ import json
 import os
 import re
 import signal
+import shutil
 import socket
 import subprocess
 import sys
@@ -485,6 +486,10 @@ class ServerEngine(EndpointEngine):
         port = free_port()
         # trust_env=False: a CI proxy variable must never route 127.0.0.1 traffic through a proxy.
         super().__init__(spec, f"http://{HOST}:{port}", request_timeout_s, trust_env=False)
+        # a server's log lives in a temporary folder of its own, removed when the server stops after a
+        # clean run and kept (its path in the error) when the server failed to start or to answer
+        self._own_log_dir = log_dir is None
+        self._failed = False
         directory = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix="specdecode-server-"))
         directory.mkdir(parents=True, exist_ok=True)
         self.log_path = directory / f"vllm-serve-{spec.role}-{spec.key}.log"
@@ -501,6 +506,7 @@ class ServerEngine(EndpointEngine):
             self.close()
             raise
         if problem is not None:
+            self._failed = True
             self.close()
             raise EngineStartError(f"{problem}: {last_meaningful_line(self.log_path)} (server log: {self.log_path})")
         self.start_s = time.perf_counter() - started
@@ -547,6 +553,7 @@ class ServerEngine(EndpointEngine):
 
     def _gone(self) -> str:
         """A server of ours that died: its exit (a signal or a code) and its log, so the cause is one click away."""
+        self._failed = True  # called only on the way to an EndpointError: keep the log it names
         code = self._process.poll()
         if code is None:
             return ""
@@ -559,5 +566,8 @@ class ServerEngine(EndpointEngine):
         return self._process.pid
 
     def close(self) -> None:
-        """Stop the server's whole process group; safe to call twice (and run again at exit)."""
+        """Stop the server's whole process group; safe to call twice (and run again at exit). The
+        log folder goes too, unless the server failed (the error names the log) or was given one."""
         self._finalizer()
+        if self._own_log_dir and not self._failed:
+            shutil.rmtree(self.log_path.parent, ignore_errors=True)

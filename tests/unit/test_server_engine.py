@@ -486,3 +486,27 @@ def test_our_own_server_never_inherits_a_vllm_api_key(tmp_path, monkeypatch):
         assert engine.counters().spec.num_drafts == 40
     finally:
         engine.close()
+
+
+def test_a_clean_servers_log_is_removed_and_a_failed_ones_kept():
+    """Logs were never cleaned up; a failure's log must stay, since the error names it."""
+    import signal as signals
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    command = [sys.executable, "-c", FAKE_SERVE.format(root=root)]
+    clean = ServerEngine(SPEC, start_timeout_s=60, launch_command=command)
+    assert clean.log_path.exists()
+    clean.close()
+    assert not clean.log_path.parent.exists()
+    failed = ServerEngine(SPEC, start_timeout_s=60, launch_command=command)
+    try:
+        os.kill(failed.pid, signals.SIGKILL)
+        failed._process.wait(timeout=10)
+        with pytest.raises(EngineStartError, match="log: "):
+            failed.counters()
+    finally:
+        failed.close()
+    assert failed.log_path.exists()
+    import shutil
+
+    shutil.rmtree(failed.log_path.parent)

@@ -125,10 +125,11 @@ class Measurer:
             if cell.sampling.temperature > 0 and config.run.lossless_check:
                 spec, vanilla[cell], check = self._lossless(config, vanilla_side, rendered, spec, vanilla[cell])
             meta = {"config": str(config.path), "cell": cell.label}
-            self.vanilla.remember(fingerprints[cell], vanilla[cell], cell in to_measure, meta)
-            runs.append(
-                self._run_result(config, cell, counters, spec, vanilla[cell], baseline_of[cell], spec_side, check)
-            )
+            not_stored = self.vanilla.remember(fingerprints[cell], vanilla[cell], cell in to_measure, meta)
+            run = self._run_result(config, cell, counters, spec, vanilla[cell], baseline_of[cell], spec_side, check)
+            if not_stored is not None:  # what was measured stays, and is judged; the store is the user's to fix
+                run = run.model_copy(update={"warnings": [*run.warnings, not_stored]})
+            runs.append(run)
         keys = {spec_side.key, vanilla_side.key if vanilla_side else None}
         return ConfigResult(
             config=str(config.path),

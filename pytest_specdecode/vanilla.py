@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from typing import Protocol
 
-from .baseline import fingerprint
+from .baseline import BaselineError, fingerprint
 from .config import SpecConfig
 from .engines.base import EngineSpec
 from .plan import Cell
-from .results import SCHEMA_VERSION, BaselineInfo, EngineFigures
+from .results import SCHEMA_VERSION, BaselineInfo, EngineFigures, RunWarning
 from .workload import Prompt
 
 
@@ -63,11 +63,18 @@ class VanillaSource:
         figures, age_s = stored
         return figures.model_copy(update={"source": "cached"}), BaselineInfo(source="cached", fingerprint=key, age_s=age_s)
 
-    def remember(self, key: str, figures: EngineFigures, new: bool, meta: dict) -> None:
-        """Keep vanilla figures (with their scores) for later configs, and store fresh ones."""
+    def remember(self, key: str, figures: EngineFigures, new: bool, meta: dict) -> RunWarning | None:
+        """Keep vanilla figures (with their scores) for later configs, and store fresh ones; a store
+        that cannot be written (read-only, full) is a warning on the run, never a lost measurement."""
         self._memo[key] = figures.model_copy(update={"source": "measured"})
-        if new and self.baselines is not None:
+        if not new or self.baselines is None:
+            return None
+        try:
             self.baselines.save(key, figures, meta)
+        except (OSError, BaselineError) as exc:
+            reason = f"{exc.strerror} ({exc.filename})" if isinstance(exc, OSError) and exc.strerror else str(exc)
+            return RunWarning(code="baseline_not_stored", message=f"vanilla baseline not stored: {reason}")
+        return None
 
     def forget(self) -> None:
         self._memo.clear()

@@ -95,3 +95,20 @@ def test_without_a_store_the_memo_serves_this_process_and_a_store_is_written_onc
     assert saved == [fp]
     source.forget()
     assert source.known(fp) is None
+
+
+def test_a_baseline_store_that_cannot_be_written_is_a_warning_and_the_run_is_still_judged(tmp_path):
+    """Was a raw OSError after vanilla had been measured, and the gate was never judged."""
+    from pytest_specdecode.engines.pool import EnginePool
+    from pytest_specdecode.measure import Measurer
+
+    from .fakes import FakeFactory
+
+    (tmp_path / "baselines").write_text("a file where the baselines folder should be")
+    measurer = Measurer(EnginePool({"offline": FakeFactory()}), baselines=BaselineStore(tmp_path, environment()))
+    result = measurer.measure(config())
+    [run] = [r for r in result.runs if r.temperature == 0.0]
+    assert run.valid and run.speedup is not None
+    [warning] = [w for w in run.warnings if w.code == "baseline_not_stored"]
+    assert warning.message.startswith("vanilla baseline not stored: File exists")
+    assert str(tmp_path / "baselines") in warning.message

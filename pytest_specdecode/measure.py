@@ -24,7 +24,7 @@ from .models import resolve_model
 from .plan import Cell, cells, plan_windows
 from .results import BaselineInfo, ConfigResult, EngineFigures, LosslessCheck, RunResult, SpecCounters, Window
 from .vanilla import BaselineCache, VanillaSource
-from .workload import WARMUP_PROMPT, Prompt, load_prompts, render
+from .workload import WARMUP_PROMPT, Prompt, check_lengths, load_prompts, local_tokenizer, render
 
 Progress = Callable[[str], None]
 
@@ -90,6 +90,10 @@ class Measurer:
         prompts = load_prompts(config.workload)
         conditions = cells(config)
         rendered = _Rendered(prompts, config.workload.chat_template)
+        tokenizer = local_tokenizer(spec_side.model, spec_side.engine_args)
+        if tokenizer is not None:
+            texts = render(prompts, tokenizer, config.workload.chat_template)
+            check_lengths(texts, tokenizer, spec_side.engine_args.get("max_model_len"), str(config.path))
         fingerprints = {
             cell: self.vanilla.fingerprint(vanilla_side or spec_side.vanilla_twin(), prompts, config, cell) for cell in conditions
         }

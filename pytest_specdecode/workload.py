@@ -165,3 +165,33 @@ def render(prompts: list[Prompt], tokenizer: ChatTokenizer, chat_template: bool)
         else:
             rendered.append(prompt.text if prompt.text is not None else "\n".join(m["content"] for m in messages))
     return rendered
+
+
+def check_lengths(texts: list[str], tokenizer: Any, max_model_len: int | None, where: str) -> None:
+    """Every rendered prompt must leave the model room to answer: found here, before an engine starts,
+    not by vLLM as a raw validation error after one has (and again for every test of the config)."""
+    if max_model_len is None:
+        return
+    for index, text in enumerate(texts):
+        length = len(tokenizer.encode(text, add_special_tokens=False))
+        if length >= max_model_len:
+            snippet = " ".join(text.split())[:60]
+            raise ConfigError(
+                f"{where}: [workload] prompt {index} is {length} tokens, which leaves no room to answer within "
+                f"max_model_len = {max_model_len}: {snippet!r}…"
+            )
+
+
+def local_tokenizer(model: str, engine_args: dict[str, Any]) -> Any | None:
+    """The target's tokenizer from a local folder, loaded without an engine; None for a hub id
+    (loading one could mean a network round trip) or a folder transformers cannot read."""
+    if not Path(engine_args.get("tokenizer") or model).is_dir():
+        return None
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(
+            engine_args.get("tokenizer") or model, trust_remote_code=bool(engine_args.get("trust_remote_code", False))
+        )
+    except Exception:  # noqa: BLE001 - the engine's own start reports what is wrong with the folder
+        return None

@@ -81,3 +81,16 @@ def test_gate_markers_alone_make_a_test_need_a_config(pytester):
     result = pytester.runpytest("-rs")
     result.assert_outcomes(skipped=1, passed=1)
     result.stdout.fnmatch_lines(["*no spec-config*"])
+
+
+def test_a_prompt_longer_than_max_model_len_is_one_line_before_any_engine(pytester, ngram_toml):
+    """With the target's real tokenizer: was a raw VLLMValidationError after an engine had started."""
+    config = pytester.path / "short.toml"
+    config.write_text(ngram_toml.read_text().replace("max_model_len = 1024", "max_model_len = 16"))
+    pytester.makepyfile("def test_a(spec_run):\n    pass\n\ndef test_b(spec_run):\n    pass\n")
+    result = pytester.runpytest(f"--spec-config={config}")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(["*short.toml: [[]workload[]] prompt 0 is * tokens, which leaves no room to answer "
+                                 "within max_model_len = 16: *"])
+    assert "starting spec engine" not in result.stdout.str()
+    assert "Traceback" not in result.stdout.str()

@@ -49,3 +49,27 @@ def test_every_builtin_set_is_accepted_by_the_config():
 def test_the_long_set_asks_for_answers_several_times_as_long_as_copy():
     mean = lambda prompts: sum(len(p.split()) for p in prompts) / len(prompts)  # noqa: E731
     assert mean(BUILTIN_SETS["long"]) > 2.5 * mean(BUILTIN_SETS["copy"]) - 20  # the instruction is counted once
+
+
+class CountingTokenizer(TemplateTokenizer):
+    def encode(self, text, add_special_tokens=False):
+        return text.split()
+
+
+def test_a_prompt_that_leaves_no_room_to_answer_is_named_before_any_engine():
+    """Was a raw VLLMValidationError after an engine start, repeated for every test of the config."""
+    from pytest_specdecode.workload import check_lengths
+
+    texts = ["short prompt", "a b c d e f g h"]
+    check_lengths(texts, CountingTokenizer(), 9, "/c/a.toml")
+    check_lengths(texts, CountingTokenizer(), None, "/c/a.toml")
+    with pytest.raises(ConfigError, match=r"^/c/a.toml: \[workload\] prompt 1 is 8 tokens, which leaves no room to "
+                                          r"answer within max_model_len = 8: 'a b c d e f g h'…$"):
+        check_lengths(texts, CountingTokenizer(), 8, "/c/a.toml")
+
+
+def test_a_hub_id_is_not_loaded_for_the_length_check(tmp_path):
+    from pytest_specdecode.workload import local_tokenizer
+
+    assert local_tokenizer("org/not-here", {}) is None
+    assert local_tokenizer(str(tmp_path), {}) is None  # a folder without a tokenizer: the engine says why

@@ -115,10 +115,9 @@ def _hub_snapshot(repo_id: str, revision: str = "main") -> str | None:
         return None
 
 
-def vllm_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def vllm_settings(environ: Mapping[str, str]) -> dict[str, str]:
     """`VLLM_*` variables that can change what an engine computes or how fast: all but logging and
     the API key (a secret, and no part of the figures)."""
-    environ = os.environ if environ is None else environ
     return {
         key: value for key, value in sorted(environ.items())
         if key.startswith("VLLM_") and not key.startswith(("VLLM_LOGGING", "VLLM_CONFIGURE_LOGGING")) and key != "VLLM_API_KEY"
@@ -129,6 +128,12 @@ def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+#: The `VLLM_*` settings as the process had them when this module loaded, before any engine ran:
+#: vLLM sets some itself once an engine starts (VLLM_WORKER_MULTIPROC_METHOD, ...), which would give
+#: the second config of a session another fingerprint than the same config measured first.
+SETTINGS_AT_START = vllm_settings(os.environ)
+
+
 class BaselineStore:
     """One JSON file per fingerprint under `root/baselines`."""
 
@@ -137,10 +142,12 @@ class BaselineStore:
         root: Path,
         environment: Callable[[], Environment] = installed_environment,
         endpoint_identity: Callable[[str, dict[str, str]], dict[str, Any]] = server_identity,
+        settings: Callable[[], dict[str, str]] = lambda: SETTINGS_AT_START,
     ) -> None:
         self.folder = Path(root) / "baselines"
         self._environment = environment
         self._endpoint_identity = endpoint_identity
+        self._settings = settings
 
     def identity(self, side: EngineSpec) -> dict[str, Any]:
         """The fingerprint parts that a baseline kept across sessions needs beyond an in-process one.
@@ -158,7 +165,7 @@ class BaselineStore:
             "torch": environment.torch,
             "cuda": environment.cuda,
             "device": environment.device,
-            "vllm_settings": vllm_settings(),
+            "vllm_settings": self._settings(),
         }
 
     def path(self, fp: str) -> Path:

@@ -68,7 +68,8 @@ def test_identity_covers_harness_model_content_software_device_and_vllm_settings
     monkeypatch.setenv("VLLM_ATTENTION_BACKEND", "FLASH_ATTN")
     monkeypatch.setenv("VLLM_LOGGING_LEVEL", "DEBUG")
     monkeypatch.setenv("VLLM_API_KEY", "secret")
-    assert BaselineStore(tmp_path, installed).identity(VANILLA) == {
+    current = lambda: baseline.vllm_settings(os.environ)  # noqa: E731
+    assert BaselineStore(tmp_path, installed, settings=current).identity(VANILLA) == {
         "harness": __version__, "model": {"id": "org/model", "snapshot": None}, "vllm": "0.11.0", "torch": "2.8.0",
         "cuda": None, "device": "NVIDIA H100", "vllm_settings": {"VLLM_ATTENTION_BACKEND": "FLASH_ATTN"},
     }
@@ -335,3 +336,11 @@ def test_compare_runs_reports_invalid_runs():
     assert compare_runs(result(run()), result(invalid), 0.05, 0.10).unsure == [
         "cpu-ngram T=0.8: previous run was invalid (no drafts were proposed), nothing to compare with"
     ]
+
+
+def test_vllm_settings_are_read_as_the_session_began_not_as_an_engine_left_them(tmp_path, monkeypatch):
+    """Was: vLLM sets VLLM_* variables itself once an engine runs, so a session's second config (or
+    a second in-process session) got another fingerprint than the same config measured first."""
+    before = BaselineStore(tmp_path, installed).identity(VANILLA)
+    monkeypatch.setenv("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+    assert BaselineStore(tmp_path, installed).identity(VANILLA) == before

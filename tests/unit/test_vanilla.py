@@ -30,7 +30,11 @@ def environment(device="NVIDIA H100", vllm="0.11.0", torch="2.8.0"):
 
 
 def key(tmp_path, side=SIDE, prompts=PROMPTS, cfg=None, cell=CELL, env=None):
-    store = BaselineStore(tmp_path, env or environment())
+    import os
+
+    from pytest_specdecode.baseline import vllm_settings
+
+    store = BaselineStore(tmp_path, env or environment(), settings=lambda: vllm_settings(os.environ))
     return VanillaSource(store).fingerprint(side, prompts, cfg or config(), cell)
 
 

@@ -238,7 +238,8 @@ def spec_config(request: pytest.FixtureRequest, _specdecode_config_path: Path | 
     try:
         return spec_session(request.config).config_for(_specdecode_config_path)
     except ConfigError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        problem = str(exc)  # failed outside the handler: one line, not "during handling of..." twice
+    pytest.fail(problem, pytrace=False)
 
 
 @pytest.fixture
@@ -252,9 +253,11 @@ def spec_run(request: pytest.FixtureRequest, spec_config: Any) -> ConfigResult:
     try:
         result = session.result_for(spec_config.path)
     except (EngineStartError, ConfigError, BaselineError) as exc:
-        pytest.fail(f"{spec_config.path.name}: {exc}", pytrace=False)
-    request.node.stash[RESULT_KEY] = result
-    return result
+        problem = f"{spec_config.path.name}: {exc}"
+    else:
+        request.node.stash[RESULT_KEY] = result
+        return result
+    pytest.fail(problem, pytrace=False)
 
 
 def _engine_fixture(request: pytest.FixtureRequest, spec_config: Any, role: str) -> Engine:
@@ -264,7 +267,8 @@ def _engine_fixture(request: pytest.FixtureRequest, spec_config: Any, role: str)
     try:
         return spec_session(request.config).engine_for(spec_config.path, role)
     except (EngineStartError, ConfigError) as exc:
-        pytest.fail(f"{spec_config.path.name}: {role} engine: {exc}", pytrace=False)
+        problem = f"{spec_config.path.name}: {role} engine: {exc}"
+    pytest.fail(problem, pytrace=False)
 
 
 @pytest.fixture
@@ -291,12 +295,15 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     from .gates import GateUsageError, judge
 
     session = spec_session(item.config)
+    problem = None
     try:
         verdicts = [verdict for gate in gates for verdict in judge(gate, result, item.nodeid, session.options.confident)]
         if session.options.compare:
             verdicts.append(_regression_verdict(session, item.nodeid, result))
     except (GateUsageError, BaselineError) as exc:
-        pytest.fail(f"{item.nodeid}: {exc}", pytrace=False)
+        problem = f"{item.nodeid}: {exc}"
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
     item.stash[VERDICTS_KEY] = verdicts
     for verdict in verdicts:
         item.user_properties.append(

@@ -131,12 +131,26 @@ def test_broken_config_errors_its_tests_and_others_still_run(pytester, ngram_tom
 
 
 def test_engine_that_cannot_start_is_an_error_with_its_reason(pytester, ngram_toml):
+    (pytester.path / "not-a-model").mkdir()  # exists, so only the engine can tell it holds no model
+    broken = pytester.path / "not-a-model.toml"
+    broken.write_text(ngram_toml.read_text().replace('"builtin:smollm2-135m"', '"./not-a-model"'))
+    pytester.makepyfile("def test_a(spec_run):\n    pass\n\ndef test_b(spec_run):\n    pass\n")
+    result = pytester.runpytest(f"--spec-config={broken}")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(["*not-a-model.toml: *Error*"])
+    assert "During handling of the above exception" not in result.stdout.str()
+
+
+def test_a_missing_model_path_is_named_before_any_engine_starts(pytester, ngram_toml):
+    """Was sent to the hub as a repo id; the message never said the path does not exist."""
     missing = pytester.path / "missing-model.toml"
     missing.write_text(ngram_toml.read_text().replace('"builtin:smollm2-135m"', '"/nonexistent/model"'))
-    pytester.makepyfile("def test_a(spec_run):\n    pass\n\ndef test_b(spec_run):\n    pass\n")
+    pytester.makepyfile("def test_a(spec_run):\n    pass\n")
     result = pytester.runpytest(f"--spec-config={missing}")
-    result.assert_outcomes(errors=2)
-    result.stdout.fnmatch_lines(["*missing-model.toml: *Error*"])
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*missing-model.toml: [[]model[]] name: path does not exist: /nonexistent/model"])
+    assert "During handling of the above exception" not in result.stdout.str()
+    assert "starting spec engine" not in result.stdout.str()
 
 
 def test_bound_config_marker_and_engine_fixtures(pytester, ngram_toml):

@@ -178,7 +178,7 @@ def passes(gate: Gate, value: float, run: RunResult | None = None) -> bool:
 def judge(gate: Gate, result: ConfigResult, test: str = "", confident: bool = False) -> list[Verdict]:
     """One verdict per run the gate applies to; a gate that matches no run is a usage error.
 
-    `confident`: where a bootstrap interval exists for the gate's figure, the verdict is the
+    `confident`: where an interval exists for the gate's figure, the verdict is the
     interval's (fail only when all of it misses the threshold, "inconclusive" when it straddles).
     """
     runs = result.select(gate.temperature, gate.concurrency, gate.request_rate)

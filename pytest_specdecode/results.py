@@ -484,7 +484,7 @@ class BreakEven(BaseModel):
         description="highest level below the first crossing (the highest level when all pay); None if none pays"
     )
     speedup_at_first_level_not_paying: float | None = None
-    speedup_ci: tuple[float, float] | None = Field(default=None, description="its 95% bootstrap interval")
+    speedup_ci: tuple[float, float] | None = Field(default=None, description="that level's 95% interval")
     monotone: bool = Field(
         description=f"speedup never rises by more than {SWEEP_NOISE:.0%} from one level to the next, "
         "and never pays again once it stopped"

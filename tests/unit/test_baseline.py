@@ -64,11 +64,11 @@ def test_fingerprint_ignores_key_order_and_is_hex():
     assert baseline._FINGERPRINT.fullmatch(fingerprint({}))
 
 
-def test_identity_covers_harness_model_content_software_device_and_vllm_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("VLLM_ATTENTION_BACKEND", "FLASH_ATTN")
-    monkeypatch.setenv("VLLM_LOGGING_LEVEL", "DEBUG")
-    monkeypatch.setenv("VLLM_API_KEY", "secret")
-    current = lambda: baseline.vllm_settings(os.environ)  # noqa: E731
+def test_identity_covers_harness_model_content_software_device_and_vllm_settings(tmp_path):
+    # an environment of its own: engines started earlier in this process set VLLM_* variables
+    environ = {"VLLM_ATTENTION_BACKEND": "FLASH_ATTN", "VLLM_LOGGING_LEVEL": "DEBUG", "VLLM_API_KEY": "secret",
+               "PATH": "/usr/bin"}
+    current = lambda: baseline.vllm_settings(environ)  # noqa: E731
     assert BaselineStore(tmp_path, installed, settings=current).identity(VANILLA) == {
         "harness": __version__, "model": {"id": "org/model", "snapshot": None}, "vllm": "0.11.0", "torch": "2.8.0",
         "cuda": None, "device": "NVIDIA H100", "vllm_settings": {"VLLM_ATTENTION_BACKEND": "FLASH_ATTN"},

@@ -440,8 +440,10 @@ class RunResult(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @cached_property
     def acceptance_rate_ci(self) -> list[float] | None:
-        """95% interval of `acceptance_rate`: counters are not timed, so requests are the unit."""
-        return _bounds(acceptance_interval(self))
+        """95% interval of `acceptance_rate`: counters are not timed, so requests are the unit. Clipped
+        to [0, 1], which a rate cannot leave (a few requests can spread a bootstrap past it)."""
+        found = _bounds(acceptance_interval(self))
+        return None if found is None else [max(0.0, found[0]), min(1.0, found[1])]
 
     @computed_field
     @property

@@ -17,7 +17,8 @@ def test_workers_measure_one_at_a_time_and_the_controller_reports_once(pytester,
     result = pytester.run(sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "2", f"--spec-config={tiny_toml}",
                           f"--spec-report={report}", timeout=900)
     assert result.ret == 0, result.stdout.str()
-    result.stdout.fnmatch_lines(["*speculative decoding*", "tiny T=0 *1/1 passed*", "other T=0 *1/1 passed*"])
+    for line in ("*speculative decoding*", "tiny T=0 *1/1 passed*", "other T=0 *1/1 passed*"):
+        result.stdout.fnmatch_lines([line])  # configs are listed in the order the workers finished
     data = json.loads(report.read_text())
     assert sorted(run["config_name"] for run in data["runs"]) == ["other", "tiny"]
     assert sorted(g["gate"] for g in data["gates"]) == ["lossless(1, alpha=0.01)", "min_acceptance(0.3)"]

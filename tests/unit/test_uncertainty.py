@@ -260,3 +260,13 @@ def test_acceptance_interval_is_centred_on_the_counters_not_on_chunk_sizes():
     interval = acceptance_interval(run)
     assert interval.low < run.acceptance_rate < interval.high
     assert interval.high - interval.low < 0.5
+
+
+def test_an_acceptance_interval_never_leaves_zero_to_one():
+    """Was 0.571..1.270 on two requests (seen in the xdist e2e run)."""
+    high = [steady_sample(0, (1, 4, 4, 1)), steady_sample(0, (1, 2, 1, 1)), steady_sample(1, (1, 4, 4, 4))]
+    side = EngineFigures(samples=high, duration_s=1.0)
+    run = make_run(side, side).model_copy(
+        update={"counters": SpecCounters(num_drafts=10, num_draft_tokens=30, num_accepted_tokens=29)}
+    )
+    assert 0.0 <= run.acceptance_rate_ci[0] <= run.acceptance_rate <= run.acceptance_rate_ci[1] <= 1.0

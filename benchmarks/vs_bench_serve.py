@@ -1,7 +1,8 @@
 """The plugin's server-mode numbers next to `vllm bench serve`'s, on one server and one workload.
 
-One `vllm serve` with the config's speculative settings; the plugin measures the workload at
-concurrency 1, then vLLM's own benchmark sends the same rendered prompts with the same sampling.
+One `vllm serve` with the config's speculative settings; at each `--concurrency` level the plugin
+measures the workload, then vLLM's own benchmark sends the same rendered prompts with the same
+sampling and the same concurrency.
 Acceptance comes from the same `/metrics` counters (deltas) in both; TPOT from each client's own
 stream timestamps.
 
@@ -27,9 +28,9 @@ from pytest_specdecode.results import EngineFigures
 from pytest_specdecode.workload import load_prompts, render
 
 
-def plugin_figures(engine: ServerEngine, prompts: list[str], sampling: Sampling) -> dict:
+def plugin_figures(engine: ServerEngine, prompts: list[str], sampling: Sampling, concurrency: int) -> dict:
     before = engine.counters().spec
-    samples, duration, _ = engine.generate(prompts, sampling, LoadLevel(concurrency=1))
+    samples, duration, _ = engine.generate(prompts, sampling, LoadLevel(concurrency=concurrency))
     counters = engine.counters().spec.minus(before)
     figures = EngineFigures(samples=samples, duration_s=duration)
     return {
@@ -39,7 +40,9 @@ def plugin_figures(engine: ServerEngine, prompts: list[str], sampling: Sampling)
     }
 
 
-def bench_serve_figures(engine: ServerEngine, prompts: list[str], sampling: Sampling, folder: Path) -> dict:
+def bench_serve_figures(
+    engine: ServerEngine, prompts: list[str], sampling: Sampling, folder: Path, concurrency: int
+) -> dict:
     from vllm.benchmarks.serve import add_cli_args, main
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
@@ -51,7 +54,7 @@ def bench_serve_figures(engine: ServerEngine, prompts: list[str], sampling: Samp
         "--backend", "vllm", "--base-url", engine.base_url, "--model", engine.served_model(),
         "--tokenizer", engine.spec.model, "--dataset-name", "custom", "--dataset-path", str(dataset),
         "--skip-chat-template", "--custom-output-len", str(sampling.max_tokens), "--num-prompts", str(len(prompts)),
-        "--max-concurrency", "1", "--temperature", str(sampling.temperature), "--seed", str(sampling.seed),
+        "--max-concurrency", str(concurrency), "--temperature", str(sampling.temperature), "--seed", str(sampling.seed),
         "--num-warmups", "0",
     ])
     result = main(args)
@@ -66,6 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", type=Path)
     parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1])
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     config = load_config(args.config)
@@ -77,20 +81,28 @@ def main() -> None:
     try:
         prompts = render(load_prompts(workload), engine.tokenizer(), workload.chat_template)
         engine.generate(prompts[: max(config.run.warmup, 1)], sampling)
-        with tempfile.TemporaryDirectory() as folder:
-            plugin = plugin_figures(engine, prompts, sampling)
-            bench = bench_serve_figures(engine, prompts, sampling, Path(folder))
+        levels = []
+        for concurrency in args.concurrency:
+            with tempfile.TemporaryDirectory() as folder:
+                plugin = plugin_figures(engine, prompts, sampling, concurrency)
+                bench = bench_serve_figures(engine, prompts, sampling, Path(folder), concurrency)
+            levels.append({
+                "concurrency": concurrency,
+                "plugin": plugin,
+                "vllm_bench_serve": bench,
+                "acceptance_difference_points": abs(plugin["acceptance_rate"] - bench["acceptance_rate"]) * 100,
+                "tpot_ratio": plugin["mean_tpot_ms"] / bench["mean_tpot_ms"],
+            })
     finally:
         engine.close()
     result = {
         "config": str(args.config),
         "environment": vllm_info.environment().model_dump(),
+        "engine_args": spec_side.engine_args,
+        "speculative_config": spec_side.speculative_config,
         "temperature": args.temperature,
         "prompts": len(prompts),
-        "plugin": plugin,
-        "vllm_bench_serve": bench,
-        "acceptance_difference_points": abs(plugin["acceptance_rate"] - bench["acceptance_rate"]) * 100,
-        "tpot_ratio": plugin["mean_tpot_ms"] / bench["mean_tpot_ms"],
+        "levels": levels,
     }
     emit(result, args.out)
 

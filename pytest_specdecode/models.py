@@ -22,6 +22,11 @@ BUILTIN_MODELS: dict[str, int | None] = {"smollm2-135m": None, "smollm2-135m-l8"
 
 MODEL_DIR_ENV = "SPECDECODE_MODEL_DIR"
 
+#: name -> how to make it: trained heads cannot be converted from the wheel, only found in the cache.
+TRAINED_HEADS: dict[str, str] = {
+    "smollm2-135m-eagle3": "an EAGLE-3 head trained on a GPU by benchmarks/gpu/eagle3/ (see its README)",
+}
+
 
 def model_cache_dir() -> Path:
     configured = os.environ.get(MODEL_DIR_ENV)
@@ -40,9 +45,17 @@ def resolve_model(name: str) -> str:
     if not is_builtin(name):
         return name
     short = name.removeprefix(BUILTIN_PREFIX)
-    if short not in BUILTIN_MODELS:
-        raise ConfigError(f"unknown built-in model {name!r}; choose from {', '.join(BUILTIN_MODELS)}")
     target = model_cache_dir() / short
+    if short in TRAINED_HEADS:
+        if not (target / "config.json").is_file():
+            raise ConfigError(
+                f"{name} is {TRAINED_HEADS[short]}; it is not shipped: put the trained folder at {target} "
+                f"(or point {MODEL_DIR_ENV} at the folder that holds it)"
+            )
+        return str(target)
+    if short not in BUILTIN_MODELS:
+        known = ", ".join([*BUILTIN_MODELS, *TRAINED_HEADS])
+        raise ConfigError(f"unknown built-in model {name!r}; choose from {known}")
     if not (target / "config.json").is_file():
         _convert_smollm2(target, BUILTIN_MODELS[short])
     return str(target)

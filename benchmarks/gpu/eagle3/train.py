@@ -180,8 +180,9 @@ def main() -> None:
         norm_before_residual=True, ttt_steps=args.ttt_steps,
         draft_attn_impl=args.attention or ("simple_flex_attention" if args.device.startswith("cuda") else "eager"),
     ).to(args.device)
-    # speculators' fused loss is a Triton kernel: CUDA only
-    loss_config = resolve_loss_config("kl_div", "fused" if args.device.startswith("cuda") else "eager")
+    # speculators' eager KL loss: its fused Triton loss runs only on CUDA, and there torch 2.11's
+    # dynamo fails tracing it inside the compiled forward ("ListVariable ... already tracked")
+    loss_config = resolve_loss_config("kl_div", "eager")
     features = TargetFeatures(args.target, list(draft.target_layer_ids), args.device)
     trainable = [p for p in draft.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=0.0, betas=(0.9, 0.95))

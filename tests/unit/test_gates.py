@@ -189,3 +189,11 @@ def test_a_k_beyond_sixteen_is_warned_about_when_the_config_loads(tmp_path):
     path.write_text('[model]\nname = "org/m"\n[speculative]\nmethod = "ngram"\nnum_speculative_tokens = 100\n')
     with pytest.warns(LargeK, match="num_speculative_tokens = 100: beyond 16 drafts per step"):
         SpecSession(Options()).config_for(path)
+
+
+def test_every_registered_marker_is_a_row_of_the_gate_table_with_its_help():
+    from pytest_specdecode.gates import KINDS
+    from pytest_specdecode.markers import GATE_MARKERS, MARKER_HELP
+
+    assert set(KINDS) == set(GATE_MARKERS) == set(MARKER_HELP)
+    assert all(kind.help.startswith(name) for name, kind in KINDS.items())

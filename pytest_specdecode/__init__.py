@@ -15,13 +15,13 @@ _EXPORTS = {
     "SpecConfig": "config",
     "load_config": "config",
     "GateFailure": "gates",
-    "Verdict": "gates",
     "assert_lossless": "gates",
     "assert_max_p99_regression": "gates",
     "assert_min_acceptance": "gates",
     "assert_min_speedup": "gates",
     "ConfigResult": "results",
     "RunResult": "results",
+    "Verdict": "results",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

@@ -16,10 +16,8 @@ import dataclasses
 from dataclasses import dataclass, field
 import hashlib
 import json
-import math
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -31,7 +29,8 @@ from .engines.base import EngineSpec, auth_headers
 from . import __version__
 from .engines.vllm_info import environment as installed_environment
 from .engines.vllm_info import server_identity
-from .results import SCHEMA_VERSION, ConfigResult, EngineFigures, Environment, RunResult
+from .results import ConfigResult, EngineFigures, Environment, RunResult
+from .schema import SCHEMA_VERSION, Model, write_document
 
 BASELINE_KIND = "specdecode-baseline"
 RUN_KIND = "specdecode-run"
@@ -49,7 +48,7 @@ _RUN_NAME = re.compile(r"[A-Za-z0-9._-]+")
 #: Slack for comparing differences of floats against a drop limit, so 0.80 -> 0.75 is not > 0.05.
 _EPSILON = 1e-9
 
-Model = TypeVar("Model", bound=BaseModel)
+Validated = TypeVar("Validated", bound=BaseModel)
 
 
 class BaselineError(ValueError):
@@ -134,6 +133,27 @@ def _file_sha256(path: Path) -> str:
 SETTINGS_AT_START = vllm_settings(os.environ)
 
 
+class BaselineFile(Model):
+    """A stored baseline: one vanilla side's figures and what they were measured under."""
+
+    schema_version: int = SCHEMA_VERSION
+    kind: str = BASELINE_KIND
+    fingerprint: str
+    created_at: float
+    meta: dict[str, Any]
+    figures: EngineFigures
+
+
+class RunFile(Model):
+    """A named run: a whole `ConfigResult`, kept to compare a later run with."""
+
+    schema_version: int = SCHEMA_VERSION
+    kind: str = RUN_KIND
+    name: str
+    created_at: float
+    result: ConfigResult
+
+
 class BaselineStore:
     """One JSON file per fingerprint under `root/baselines`."""
 
@@ -188,15 +208,8 @@ class BaselineStore:
         return figures.model_copy(update={"source": "cached"}), age
 
     def save(self, fp: str, figures: EngineFigures, meta: dict[str, Any]) -> Path:
-        document = {
-            "schema_version": SCHEMA_VERSION,
-            "kind": BASELINE_KIND,
-            "fingerprint": fp,
-            "created_at": time.time(),
-            "meta": meta,
-            "figures": figures.model_dump(mode="json"),
-        }
-        return _write_atomic(self.path(fp), document)
+        document = BaselineFile(fingerprint=fp, created_at=time.time(), meta=meta, figures=figures)
+        return write_document(self.path(fp), document)
 
 
 class HistoryStore:
@@ -211,14 +224,7 @@ class HistoryStore:
         return self.folder / f"{name}.json"
 
     def save(self, name: str, result: ConfigResult) -> Path:
-        document = {
-            "schema_version": SCHEMA_VERSION,
-            "kind": RUN_KIND,
-            "name": name,
-            "created_at": time.time(),
-            "result": result.model_dump(mode="json"),
-        }
-        return _write_atomic(self.path(name), document)
+        return write_document(self.path(name), RunFile(name=name, created_at=time.time(), result=result))
 
     def load(self, name: str) -> ConfigResult:
         path = self.path(name)
@@ -365,37 +371,10 @@ def _read(path: Path, kind: str) -> dict[str, Any]:
     return document
 
 
-def _validate(path: Path, model: type[Model], data: Any, what: str) -> Model:
+def _validate(path: Path, model: type[Validated], data: Any, what: str) -> Validated:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
         raise BaselineError(f"{path}: {what} do not validate: {where}: {problem['msg']}") from None
-
-
-def _write_atomic(path: Path, document: dict[str, Any]) -> Path:
-    """Write through a temporary file and `os.replace`, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_plain(document), indent=1, sort_keys=True, allow_nan=False) + "\n"
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _plain(value: Any) -> Any:
-    """Non-finite floats as the strings pydantic reads back into floats ("Infinity"), since strict
-    JSON has no literal for them and `request_rate` may be inf."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    return value

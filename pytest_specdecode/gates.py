@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from .config import GatesSection
 from .explain import explain, explain_lossless
 from .markers import MARKER_HELP
-from .results import LATENCY_METRICS, ConfigResult, RunResult
+from .results import LATENCY_METRICS, ConfigResult, RunResult, Verdict
 
 SPEEDUP_METRICS = ("throughput", "tpot")
 ACCEPTANCE_PERCENTILES = (10, 50, 90)
@@ -51,23 +51,6 @@ class Gate:
     def label(self) -> str:
         extras = [f"{name}={value}" for name, value in asdict(self).items() if name not in ("kind", "threshold") and value is not None]
         return f"{self.kind}({', '.join([f'{self.threshold:g}', *extras])})"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    test: str
-    gate: str
-    run: str
-    threshold: float
-    measured: float | None
-    passed: bool
-    message: str = field(default="", compare=False)
-    outcome: str = "pass"  # "pass", "fail", or (confident verdicts only) "inconclusive"
-    interval: tuple[float, float] | None = None
-    interval_basis: str | None = field(default=None, compare=False)  # confident verdicts: what decided them
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 #: A gate's 95% interval as the result model holds it, and what it was computed from.
@@ -259,9 +242,12 @@ def _verdict(gate: Gate, run: RunResult, test: str, confident: bool) -> Verdict:
         outcome = confident_outcome(gate, interval)
         if not run.windows_resolve and kind.timed:
             outcome = "inconclusive"  # within-window spread only: window-to-window noise could flip it
-    message = "" if outcome == "pass" else _message(gate, run, value, interval, outcome, basis)
-    return Verdict(test, gate.label, run.label, gate.threshold, value, outcome == "pass", message, outcome, interval,
-                   basis if interval is not None else None)
+    return Verdict(
+        test=test, gate=gate.label, run=run.label, threshold=gate.threshold, measured=value, passed=outcome == "pass",
+        message="" if outcome == "pass" else _message(gate, run, value, interval, outcome, basis), outcome=outcome,
+        interval=interval, interval_basis=basis if interval is not None else None, config_name=run.config_name,
+        condition=run.condition,
+    )
 
 
 def _message(gate: Gate, run: RunResult, value: float | None, interval: tuple[float, float] | None,

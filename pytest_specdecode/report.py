@@ -10,9 +10,20 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .baseline import _plain as strict_json_values
-from .gates import Verdict
-from .results import MIN_P99_REQUESTS, SCHEMA_VERSION, SWEEP_NOISE, BaselineInfo, BreakEven, ConfigResult, RunResult, RunWarning
+from pydantic import Field
+
+from .results import (
+    MIN_P99_REQUESTS,
+    SWEEP_NOISE,
+    BaselineInfo,
+    BreakEven,
+    ConfigResult,
+    Environment,
+    RunResult,
+    RunWarning,
+    Verdict,
+)
+from .schema import SCHEMA_VERSION, Model, write_document
 
 
 def _fmt(value: float | None, spec: str = ".3f", suffix: str = "") -> str:
@@ -66,7 +77,7 @@ def table_rows(results: Iterable[ConfigResult], verdicts: list[Verdict]) -> list
     rows = []
     for result in results:
         for run in result.runs:
-            mine = [v for v in verdicts if v.run == run.label]
+            mine = [v for v in verdicts if v.of(run.config_name, run.condition)]
             gates = outcome_counts(mine, compact=True) if mine else "-"
             if not run.valid:
                 rows.append((run.label, "INVALID", "-", run.invalid_reason or "", "-", "-", "-", "-", gates))
@@ -166,7 +177,7 @@ def vanilla_lines(results: Iterable[ConfigResult]) -> list[str]:
     everything costs one short line."""
     lines = []
     for result in results:
-        sources = [(run.label.removeprefix(f"{result.config_name} "), _vanilla_source(run.baseline)) for run in result.runs]
+        sources = [(run.condition.label, _vanilla_source(run.baseline)) for run in result.runs]
         if len({source for _, source in sources}) == 1:
             lines.append(f"{result.config_name}: {sources[0][1]}")
         elif sources:
@@ -314,31 +325,43 @@ def acceptance_notes(results: Iterable[ConfigResult]) -> list[str]:
     ]
 
 
-def report_dict(
+class Report(Model):
+    """The `--spec-report` JSON: every run as the result model holds it, and what the gates made of it."""
+
+    schema_version: int = SCHEMA_VERSION
+    environment: Environment | dict = Field(default_factory=dict, description="the first config's; {} when none ran")
+    runs: list[dict[str, Any]] = Field(description="each run as dumped, per-request token ids left out, "
+                                       "with the lossless verdict (a method on the check, so not in the dump)")
+    engine_start_s: dict[str, dict[str, float]]
+    break_even: dict[str, list[BreakEven]]
+    gates: list[Verdict]
+    timing_s: dict[str, float] = Field(default_factory=dict)
+    failed_configs: dict[str, str] = Field(default_factory=dict)
+
+
+#: Per-request token ids belong in baselines, not reports; a verdict's message is the terminal's.
+REPORT_EXCLUDES = {"gates": {"__all__": {"message"}}}
+
+
+def report(
     results: list[ConfigResult], verdicts: list[Verdict], timing: dict[str, float] | None = None,
     failures: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    environment = next((r.environment.model_dump() for r in results), {})
-    without_ids = {"samples": {"__all__": {"output_token_ids"}}}  # tokens belong in baselines, not reports
-    runs = [_run_dict(run, without_ids) for result in results for run in result.runs]
-    # one policy for non-finite floats (request_rate = inf), the baselines' own: strings pydantic reads back
-    return strict_json_values({
-        "schema_version": SCHEMA_VERSION,
-        "environment": environment,
-        "runs": runs,
-        "engine_start_s": {r.config_name: r.engine_start_s for r in results},
-        "break_even": {r.config_name: [point.model_dump() for point in r.break_even] for r in results},
-        "gates": [
-            {k: v for k, v in verdict.as_dict().items() if k != "message"} for verdict in verdicts
-        ],
-        "timing_s": timing or {},
-        "failed_configs": failures or {},
-    })
+) -> Report:
+    return Report(
+        environment=next((r.environment for r in results), {}),
+        runs=[_run_dict(run) for result in results for run in result.runs],
+        engine_start_s={r.config_name: r.engine_start_s for r in results},
+        break_even={r.config_name: r.break_even for r in results},
+        gates=verdicts,
+        timing_s=timing or {},
+        failed_configs=failures or {},
+    )
 
 
-def _run_dict(run: RunResult, without_ids: dict[str, Any]) -> dict[str, Any]:
-    """The run as dumped, plus the lossless verdict: a method on the check, so not in the dump."""
-    dumped = run.model_dump(mode="json", exclude={"spec": without_ids, "vanilla": without_ids})
+def _run_dict(run: RunResult) -> dict[str, Any]:
+    """The run as dumped (Python values: the report's one JSON policy applies when it is written)."""
+    without_ids = {"samples": {"__all__": {"output_token_ids"}}}
+    dumped = run.model_dump(exclude={"spec": without_ids, "vanilla": without_ids})
     if run.lossless_check is not None:
         dumped["lossless_check"]["verdict"] = run.lossless_check.verdict()
     return dumped
@@ -348,9 +371,7 @@ def write_json(
     path: Path, results: list[ConfigResult], verdicts: list[Verdict], timing: dict[str, float] | None = None,
     failures: dict[str, str] | None = None,
 ) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # allow_nan=False: a non-finite float that slipped past report_dict fails here, not in a reader
-    path.write_text(json.dumps(report_dict(results, verdicts, timing, failures), indent=2, allow_nan=False))
+    write_document(path, report(results, verdicts, timing, failures), indent=2, exclude=REPORT_EXCLUDES)
 
 
 def failure_lines(failures: dict[str, str]) -> list[str]:

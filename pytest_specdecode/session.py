@@ -22,10 +22,9 @@ from .config import ConfigError, GatesSection, SpecConfig, load_config
 from .device_lock import device_key, device_lock
 from .engines.base import Engine, EngineSpec, EngineStartError
 from .engines.pool import DEFAULT_FACTORIES, EngineFactory, EnginePool
-from .gates import Verdict
 from .measure import Measurer, Progress, engine_specs
 from .options import DEFAULT_BASELINE_DIR, Options
-from .results import ConfigResult, EngineFigures
+from .results import ConfigResult, EngineFigures, Verdict
 from .vanilla import BaselineCache
 
 

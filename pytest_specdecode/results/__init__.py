@@ -2,21 +2,19 @@
 JSON and every gate read these objects; each figure is derived in this package and nowhere else.
 
 From one side's requests and windows (`figures`) to a spec-vs-vanilla run (`run`, its intervals in
-`intervals`), a config's runs (`config_result`) and where speculation stops paying (`break_even`).
+`intervals`), a config's runs (`config_result`), where speculation stops paying (`break_even`) and what gates made of it (`verdict`).
 """
 
+from ..schema import SCHEMA_VERSION
 from .break_even import BREAK_EVEN_METRIC, LOAD_AXES, MIN_P99_REQUESTS, SWEEP_NOISE, BreakEven, LoadAxis, break_even
 from .config_result import ConfigResult, Environment
 from .figures import LATENCY_METRICS, EngineFigures, LatencyMetric, RequestSample, SpecCounters, Window
-from .run import BaselineInfo, LosslessCheck, RunResult, RunWarning, SpeedupMetric
-
-#: One version for every file we write (report, baselines, runs); 2 added windows, warnings,
-#: per-request seeds and target log-probabilities.
-SCHEMA_VERSION = 2
+from .run import BaselineInfo, Condition, LosslessCheck, RunResult, RunWarning, SpeedupMetric
+from .verdict import Verdict
 
 __all__ = [
     "BREAK_EVEN_METRIC", "LATENCY_METRICS", "LOAD_AXES", "MIN_P99_REQUESTS", "SCHEMA_VERSION", "SWEEP_NOISE",
-    "BaselineInfo", "BreakEven", "ConfigResult", "EngineFigures", "Environment", "LatencyMetric", "LoadAxis",
-    "LosslessCheck", "RequestSample", "RunResult", "RunWarning", "SpecCounters", "SpeedupMetric", "Window",
+    "BaselineInfo", "BreakEven", "Condition", "ConfigResult", "EngineFigures", "Environment", "LatencyMetric", "LoadAxis",
+    "LosslessCheck", "RequestSample", "RunResult", "RunWarning", "SpecCounters", "SpeedupMetric", "Verdict", "Window",
     "break_even",
 ]

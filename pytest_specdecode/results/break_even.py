@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from ..schema import Model
 from .run import RunResult, SpeedupMetric
 
 LoadAxis = Literal["concurrency", "request_rate"]
@@ -20,7 +21,7 @@ MIN_P99_REQUESTS = 20
 SWEEP_NOISE = 0.05
 
 
-class BreakEven(BaseModel):
+class BreakEven(Model):
     """Where speculation stops paying along one load sweep at one temperature.
 
     The first crossing, not the highest level that pays: a sweep that dips below 1 and recovers

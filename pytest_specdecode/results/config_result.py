@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import operator
 
-from pydantic import BaseModel, Field, computed_field
+from pydantic import Field, computed_field
 
+from ..schema import Model
 from .break_even import LOAD_AXES, BreakEven, break_even
 from .run import RunResult
 
 
-class Environment(BaseModel):
+class Environment(Model):
     vllm: str | None = None
     torch: str | None = None
     cuda: str | None = Field(default=None, description="the CUDA version torch was built with (read without initialising CUDA)")
@@ -19,7 +20,7 @@ class Environment(BaseModel):
 
 
 
-class ConfigResult(BaseModel):
+class ConfigResult(Model):
     """Everything measured for one config in a session: what the `spec_run` fixture yields."""
 
     config: str

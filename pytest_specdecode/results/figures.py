@@ -10,15 +10,16 @@ import operator
 from collections.abc import Callable
 from typing import Literal
 
-from pydantic import BaseModel, Field, computed_field
+from pydantic import Field, computed_field
 
+from ..schema import Model
 from ..stats import Distribution, ratio
 
 LatencyMetric = Literal["e2e", "tpot", "ttft", "itl"]
 LATENCY_METRICS: tuple[LatencyMetric, ...] = ("e2e", "tpot", "ttft", "itl")
 
 
-class RequestSample(BaseModel):
+class RequestSample(Model):
     """One measured request, as timed by the client side of the engine."""
 
     prompt_tokens: int
@@ -60,7 +61,7 @@ class RequestSample(BaseModel):
         return sum(steps) / len(steps) if steps else None
 
 
-class SpecCounters(BaseModel):
+class SpecCounters(Model):
     """vLLM's `spec_decode_*` counters, as the delta over the measured window."""
 
     num_drafts: int = 0
@@ -86,7 +87,7 @@ class SpecCounters(BaseModel):
         )
 
 
-class Window(BaseModel):
+class Window(Model):
     """One measured window of one side: what the engine's counters and the client saw in it."""
 
     duration_s: float
@@ -103,7 +104,7 @@ class Window(BaseModel):
     )
 
 
-class EngineFigures(BaseModel):
+class EngineFigures(Model):
     """What one engine (spec or vanilla) did on one run."""
 
     samples: list[RequestSample]

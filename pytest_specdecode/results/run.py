@@ -10,8 +10,9 @@ import math
 from functools import cached_property
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, computed_field
+from pydantic import Field, computed_field
 
+from ..schema import Model
 from ..stats import Distribution, ratio
 from . import intervals
 from .figures import LATENCY_METRICS, EngineFigures, SpecCounters
@@ -19,14 +20,32 @@ from .figures import LATENCY_METRICS, EngineFigures, SpecCounters
 SpeedupMetric = Literal["throughput", "tpot"]
 
 
-class RunWarning(BaseModel):
+class Condition(Model, frozen=True):
+    """What one run was measured under: a temperature and, in server mode, one load level. Reports
+    and verdicts match runs by it, never by a label string."""
+
+    temperature: float
+    concurrency: int | None = None
+    request_rate: float | None = None
+
+    @property
+    def label(self) -> str:
+        load = ""
+        if self.concurrency is not None:
+            load = f" c={self.concurrency}"
+        elif self.request_rate is not None:
+            load = f" rate={self.request_rate:g}"
+        return f"T={self.temperature:g}{load}"
+
+
+class RunWarning(Model):
     """A named reason to read a run's figures with care; the figures stay, the reader is told."""
 
     code: str
     message: str
 
 
-class LosslessCheck(BaseModel):
+class LosslessCheck(Model):
     """Sampled runs (T>0): are the speculative outputs drawn from vanilla's distribution?
 
     Each request's output, on both sides, is scored by the target model (mean log-probability per
@@ -56,7 +75,7 @@ class LosslessCheck(BaseModel):
         return "not lossless" if self.p_value < alpha else "lossless"
 
 
-class BaselineInfo(BaseModel):
+class BaselineInfo(Model):
     """Where a run's vanilla figures came from: measured in this session, or a stored baseline."""
 
     source: Literal["measured", "cached"]
@@ -68,7 +87,7 @@ class BaselineInfo(BaseModel):
 CACHED_INTERVALS = ("speedup_ci", "tpot_speedup_ci", "p99_regression_ci", "acceptance_rate_ci")
 
 
-class RunResult(BaseModel):
+class RunResult(Model):
     """One config at one temperature (and, in server mode, one load level): spec vs vanilla."""
 
     config: str
@@ -258,11 +277,9 @@ class RunResult(BaseModel):
         return ratio(self.spec.kv_cache_tokens, self.vanilla.kv_cache_tokens)
 
     @property
-    def label(self) -> str:
-        load = ""
-        if self.concurrency is not None:
-            load = f" c={self.concurrency}"
-        elif self.request_rate is not None:
-            load = f" rate={self.request_rate:g}"
-        return f"{self.config_name} T={self.temperature:g}{load}"
+    def condition(self) -> Condition:
+        return Condition(temperature=self.temperature, concurrency=self.concurrency, request_rate=self.request_rate)
 
+    @property
+    def label(self) -> str:
+        return f"{self.config_name} {self.condition.label}"

@@ -17,7 +17,8 @@ def test_report_json_terminal_and_markdown_read_the_same_result(tmp_path):
     assert data["runs"][0]["acceptance_rate"] == measured.runs[0].acceptance_rate
     assert data["gates"][1] == {"test": "test_x", "gate": "min_acceptance(0.3)", "run": "cfg T=0.8",
                                 "threshold": 0.3, "measured": None, "passed": False, "outcome": "fail", "interval": None,
-                                "interval_basis": None}
+                                "interval_basis": None, "config_name": "cfg",
+                                "condition": {"temperature": 0.8, "concurrency": None, "request_rate": None}}
     lines = terminal_lines([measured], verdicts)
     assert lines[0].split()[:3] == ["run", "accept", "mean"]
     assert any("INVALID" in line and "cfg T=0.8" in line for line in lines)

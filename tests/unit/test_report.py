@@ -70,7 +70,7 @@ def _check(**fields):
 
 
 def _row(measured, label):
-    from pytest_specdecode.report import COLUMNS, table_rows
+    from pytest_specdecode.report.table import COLUMNS, table_rows
 
     row, = [row for row in table_rows([measured], []) if row[0] == label]
     return dict(zip(COLUMNS, row))
@@ -133,7 +133,7 @@ def test_warnings_are_one_line_per_run_short_in_the_terminal_and_whole_in_markdo
 
 
 def test_a_speedup_over_unequal_output_lengths_is_starred_and_the_star_explained_once():
-    from pytest_specdecode.report import UNEQUAL_NOTE
+    from pytest_specdecode.report.table import UNEQUAL_NOTE
 
     basis = "output tokens/s, unequal lengths (1200 spec vs 1000 vanilla tokens)"
     measured = result(

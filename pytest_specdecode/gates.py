@@ -2,7 +2,8 @@
 
 Like pytest's `skipping.py`: each marker is parsed by a small pure function into a frozen `Gate`
 (a user's mistake becomes a `GateUsageError` naming the marker), and `judge` turns a gate and a
-result into `Verdict`s. The markers and the `assert_*` helpers share this one implementation.
+result into `Verdict`s. What each marker means is its row of `KINDS`. The markers and the
+`assert_*` helpers (`assertions`) share this one implementation.
 """
 
 from __future__ import annotations
@@ -29,10 +30,6 @@ class GateUsageError(ValueError):
 class NoThreshold(GateUsageError):
     """A gate without a threshold of its own and no config to take one from: with no config at all
     the test is skipped (it measures nothing), with a config it is the user's mistake."""
-
-
-class GateFailure(AssertionError):
-    """A gate missed: the message holds the measured value, the threshold and advice."""
 
 
 @dataclass(frozen=True)
@@ -273,57 +270,6 @@ def confident_outcome(gate: Gate, interval: tuple[float, float]) -> str:
     if KINDS[gate.kind].at_most:
         return "pass" if high <= gate.threshold else "fail" if low > gate.threshold else "inconclusive"
     return "pass" if low >= gate.threshold else "fail" if high < gate.threshold else "inconclusive"
-
-
-def check(gate: Gate, result: ConfigResult, test: str = "") -> list[Verdict]:
-    """Judge, then raise `GateFailure` listing every missed run."""
-    __tracebackhide__ = True
-    verdicts = judge(gate, result, test)
-    missed = [v.message for v in verdicts if v.outcome == "fail"]
-    if missed:
-        raise GateFailure("\n".join(missed))
-    return verdicts
-
-
-def _helper(kind: str, result: ConfigResult, threshold: float | None, **options: Any) -> list[Verdict]:
-    __tracebackhide__ = True
-    args = () if threshold is None else (threshold,)
-    return check(parse_gate(kind, args, {k: v for k, v in options.items() if v is not None}), result)
-
-
-def assert_min_acceptance(result: ConfigResult, threshold: float, *, temperature: float | None = None,
-                          position: int | None = None, percentile: int | None = None,
-                          concurrency: int | None = None, request_rate: float | None = None) -> list[Verdict]:
-    """Fail the test when acceptance is below `threshold` in any matching run."""
-    __tracebackhide__ = True
-    return _helper("min_acceptance", result, threshold, temperature=temperature, position=position,
-                   percentile=percentile, concurrency=concurrency, request_rate=request_rate)
-
-
-def assert_min_speedup(result: ConfigResult, threshold: float, *, metric: str = "throughput",
-                       temperature: float | None = None, concurrency: int | None = None,
-                       request_rate: float | None = None) -> list[Verdict]:
-    """Fail the test when spec is not `threshold` times faster than vanilla in any matching run."""
-    __tracebackhide__ = True
-    return _helper("min_speedup", result, threshold, metric=metric, temperature=temperature,
-                   concurrency=concurrency, request_rate=request_rate)
-
-
-def assert_max_p99_regression(result: ConfigResult, threshold: float, *, metric: str = "e2e",
-                              temperature: float | None = None, concurrency: int | None = None,
-                              request_rate: float | None = None) -> list[Verdict]:
-    """Fail the test when spec's P99 latency is more than `threshold` (a fraction) above vanilla's."""
-    __tracebackhide__ = True
-    return _helper("max_p99_regression", result, threshold, metric=metric, temperature=temperature,
-                   concurrency=concurrency, request_rate=request_rate)
-
-
-def assert_lossless(result: ConfigResult, min_match: float = 1.0, *, alpha: float = 0.01,
-                    temperature: float | None = None) -> list[Verdict]:
-    """Fail the test when speculation changed the outputs: at T=0 fewer than `min_match` of them equal
-    vanilla's token for token; at T>0 the distribution check rejects at false-alarm rate `alpha`."""
-    __tracebackhide__ = True
-    return _helper("lossless", result, min_match, alpha=alpha, temperature=temperature)
 
 
 def gates_from_marks(marks: Iterable[Any], defaults: GatesSection | None) -> list[Gate]:

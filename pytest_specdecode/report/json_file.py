@@ -29,7 +29,7 @@ class Report(Model):
 REPORT_EXCLUDES = {"gates": {"__all__": {"message"}}}
 
 
-def report(
+def build_report(
     results: list[ConfigResult], verdicts: list[Verdict], timing: dict[str, float] | None = None,
     failures: dict[str, str] | None = None,
 ) -> Report:
@@ -57,4 +57,4 @@ def write_json(
     path: Path, results: list[ConfigResult], verdicts: list[Verdict], timing: dict[str, float] | None = None,
     failures: dict[str, str] | None = None,
 ) -> None:
-    write_document(path, report(results, verdicts, timing, failures), indent=2, exclude=REPORT_EXCLUDES)
+    write_document(path, build_report(results, verdicts, timing, failures), indent=2, exclude=REPORT_EXCLUDES)

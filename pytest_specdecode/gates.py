@@ -16,7 +16,7 @@ from typing import Any
 from .config import GatesSection
 from .explain import explain, explain_lossless
 from .markers import MARKER_HELP
-from .results import LATENCY_METRICS, ConfigResult, RunResult, Verdict
+from .results import LATENCY_METRICS, ConfigResult, RunResult, SpeedupMetric, Verdict
 
 SPEEDUP_METRICS = ("throughput", "tpot")
 ACCEPTANCE_PERCENTILES = (10, 50, 90)
@@ -34,6 +34,8 @@ class NoThreshold(GateUsageError):
 
 @dataclass(frozen=True)
 class Gate:
+    """One marker or helper call, parsed: frozen, so a gate read at collection is the gate judged."""
+
     kind: str
     threshold: float
     temperature: float | None = None
@@ -94,12 +96,16 @@ def _acceptance_interval(gate: Gate, run: RunResult) -> FoundInterval:
     return run.acceptance_rate_ci, "requests (bootstrap, centred on vLLM's counters)"
 
 
+def _speedup_metric(gate: Gate) -> SpeedupMetric:
+    return "tpot" if gate.metric == "tpot" else "throughput"
+
+
 def _speedup(gate: Gate, run: RunResult) -> float | None:
-    return run.speedup_of("tpot" if gate.metric == "tpot" else "throughput")
+    return run.speedup_of(_speedup_metric(gate))
 
 
 def _speedup_interval(gate: Gate, run: RunResult) -> FoundInterval:
-    return (run.tpot_speedup_ci if gate.metric == "tpot" else run.speedup_ci), run.interval_basis
+    return run.speedup_ci_of(_speedup_metric(gate)), run.interval_basis
 
 
 def _p99_regression(gate: Gate, run: RunResult) -> float | None:
@@ -137,16 +143,28 @@ def _unit_interval(x: float) -> bool:
 
 
 KINDS: dict[str, GateKind] = {kind.name: kind for kind in (
-    GateKind("min_acceptance", _RUN_SELECTORS | {"position", "percentile"}, lambda d: d.min_acceptance if d else None,
-             _unit_interval, "within [0, 1]", _acceptance, interval=_acceptance_interval),
-    GateKind("min_speedup", _RUN_SELECTORS | {"metric"}, lambda d: d.min_speedup if d else None,
-             lambda x: x > 0, "> 0", _speedup, interval=_speedup_interval, timed=True, metrics=SPEEDUP_METRICS,
-             check_runs=_speedup_defined),
-    GateKind("max_p99_regression", _RUN_SELECTORS | {"metric"}, lambda d: d.max_p99_regression if d else None,
-             lambda x: x >= 0, ">= 0 (0.10 allows 10% slower)", _p99_regression, at_most=True,
-             interval=_p99_regression_interval, timed=True, metrics=LATENCY_METRICS),
-    GateKind("lossless", _RUN_SELECTORS | {"alpha"}, lambda d: (d.lossless_min_match if d else None) or 1.0,
-             _unit_interval, "within [0, 1]", _lossless, threshold_keyword="min_match", p_value_when_sampled=True),
+    GateKind(
+        name="min_acceptance", options=_RUN_SELECTORS | {"position", "percentile"},
+        default=lambda d: d.min_acceptance if d else None, in_range=_unit_interval, range_text="within [0, 1]",
+        measured=_acceptance, interval=_acceptance_interval,
+    ),
+    GateKind(
+        name="min_speedup", options=_RUN_SELECTORS | {"metric"},
+        default=lambda d: d.min_speedup if d else None, in_range=lambda x: x > 0, range_text="> 0",
+        measured=_speedup, interval=_speedup_interval, timed=True, metrics=SPEEDUP_METRICS,
+        check_runs=_speedup_defined,
+    ),
+    GateKind(
+        name="max_p99_regression", options=_RUN_SELECTORS | {"metric"},
+        default=lambda d: d.max_p99_regression if d else None, in_range=lambda x: x >= 0,
+        range_text=">= 0 (0.10 allows 10% slower)", measured=_p99_regression, at_most=True,
+        interval=_p99_regression_interval, timed=True, metrics=LATENCY_METRICS,
+    ),
+    GateKind(
+        name="lossless", options=_RUN_SELECTORS | {"alpha"},
+        default=lambda d: (d.lossless_min_match if d else None) or 1.0, in_range=_unit_interval,
+        range_text="within [0, 1]", measured=_lossless, threshold_keyword="min_match", p_value_when_sampled=True,
+    ),
 )}
 
 

@@ -86,6 +86,6 @@ def _p99_judged(run: RunResult) -> bool:
 
 
 def _speedup_interval(run: RunResult, metric: SpeedupMetric) -> tuple[float, float] | None:
-    interval = run.speedup_ci if metric == "throughput" else run.tpot_speedup_ci
+    interval = run.speedup_ci_of(metric)
     return None if interval is None else (interval[0], interval[1])
 

@@ -12,12 +12,13 @@ from .run import RunResult
 
 
 class Environment(Model):
+    """The software and device a config was measured on: runs from another machine are never compared."""
+
     vllm: str | None = None
     torch: str | None = None
     cuda: str | None = Field(default=None, description="the CUDA version torch was built with (read without initialising CUDA)")
     device: str | None = None
     python: str | None = None
-
 
 
 class ConfigResult(Model):

@@ -203,6 +203,10 @@ class RunResult(Model):
         """`speedup` or `tpot_speedup`, by the name gates and break-even use."""
         return self.speedup if metric == "throughput" else self.tpot_speedup
 
+    def speedup_ci_of(self, metric: SpeedupMetric) -> list[float] | None:
+        """`speedup_ci` or `tpot_speedup_ci`, by the same names."""
+        return self.speedup_ci if metric == "throughput" else self.tpot_speedup_ci
+
     @computed_field
     @property
     def p99_regression(self) -> dict[str, float | None]:

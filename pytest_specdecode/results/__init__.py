@@ -2,10 +2,10 @@
 JSON and every gate read these objects; each figure is derived in this package and nowhere else.
 
 From one side's requests and windows (`figures`) to a spec-vs-vanilla run (`run`, its intervals in
-`intervals`), a config's runs (`config_result`), where speculation stops paying (`break_even`) and what gates made of it (`verdict`).
+`intervals`), a config's runs (`config_result`), where speculation stops paying (`break_even`)
+and what gates made of it (`verdict`). The files these are written to share `schema`.
 """
 
-from ..schema import SCHEMA_VERSION
 from .break_even import BREAK_EVEN_METRIC, LOAD_AXES, MIN_P99_REQUESTS, SWEEP_NOISE, BreakEven, LoadAxis, break_even
 from .config_result import ConfigResult, Environment
 from .figures import LATENCY_METRICS, EngineFigures, LatencyMetric, RequestSample, SpecCounters, Window
@@ -13,7 +13,7 @@ from .run import BaselineInfo, Condition, LosslessCheck, RunResult, RunWarning, 
 from .verdict import Verdict
 
 __all__ = [
-    "BREAK_EVEN_METRIC", "LATENCY_METRICS", "LOAD_AXES", "MIN_P99_REQUESTS", "SCHEMA_VERSION", "SWEEP_NOISE",
+    "BREAK_EVEN_METRIC", "LATENCY_METRICS", "LOAD_AXES", "MIN_P99_REQUESTS", "SWEEP_NOISE",
     "BaselineInfo", "BreakEven", "Condition", "ConfigResult", "EngineFigures", "Environment", "LatencyMetric", "LoadAxis",
     "LosslessCheck", "RequestSample", "RunResult", "RunWarning", "SpecCounters", "SpeedupMetric", "Verdict", "Window",
     "break_even",

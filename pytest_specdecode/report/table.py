@@ -30,8 +30,9 @@ TABLE_LEGEND = "TPOT column: speculative vs vanilla. E2E column: speculative."
 
 
 def _unequal_speedup(run: RunResult) -> bool:
-    """Only a shown speedup is marked: at a paced rate there is none, whatever the lengths."""
-    return run.speedup is not None and "unequal lengths" in (run.speedup_basis or "")
+    """Only a shown speedup is marked: at a paced rate there is none, whatever the lengths. Read from
+    the run's `unequal_lengths` warning (the check that words `speedup_basis`), never from its text."""
+    return run.speedup is not None and any(warning.code == "unequal_lengths" for warning in run.warnings)
 
 
 def _speedup(run: RunResult) -> str:

@@ -135,10 +135,13 @@ def test_warnings_are_one_line_per_run_short_in_the_terminal_and_whole_in_markdo
 def test_a_speedup_over_unequal_output_lengths_is_starred_and_the_star_explained_once():
     from pytest_specdecode.report.table import UNEQUAL_NOTE
 
-    basis = "output tokens/s, unequal lengths (1200 spec vs 1000 vanilla tokens)"
+    from pytest_specdecode.results import RunWarning
+
+    unequal = {"speedup_basis": "output tokens/s, unequal lengths (1200 spec vs 1000 vanilla tokens)",
+               "warnings": [RunWarning(code="unequal_lengths", message="spec outputs are 1.20x vanilla's length")]}
     measured = result(
         run(0.0, speedup_basis="output tokens/s, equal lengths (1000 spec vs 1000 vanilla tokens)"),
-        run(0.8, speedup_basis=basis), run(1.0, speedup_basis=basis),
+        run(0.8, **unequal), run(1.0, **unequal),
     )
     assert [_row(measured, f"cfg T={t}")["speedup"] for t in ("0", "0.8", "1")] == ["1.80x", "1.80x*", "1.80x*"]
     lines = terminal_lines([measured], [])

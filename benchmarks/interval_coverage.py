@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _common import emit  # noqa: E402
-from pytest_specdecode.uncertainty import MIN_WINDOWS, p99_regression_interval, speedup_interval  # noqa: E402
+from pytest_specdecode.results.intervals import p99_regression_interval, speedup_interval  # noqa: E402
+from pytest_specdecode.uncertainty import MIN_WINDOWS  # noqa: E402
 from tests.unit.simulate import covers, simulated_run  # noqa: E402
 
 TRUE_SPEEDUP = 1.3

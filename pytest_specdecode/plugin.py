@@ -33,8 +33,8 @@ from .options import (
 
 if TYPE_CHECKING:
     from .engines.base import Engine
-    from .gates import Gate, Verdict
-    from .results import ConfigResult
+    from .gates import Gate
+    from .results import ConfigResult, Verdict
     from .session import SpecSession
 
 OPTIONS_KEY = pytest.StashKey[Options]()
@@ -324,7 +324,7 @@ class InconclusiveGate(UserWarning):
 
 
 def _regression_verdict(session: SpecSession, test: str, result: ConfigResult) -> Verdict:
-    from .gates import Verdict
+    from .results import Verdict
 
     defaults = session.config_for(Path(result.config)).gates
     name, comparison = session.regressions(result, defaults)
@@ -363,8 +363,7 @@ def pytest_report_from_serializable(data: dict) -> Iterator[Any]:
     report = yield
     carried = data.get(REPORT_ATTR) if isinstance(data, dict) else None
     if report is not None and carried:
-        from .gates import Verdict
-        from .results import ConfigResult
+        from .results import ConfigResult, Verdict
 
         result = ConfigResult.model_validate(carried["result"]) if carried["result"] else None
         verdicts = [Verdict(**{**v, "interval": tuple(v["interval"]) if v["interval"] else None}) for v in carried["verdicts"]]

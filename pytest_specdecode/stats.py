@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel
+
+from .schema import Model
 
 
-class Distribution(BaseModel):
+class Distribution(Model):
     """Percentiles of one per-request quantity; None everywhere when there were no samples."""
 
     count: int = 0
@@ -25,9 +26,6 @@ class Distribution(BaseModel):
             return cls()
         p10, p50, p90, p99 = np.percentile(values, [10, 50, 90, 99])
         return cls(count=int(values.size), mean=float(values.mean()), p10=p10, p50=p50, p90=p90, p99=p99)
-
-    def percentile(self, name: str) -> float | None:
-        return getattr(self, name)
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:

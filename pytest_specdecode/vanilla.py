@@ -14,7 +14,8 @@ from .baseline import BaselineError, fingerprint
 from .config import SpecConfig
 from .engines.base import EngineSpec
 from .plan import Cell
-from .results import SCHEMA_VERSION, BaselineInfo, EngineFigures, RunWarning
+from .results import BaselineInfo, EngineFigures, RunWarning
+from .schema import SCHEMA_VERSION
 from .workload import Prompt
 
 

@@ -189,3 +189,21 @@ def test_a_k_beyond_sixteen_is_warned_about_when_the_config_loads(tmp_path):
     path.write_text('[model]\nname = "org/m"\n[speculative]\nmethod = "ngram"\nnum_speculative_tokens = 100\n')
     with pytest.warns(LargeK, match="num_speculative_tokens = 100: beyond 16 drafts per step"):
         SpecSession(Options()).config_for(path)
+
+
+def test_every_registered_marker_is_a_row_of_the_gate_table_with_its_help():
+    from pytest_specdecode.gates import KINDS
+    from pytest_specdecode.markers import GATE_MARKERS, MARKER_HELP
+
+    assert set(KINDS) == set(GATE_MARKERS) == set(MARKER_HELP)
+    assert all(kind.help.startswith(name) for name, kind in KINDS.items())
+
+
+def test_a_verdict_survives_the_trip_through_plain_values_and_names_its_run_by_condition():
+    from pytest_specdecode.results import Condition, Verdict
+
+    measured = result(run(0.0), run(0.8))
+    verdict = judge(parse_gate("min_speedup", (1.1,), {"metric": "tpot"}), measured, "t", confident=True)[1]
+    assert Verdict(**verdict.as_dict()) == verdict
+    assert verdict.of("cfg", Condition(temperature=0.8)) and not verdict.of("cfg", Condition(temperature=0.0))
+    assert Verdict("t", "no_regression(vs x)", "cfg", 0.05, None, True).condition is None

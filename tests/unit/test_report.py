@@ -17,7 +17,8 @@ def test_report_json_terminal_and_markdown_read_the_same_result(tmp_path):
     assert data["runs"][0]["acceptance_rate"] == measured.runs[0].acceptance_rate
     assert data["gates"][1] == {"test": "test_x", "gate": "min_acceptance(0.3)", "run": "cfg T=0.8",
                                 "threshold": 0.3, "measured": None, "passed": False, "outcome": "fail", "interval": None,
-                                "interval_basis": None}
+                                "interval_basis": None, "config_name": "cfg",
+                                "condition": {"temperature": 0.8, "concurrency": None, "request_rate": None}}
     lines = terminal_lines([measured], verdicts)
     assert lines[0].split()[:3] == ["run", "accept", "mean"]
     assert any("INVALID" in line and "cfg T=0.8" in line for line in lines)
@@ -69,7 +70,7 @@ def _check(**fields):
 
 
 def _row(measured, label):
-    from pytest_specdecode.report import COLUMNS, table_rows
+    from pytest_specdecode.report.table import COLUMNS, table_rows
 
     row, = [row for row in table_rows([measured], []) if row[0] == label]
     return dict(zip(COLUMNS, row))
@@ -132,12 +133,15 @@ def test_warnings_are_one_line_per_run_short_in_the_terminal_and_whole_in_markdo
 
 
 def test_a_speedup_over_unequal_output_lengths_is_starred_and_the_star_explained_once():
-    from pytest_specdecode.report import UNEQUAL_NOTE
+    from pytest_specdecode.report.table import UNEQUAL_NOTE
 
-    basis = "output tokens/s, unequal lengths (1200 spec vs 1000 vanilla tokens)"
+    from pytest_specdecode.results import RunWarning
+
+    unequal = {"speedup_basis": "output tokens/s, unequal lengths (1200 spec vs 1000 vanilla tokens)",
+               "warnings": [RunWarning(code="unequal_lengths", message="spec outputs are 1.20x vanilla's length")]}
     measured = result(
         run(0.0, speedup_basis="output tokens/s, equal lengths (1000 spec vs 1000 vanilla tokens)"),
-        run(0.8, speedup_basis=basis), run(1.0, speedup_basis=basis),
+        run(0.8, **unequal), run(1.0, **unequal),
     )
     assert [_row(measured, f"cfg T={t}")["speedup"] for t in ("0", "0.8", "1")] == ["1.80x", "1.80x*", "1.80x*"]
     lines = terminal_lines([measured], [])

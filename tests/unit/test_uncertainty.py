@@ -14,15 +14,14 @@ from pytest_specdecode.results import (
     RunResult,
     SpecCounters,
 )
-from pytest_specdecode.uncertainty import (
-    Interval,
-    Resampling,
+from pytest_specdecode.results import intervals
+from pytest_specdecode.results.intervals import (
     acceptance_interval,
-    log_ratio_interval,
     p99_regression_interval,
     speedup_interval,
     tpot_speedup_interval,
 )
+from pytest_specdecode.uncertainty import Interval, Resampling, log_ratio_interval
 
 from .simulate import covers, simulated_run
 
@@ -89,7 +88,7 @@ def test_intervals_contain_their_point_estimates(seed):
     run = noisy_run(seed)
     checks = [(speedup_interval(run.spec, run.vanilla), run.speedup),
               (tpot_speedup_interval(run.spec, run.vanilla), run.tpot_speedup),
-              (acceptance_interval(run), run.acceptance_rate)]
+              (acceptance_interval(run.acceptance_rate, run.spec), run.acceptance_rate)]
     checks += [(p99_regression_interval(run.spec, run.vanilla, m), run.p99_regression[m]) for m in LATENCY_METRICS]
     for interval, point in checks:
         assert interval.low <= point <= interval.high
@@ -98,7 +97,7 @@ def test_intervals_contain_their_point_estimates(seed):
 
 def test_speedup_statistic_on_all_requests_is_the_point_estimate():
     run = noisy_run(0)
-    statistic = uncertainty._speedup_statistic(run.spec, run.vanilla)
+    statistic = intervals._speedup_statistic(run.spec, run.vanilla)
     whole = statistic(np.arange(len(run.spec.samples)), np.arange(len(run.vanilla.samples)))
     assert whole == pytest.approx(run.speedup, rel=1e-12)
 
@@ -109,7 +108,7 @@ def test_fewer_than_two_samples_on_a_side_gives_none():
     assert speedup_interval(lone, run.vanilla) is None
     assert speedup_interval(run.spec, lone) is None
     assert p99_regression_interval(lone, run.vanilla, "e2e") is None
-    assert acceptance_interval(make_run(lone, run.vanilla)) is None
+    assert acceptance_interval(run.acceptance_rate, lone) is None
     no_gaps = [s.model_copy(update={"itl_s": []}) for s in run.vanilla.samples[1:]]
     gapless = run.vanilla.model_copy(update={"samples": run.vanilla.samples[:1] + no_gaps})
     assert p99_regression_interval(run.spec, gapless, "itl") is None
@@ -120,7 +119,7 @@ def test_identical_requests_fall_back_to_percentile_without_warnings():
     run = make_run(side, side)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert acceptance_interval(run) == Interval(run.acceptance_rate, run.acceptance_rate)
+        assert acceptance_interval(run.acceptance_rate, run.spec) == Interval(run.acceptance_rate, run.acceptance_rate)
         assert speedup_interval(side, side) == Interval(1.0, 1.0)
 
 
@@ -128,7 +127,7 @@ def test_a_run_without_windows_reports_the_request_interval():
     run = noisy_run(0)
     assert not run.windows_resolve
     assert run.speedup_ci == list(_pair(speedup_interval(run.spec, run.vanilla)))
-    assert run.acceptance_rate_ci == list(_pair(acceptance_interval(run)))
+    assert run.acceptance_rate_ci == list(_pair(acceptance_interval(run.acceptance_rate, run.spec)))
 
 
 def test_a_seed_reproduces_its_interval():
@@ -155,7 +154,7 @@ def test_strata_follow_repeats_unless_a_repeat_is_too_small():
 def test_a_repeat_of_one_request_still_gives_an_interval():
     samples = [steady_sample(0, (1, 2, 2)), steady_sample(0, (1, 3, 3)), steady_sample(1, (1, 4, 1))]
     run = make_run(EngineFigures(samples=samples, duration_s=1.0), EngineFigures(samples=samples, duration_s=1.0))
-    interval = acceptance_interval(run)
+    interval = acceptance_interval(run.acceptance_rate, run.spec)
     assert 0 <= interval.low <= interval.high <= 1
 
 
@@ -257,7 +256,7 @@ def test_log_ratio_interval_needs_three_windows_and_positive_values():
 def test_acceptance_interval_is_centred_on_the_counters_not_on_chunk_sizes():
     """n-gram proposes nothing on some steps: chunks of 1 would drag a chunk-based figure down."""
     run = noisy_run(0)
-    interval = acceptance_interval(run)
+    interval = acceptance_interval(run.acceptance_rate, run.spec)
     assert interval.low < run.acceptance_rate < interval.high
     assert interval.high - interval.low < 0.5
 

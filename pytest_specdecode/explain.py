@@ -1,0 +1,100 @@
+"""Why a gate missed: the failure message a user reads in place of a bare number.
+
+A missed threshold alone says nothing about what to change, so the message carries the measured
+value and its interval, the per-position table and vLLM's tuning advice. Kept apart from `gates`,
+which decides pass or fail: these functions only describe a run and know no gate kind.
+"""
+
+from __future__ import annotations
+
+from .results import RunResult
+
+
+def explain(
+    label: str, threshold: float, run: RunResult, value: float | None, relation: str,
+    interval: tuple[float, float] | None = None, basis: str | None = None,
+) -> str:
+    """What was measured, against what (`relation`: "below", "above", "inconclusive against"), and
+    what the tuning rules suggest."""
+    if not run.valid:
+        return f"{label} at {run.label}: invalid measurement: {run.invalid_reason}"
+    if value is None:
+        return f"{label} at {run.label}: not measured (no samples for this figure)"
+    spread = f" (95% interval {interval[0]:.3f}..{interval[1]:.3f})" if interval else ""
+    lines = [f"{label} at {run.label}: measured {value:.3f}{spread}, {relation} threshold {threshold:g}"]
+    if basis:
+        lines.append(f"  interval from {basis}")
+    lines.append(per_position_table(run))
+    lines.extend(advice(run))
+    return "\n".join(line for line in lines if line)
+
+
+def explain_lossless(label: str, alpha: float, run: RunResult) -> str:
+    """A sampled run's distribution check: both sides' likelihoods, the test, and outputs side by side."""
+    if not run.valid:
+        return f"{label} at {run.label}: invalid measurement: {run.invalid_reason}"
+    check = run.lossless_check
+    if check is None:
+        return f"{label} at {run.label}: not measured ([run] lossless_check is off)"
+    verdict = check.verdict(alpha)
+    if verdict == "not measured":
+        return f"{label} at {run.label}: not measured: {check.not_measured}"
+    if verdict == "not enough requests":
+        return (f"{label} at {run.label}: not enough requests: {check.n_pairs} pairs, the check needs at "
+                f"least {check.min_pairs} (raise num_prompts)")
+    low, high = check.mean_difference_ci or (float("nan"), float("nan"))
+    lines = [
+        f"{label} at {run.label}: not lossless at T={run.temperature:g}: spec outputs have mean "
+        f"log-likelihood {check.spec_mean_logprob:.2f} vs vanilla {check.vanilla_mean_logprob:.2f} per token "
+        f"(p = {check.p_value:.2g} < alpha {alpha:g}, {check.n_pairs} requests each, {check.distinct_samples} "
+        f"distinct pairs; difference {check.mean_difference:+.2f}, 95% interval {low:+.2f}..{high:+.2f})",
+        "  the speculative engine does not sample from the target's distribution: suspect its sampler or verifier, "
+        "not the draft",
+    ]
+    pairs = sorted(zip(run.spec.samples, run.vanilla.samples),
+                   key=lambda pair: (pair[0].target_logprob or 0.0) - (pair[1].target_logprob or 0.0))
+    for spec_sample, vanilla_sample in pairs[:3]:
+        lines.append(f"  spec:    {_snippet(spec_sample.output_text)}")
+        lines.append(f"  vanilla: {_snippet(vanilla_sample.output_text)}")
+    return "\n".join(lines)
+
+
+def _snippet(text: str, width: int = 100) -> str:
+    flat = " ".join(text.split())
+    return repr(flat if len(flat) <= width else flat[: width - 1] + "…")
+
+
+def per_position_table(run: RunResult) -> str:
+    """Acceptance at each draft position: where it falls off says which K to try."""
+    positions = run.per_position_acceptance
+    if not positions:
+        return ""
+    head = "  position:   " + " ".join(f"{i:>5d}" for i in range(len(positions)))
+    body = "  acceptance: " + " ".join(f"{p:>5.2f}" for p in positions)
+    speedup = "" if run.speedup is None else f", speedup {run.speedup:.2f}x"  # None at a paced request rate
+    summary = (
+        f"  acceptance rate {run.acceptance_rate:.3f}, mean acceptance length {run.mean_acceptance_length:.2f}{speedup}"
+        if run.acceptance_rate is not None and run.mean_acceptance_length is not None
+        else ""
+    )
+    return "\n".join(line for line in (head, body, summary) if line)
+
+
+def advice(run: RunResult) -> list[str]:
+    """The tuning rules of vLLM's speculation-metrics guide, applied to this run."""
+    tips = []
+    rate = run.acceptance_rate
+    k = run.num_speculative_tokens
+    cut = next((i for i, p in enumerate(run.per_position_acceptance) if p < 0.5), None)
+    if rate is not None and rate < 0.5:
+        tips.append(f"  advice: acceptance < 50%: lower num_speculative_tokens (now {k}) or try another method")
+    if cut is not None and cut < k:
+        tips.append(
+            f"  advice: per-position acceptance falls below 0.5 at position {cut}: "
+            f"num_speculative_tokens = {max(cut, 1)} would stop drafting tokens that are mostly rejected"
+        )
+    if rate is not None and rate > 0.8:
+        tips.append(f"  advice: acceptance > 80%: a larger num_speculative_tokens (now {k}) may gain more")
+    if run.temperature > 0:
+        tips.append(f"  note: sampling at T={run.temperature:g} lowers acceptance; compare with the T=0 run")
+    return tips

@@ -1,0 +1,60 @@
+"""The `--spec-report` JSON file: every run as the result model holds it, and the gates' verdicts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from ..results import BreakEven, ConfigResult, Environment, RunResult, Verdict
+from ..schema import SCHEMA_VERSION, Model, write_document
+
+
+class Report(Model):
+    """The `--spec-report` JSON: every run as the result model holds it, and what the gates made of it."""
+
+    schema_version: int = SCHEMA_VERSION
+    environment: Environment | dict = Field(default_factory=dict, description="the first config's; {} when none ran")
+    runs: list[dict[str, Any]] = Field(description="each run as dumped, per-request token ids left out, "
+                                       "with the lossless verdict (a method on the check, so not in the dump)")
+    engine_start_s: dict[str, dict[str, float]]
+    break_even: dict[str, list[BreakEven]]
+    gates: list[Verdict]
+    timing_s: dict[str, float] = Field(default_factory=dict)
+    failed_configs: dict[str, str] = Field(default_factory=dict)
+
+
+#: Per-request token ids belong in baselines, not reports; a verdict's message is the terminal's.
+REPORT_EXCLUDES = {"gates": {"__all__": {"message"}}}
+
+
+def build_report(
+    results: list[ConfigResult], verdicts: list[Verdict], timing: dict[str, float] | None = None,
+    failures: dict[str, str] | None = None,
+) -> Report:
+    return Report(
+        environment=next((r.environment for r in results), {}),
+        runs=[_run_dict(run) for result in results for run in result.runs],
+        engine_start_s={r.config_name: r.engine_start_s for r in results},
+        break_even={r.config_name: r.break_even for r in results},
+        gates=verdicts,
+        timing_s=timing or {},
+        failed_configs=failures or {},
+    )
+
+
+def _run_dict(run: RunResult) -> dict[str, Any]:
+    """The run as dumped (Python values: the report's one JSON policy applies when it is written)."""
+    without_ids = {"samples": {"__all__": {"output_token_ids"}}}
+    dumped = run.model_dump(exclude={"spec": without_ids, "vanilla": without_ids})
+    if run.lossless_check is not None:
+        dumped["lossless_check"]["verdict"] = run.lossless_check.verdict()
+    return dumped
+
+
+def write_json(
+    path: Path, results: list[ConfigResult], verdicts: list[Verdict], timing: dict[str, float] | None = None,
+    failures: dict[str, str] | None = None,
+) -> None:
+    write_document(path, build_report(results, verdicts, timing, failures), indent=2, exclude=REPORT_EXCLUDES)

@@ -1,0 +1,89 @@
+"""Everything measured for one config in a session, and the machine it was measured on."""
+
+from __future__ import annotations
+
+import operator
+
+from pydantic import Field, computed_field
+
+from ..schema import Model
+from .break_even import LOAD_AXES, BreakEven, break_even
+from .run import RunResult
+
+
+class Environment(Model):
+    """The software and device a config was measured on: runs from another machine are never compared."""
+
+    vllm: str | None = None
+    torch: str | None = None
+    cuda: str | None = Field(default=None, description="the CUDA version torch was built with (read without initialising CUDA)")
+    device: str | None = None
+    python: str | None = None
+
+
+class ConfigResult(Model):
+    """Everything measured for one config in a session: what the `spec_run` fixture yields."""
+
+    config: str
+    config_name: str
+    runs: list[RunResult]
+    environment: Environment = Environment()
+    engine_start_s: dict[str, float] = Field(default_factory=dict)
+    p99_regression_tolerance: float = Field(
+        default=0.05, ge=0, description="the config's [gates] p99_regression_tolerance (same default), for break_even"
+    )
+
+    @computed_field
+    @property
+    def break_even(self) -> list[BreakEven]:
+        """Per temperature and load axis: the load beyond which speculation should be switched off
+        (vLLM's `num_speculative_tokens_per_batch_size`, `disable_by_batch_size` in older builds)."""
+        points = []
+        for temperature in sorted({run.temperature for run in self.runs}):
+            for axis in LOAD_AXES:
+                at = [run for run in self.runs if run.temperature == temperature and run.valid]
+                levels = [(level, run) for run in at if (level := getattr(run, axis)) is not None]
+                sweep = sorted(levels, key=operator.itemgetter(0))
+                if len(sweep) >= 2:
+                    points.append(break_even(temperature, axis, sweep, self.p99_regression_tolerance))
+        return points
+
+    def select(
+        self, temperature: float | None = None, concurrency: int | None = None, request_rate: float | None = None
+    ) -> list[RunResult]:
+        """The runs at that temperature / load level (all of them where an argument is None)."""
+        return [
+            run
+            for run in self.runs
+            if (temperature is None or abs(run.temperature - temperature) < 1e-9)
+            and (concurrency is None or run.concurrency == concurrency)
+            and (request_rate is None or run.request_rate == request_rate)
+        ]
+
+    def run(self, temperature: float | None = None, **load: int | float | None) -> RunResult:
+        """The single run a figure is read from; the lowest temperature and load by default."""
+        chosen = self.select(temperature, **load)
+        if not chosen:
+            raise LookupError(f"{self.config_name}: no run at temperature={temperature} {load or ''}".strip())
+        return chosen[0]
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        return self.run().acceptance_rate
+
+    @property
+    def mean_acceptance_length(self) -> float | None:
+        return self.run().mean_acceptance_length
+
+    @property
+    def per_position_acceptance(self) -> list[float]:
+        return self.run().per_position_acceptance
+
+    @property
+    def speedup(self) -> float | None:
+        return self.run().speedup
+
+    @property
+    def outputs_match(self) -> float | None:
+        return self.run().outputs_match
+

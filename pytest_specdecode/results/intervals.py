@@ -1,0 +1,238 @@
+"""A run's 95% intervals: from the spread between measured windows where there are enough of them,
+else from the requests within them (a bootstrap that cannot see window-to-window noise).
+
+This is where the result model meets the pure maths of `uncertainty`: each function here picks the
+numbers a figure is computed from (window rates, per-request TPOTs, latency values per request) and
+hands them over. Each interval is of the figure exactly as `run.RunResult` reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import numpy as np
+
+from ..stats import Distribution
+from ..uncertainty import (
+    DEFAULT_RESAMPLING,
+    MIN_WINDOWS,
+    Interval,
+    LatencyGroups,
+    Resampling,
+    Statistic,
+    bootstrap_interval,
+    log_ratio_interval,
+)
+from .figures import EngineFigures, LatencyMetric, RequestSample
+
+
+def windows_resolve(spec: EngineFigures, vanilla: EngineFigures) -> bool:
+    """Whether the timed intervals rest on the spread between windows, the only spread that
+    covers a shared runner's window-to-window noise."""
+    return min(len(spec.windows), len(vanilla.windows)) >= MIN_WINDOWS
+
+
+def interval_basis(spec: EngineFigures, vanilla: EngineFigures, paired: bool) -> str:
+    """What the timed intervals (speedup, TPOT speedup, P99 regression) are computed from."""
+    n_spec, n_vanilla = len(spec.windows), len(vanilla.windows)
+    if windows_resolve(spec, vanilla) and paired:
+        return f"{n_spec} window pairs (t interval over per-pair log ratios)"
+    if windows_resolve(spec, vanilla):
+        return f"{n_spec} spec vs {n_vanilla} stored vanilla windows, unpaired (Welch interval on log values)"
+    return (
+        f"requests within {n_spec} spec / {n_vanilla} vanilla window(s): window-to-window noise not covered; "
+        f"confident verdicts need [run] repeats >= {MIN_WINDOWS}"
+    )
+
+
+def speedup_ci(spec: EngineFigures, vanilla: EngineFigures, paired: bool) -> list[float] | None:
+    """Spec tokens/s over vanilla tokens/s."""
+    return _bounds(_timed(spec, vanilla, paired, _window_rates, lambda: speedup_interval(spec, vanilla)))
+
+
+def tpot_speedup_ci(spec: EngineFigures, vanilla: EngineFigures, paired: bool) -> list[float] | None:
+    """Vanilla mean TPOT over spec mean TPOT: per window, vanilla's mean over spec's."""
+    per_window = partial(_per_window, metric="tpot", summary=_mean)
+    return _bounds(_timed(vanilla, spec, paired, per_window, lambda: tpot_speedup_interval(spec, vanilla)))
+
+
+def p99_regression_ci(
+    spec: EngineFigures, vanilla: EngineFigures, metric: LatencyMetric, paired: bool
+) -> list[float] | None:
+    """Spec P99 / vanilla P99 - 1; per window, each window's own P99."""
+    if windows_resolve(spec, vanilla):
+        found = log_ratio_interval(_per_window(spec, metric, _p99), _per_window(vanilla, metric, _p99), paired)
+        return None if found is None else [found.low - 1.0, found.high - 1.0]
+    return _bounds(p99_regression_interval(spec, vanilla, metric))
+
+
+def acceptance_rate_ci(point: float | None, spec: EngineFigures) -> list[float] | None:
+    """Counters are not timed, so requests are the unit. Clipped to [0, 1], which a rate cannot
+    leave (a few requests can spread a bootstrap past it)."""
+    found = _bounds(acceptance_interval(point, spec))
+    return None if found is None else [max(0.0, found[0]), min(1.0, found[1])]
+
+
+def _timed(
+    top: EngineFigures, bottom: EngineFigures, paired: bool, per_window: Callable[[EngineFigures], list[float]],
+    requests: Callable[[], Interval | None],
+) -> Interval | None:
+    """The shape every timed ratio's interval shares: top / bottom over window pairs when there are
+    enough windows, else the request bootstrap (only then computed: it costs a bootstrap)."""
+    if windows_resolve(top, bottom):
+        return log_ratio_interval(per_window(top), per_window(bottom), paired)
+    return requests()
+
+
+def speedup_interval(
+    spec: EngineFigures, vanilla: EngineFigures, resampling: Resampling = DEFAULT_RESAMPLING
+) -> Interval | None:
+    """Throughput speedup, spec tokens/s over vanilla tokens/s, as a ratio estimator per side.
+
+    A batch's duration belongs to no single request, so a resample cannot just add up request
+    times. Each request is charged a share of its side's window in proportion to its own e2e time;
+    a side's throughput on a resample is then sum(tokens) / sum(charged time). On the measured
+    requests the charges add up to `duration_s` exactly, so the statistic is `RunResult.speedup`.
+    Equivalently it is the per-request rate sum(tokens) / sum(e2e) times the side's measured mean
+    concurrency sum(e2e) / duration_s, held fixed: the spread comes from which requests were fast
+    or slow per token, which is the spread between reruns of one workload. Scaling resampled token
+    totals by a fixed duration instead would vary only with token counts, and give a zero-width
+    interval whenever every request runs to max_tokens.
+    """
+    statistic = _speedup_statistic(spec, vanilla)
+    if statistic is None:
+        return None
+    return bootstrap_interval([_repeats(spec.samples), _repeats(vanilla.samples)], statistic, resampling)
+
+
+def tpot_speedup_interval(
+    spec: EngineFigures, vanilla: EngineFigures, resampling: Resampling = DEFAULT_RESAMPLING
+) -> Interval | None:
+    """Vanilla mean TPOT over spec mean TPOT, as `RunResult.tpot_speedup` reads it."""
+    spec_tpot, spec_repeats = _per_request(spec.samples, lambda s: s.tpot_s)
+    vanilla_tpot, vanilla_repeats = _per_request(vanilla.samples, lambda s: s.tpot_s)
+    if not spec_tpot or not vanilla_tpot:
+        return None
+    spec_values, vanilla_values = np.array(spec_tpot), np.array(vanilla_tpot)
+
+    def statistic(spec_idx: np.ndarray, vanilla_idx: np.ndarray) -> np.ndarray:
+        return vanilla_values[vanilla_idx].mean(axis=-1) / spec_values[spec_idx].mean(axis=-1)
+
+    return bootstrap_interval([spec_repeats, vanilla_repeats], statistic, resampling)
+
+
+def p99_regression_interval(
+    spec: EngineFigures, vanilla: EngineFigures, metric: LatencyMetric, resampling: Resampling = DEFAULT_RESAMPLING
+) -> Interval | None:
+    """Spec P99 / vanilla P99 - 1 for one latency metric, as `RunResult.p99_regression` reads it.
+
+    For ITL the unit resampled is still the request, carrying all its gaps: gaps of one request
+    share its prompt and batch, so resampling gaps one by one would understate the spread.
+    """
+    spec_units, spec_repeats = _latency_groups(spec.samples, metric)
+    vanilla_units, vanilla_repeats = _latency_groups(vanilla.samples, metric)
+
+    def statistic(spec_idx: np.ndarray, vanilla_idx: np.ndarray) -> np.ndarray:
+        return spec_units.p99(spec_idx) / vanilla_units.p99(vanilla_idx) - 1.0
+
+    return bootstrap_interval([spec_repeats, vanilla_repeats], statistic, resampling)
+
+
+def acceptance_interval(
+    point: float | None, spec: EngineFigures, resampling: Resampling = DEFAULT_RESAMPLING
+) -> Interval | None:
+    """The spread of vLLM's counter-based acceptance rate `point`, from how it varies across requests.
+
+    Per request we only see tokens per step (streamed chunks), not how many tokens were drafted:
+    methods such as n-gram propose nothing on some steps, so chunk sizes alone would understate
+    acceptance. The interval therefore resamples requests for the *relative* change of accepted
+    tokens per step (a ratio of sums, every step weighed alike) and scales the counter-based point
+    estimate by it: centred on `RunResult.acceptance_rate`, as wide as the requests disagree.
+    """
+    stepped = [s for s in spec.samples if len(s.chunk_tokens) > 1]
+    if point is None or not stepped:
+        return None
+    accepted = np.array([sum(s.chunk_tokens[1:]) - len(s.chunk_tokens[1:]) for s in stepped], dtype=float)
+    steps = np.array([len(s.chunk_tokens[1:]) for s in stepped], dtype=float)
+    overall = accepted.sum() / steps.sum()
+    if overall == 0:
+        return None
+
+    def statistic(idx: np.ndarray) -> np.ndarray:
+        return point * (accepted[idx].sum(axis=-1) / steps[idx].sum(axis=-1)) / overall
+
+    return bootstrap_interval([_repeats(stepped)], statistic, resampling)
+
+
+def _speedup_statistic(spec: EngineFigures, vanilla: EngineFigures) -> Statistic | None:
+    """spec_idx, vanilla_idx -> speedup; on every request of both sides it equals `RunResult.speedup`."""
+    sides = [_charged_time(spec), _charged_time(vanilla)]
+    if sides[0] is None or sides[1] is None or not vanilla.output_tokens:
+        return None
+    (spec_tokens, spec_time), (vanilla_tokens, vanilla_time) = sides
+
+    def statistic(spec_idx: np.ndarray, vanilla_idx: np.ndarray) -> np.ndarray:
+        spec_rate = spec_tokens[spec_idx].sum(axis=-1) / spec_time[spec_idx].sum(axis=-1)
+        vanilla_rate = vanilla_tokens[vanilla_idx].sum(axis=-1) / vanilla_time[vanilla_idx].sum(axis=-1)
+        return spec_rate / vanilla_rate
+
+    return statistic
+
+
+def _charged_time(figures: EngineFigures) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per request: output tokens, and its share of the window in proportion to its e2e time."""
+    e2e = np.array([s.e2e_s for s in figures.samples], dtype=float)
+    if figures.duration_s <= 0 or e2e.size == 0 or e2e.sum() <= 0:
+        return None
+    tokens = np.array([s.output_tokens for s in figures.samples], dtype=float)
+    return tokens, e2e * (figures.duration_s / e2e.sum())
+
+
+def _per_request(
+    samples: Sequence[RequestSample], value: Callable[[RequestSample], float | None]
+) -> tuple[list[float], list[int]]:
+    """The requests that have the value: their values and their repeats."""
+    kept = [(v, s.repeat) for s in samples if (v := value(s)) is not None]
+    return [v for v, _ in kept], [r for _, r in kept]
+
+
+def _latency_groups(samples: Sequence[RequestSample], metric: LatencyMetric) -> tuple[LatencyGroups, list[int]]:
+    """Per request with at least one value of the metric: its values (several for ITL) and repeat."""
+    if metric == "itl":
+        kept = [s for s in samples if s.itl_s]
+        return LatencyGroups([s.itl_s for s in kept]), _repeats(kept)
+    values, repeats = _per_request(samples, lambda s: getattr(s, f"{metric}_s"))
+    return LatencyGroups([[v] for v in values]), repeats
+
+
+def _repeats(samples: Sequence[RequestSample]) -> list[int]:
+    return [s.repeat for s in samples]
+
+
+def _window_rates(figures: EngineFigures) -> list[float]:
+    return [w.output_tokens / w.duration_s for w in figures.windows if w.duration_s > 0]
+
+
+def _per_window(
+    figures: EngineFigures, metric: LatencyMetric, summary: Callable[[list[float]], float | None]
+) -> list[float]:
+    """One summary (mean, P99) of a latency metric per window; a window is a repeat's requests."""
+    values: dict[int, list[float]] = {}
+    for sample in figures.samples:
+        found = sample.itl_s if metric == "itl" else [getattr(sample, f"{metric}_s")]
+        values.setdefault(sample.repeat, []).extend(v for v in found if v is not None)
+    summaries = [summary(values[repeat]) for repeat in sorted(values)]
+    return [value for value in summaries if value is not None]
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _p99(values: list[float]) -> float | None:
+    return Distribution.of(values).p99
+
+
+def _bounds(interval: Interval | None) -> list[float] | None:
+    return None if interval is None else [interval.low, interval.high]

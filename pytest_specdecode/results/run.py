@@ -1,0 +1,289 @@
+"""One config at one temperature and load level: the speculative side against vanilla.
+
+Every comparison figure (acceptance, speedups, P99 regressions, their intervals) is derived here and
+read by every report and gate; none is computed anywhere else.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cached_property
+from typing import Any, Literal
+
+from pydantic import Field, computed_field
+
+from ..schema import Model
+from ..stats import Distribution, ratio
+from . import intervals
+from .figures import LATENCY_METRICS, EngineFigures, SpecCounters
+
+SpeedupMetric = Literal["throughput", "tpot"]
+
+
+class Condition(Model, frozen=True):
+    """What one run was measured under: a temperature and, in server mode, one load level. Reports
+    and verdicts match runs by it, never by a label string."""
+
+    temperature: float
+    concurrency: int | None = None
+    request_rate: float | None = None
+
+    @property
+    def label(self) -> str:
+        load = ""
+        if self.concurrency is not None:
+            load = f" c={self.concurrency}"
+        elif self.request_rate is not None:
+            load = f" rate={self.request_rate:g}"
+        return f"T={self.temperature:g}{load}"
+
+
+class RunWarning(Model):
+    """A named reason to read a run's figures with care; the figures stay, the reader is told."""
+
+    code: str
+    message: str
+
+
+class LosslessCheck(Model):
+    """Sampled runs (T>0): are the speculative outputs drawn from vanilla's distribution?
+
+    Each request's output, on both sides, is scored by the target model (mean log-probability per
+    token); request i of both sides shares prompt and seed, so the pairs' differences are compared
+    with a paired t-test (see docs/reading-the-numbers.md).
+    """
+
+    statistic: str = "paired t-test, per-request mean target log-probability per token"
+    n_pairs: int
+    distinct_samples: int = Field(description="distinct (spec, vanilla) output pairs among the pairs")
+    spec_mean_logprob: float | None = None
+    vanilla_mean_logprob: float | None = None
+    mean_difference: float | None = Field(default=None, description="spec - vanilla, per token, averaged over pairs")
+    mean_difference_ci: list[float] | None = Field(default=None, description="95% interval of mean_difference")
+    p_value: float | None = None
+    min_pairs: int = Field(description="pairs needed before any p-value can fall below alpha")
+    alpha: float = 0.01
+    not_measured: str | None = Field(default=None, description="why there is no verdict, when there is none")
+
+    def verdict(self, alpha: float | None = None) -> str:
+        """`lossless`, `not lossless`, `not enough requests` or `not measured` at false-alarm rate alpha."""
+        alpha = self.alpha if alpha is None else alpha
+        if self.not_measured is not None:
+            return "not measured"
+        if self.p_value is None or self.n_pairs < self.min_pairs:
+            return "not enough requests"
+        return "not lossless" if self.p_value < alpha else "lossless"
+
+
+class BaselineInfo(Model):
+    """Where a run's vanilla figures came from: measured in this session, or a stored baseline."""
+
+    source: Literal["measured", "cached"]
+    fingerprint: str
+    age_s: float
+
+
+#: RunResult's intervals, computed once per object: a bootstrap of ITL P99s takes half a second.
+CACHED_INTERVALS = ("speedup_ci", "tpot_speedup_ci", "p99_regression_ci", "acceptance_rate_ci")
+
+
+class RunResult(Model):
+    """One config at one temperature (and, in server mode, one load level): spec vs vanilla."""
+
+    config: str
+    config_name: str
+    mode: Literal["offline", "server"] = "offline"
+    model: str
+    method: str
+    num_speculative_tokens: int
+    workload: str
+    temperature: float
+    concurrency: int | None = None
+    request_rate: float | None = None
+    counters: SpecCounters
+    spec: EngineFigures
+    vanilla: EngineFigures
+    outputs_match: float | None = Field(
+        default=None, description="greedy runs only: share of requests whose tokens equal vanilla's"
+    )
+    invalid_reason: str | None = None
+    baseline: BaselineInfo | None = None
+    warnings: list[RunWarning] = Field(default_factory=list)
+    speedup_basis: str | None = Field(default=None, description="what the throughput speedup compares")
+    lossless_check: LosslessCheck | None = Field(default=None, description="sampled runs only")
+    engine_args: dict[str, Any] = Field(default_factory=dict, description="what both engines were started with")
+    speculative_config: dict[str, Any] = Field(default_factory=dict)
+
+    @computed_field
+    @property
+    def valid(self) -> bool:
+        return self.invalid_reason is None
+
+    @computed_field
+    @property
+    def num_drafts(self) -> int:
+        return self.counters.num_drafts
+
+    @computed_field
+    @property
+    def num_draft_tokens(self) -> int:
+        return self.counters.num_draft_tokens
+
+    @computed_field
+    @property
+    def num_accepted_tokens(self) -> int:
+        return self.counters.num_accepted_tokens
+
+    @computed_field
+    @property
+    def acceptance_rate(self) -> float | None:
+        return ratio(self.counters.num_accepted_tokens, self.counters.num_draft_tokens)
+
+    @computed_field
+    @property
+    def mean_acceptance_length(self) -> float | None:
+        accepted_per_draft = ratio(self.counters.num_accepted_tokens, self.counters.num_drafts)
+        return None if accepted_per_draft is None else 1.0 + accepted_per_draft
+
+    @computed_field
+    @property
+    def per_position_acceptance(self) -> list[float]:
+        if not self.counters.num_drafts:
+            return []
+        return [accepted / self.counters.num_drafts for accepted in self.counters.accepted_per_position]
+
+    @computed_field
+    @property
+    def per_request_acceptance_length(self) -> Distribution:
+        return Distribution.of([s.acceptance_length for s in self.spec.samples if s.acceptance_length is not None])
+
+    def per_request_acceptance_values(self) -> list[float]:
+        """Each request's acceptance rate, (acceptance length - 1) / K: the spread behind the mean.
+
+        Not clipped at 1: a value above 1 means stream chunks merged engine steps, and is counted
+        in `per_request_acceptance_over_one` rather than hidden.
+        """
+        k = self.num_speculative_tokens
+        return [(s.acceptance_length - 1) / k for s in self.spec.samples if s.acceptance_length is not None]
+
+    @computed_field
+    @property
+    def per_request_acceptance(self) -> Distribution:
+        return Distribution.of(self.per_request_acceptance_values())
+
+    @computed_field
+    @property
+    def per_request_acceptance_k(self) -> int:
+        """The K that per-request acceptance divides by, so a reader can check a value against it."""
+        return self.num_speculative_tokens
+
+    @computed_field
+    @property
+    def per_request_acceptance_over_one(self) -> int:
+        """Requests whose per-request acceptance exceeds 1: more tokens per chunk than K + 1, which
+        only merged stream chunks (several engine steps in one) can give."""
+        return sum(value > 1 for value in self.per_request_acceptance_values())
+
+    @computed_field
+    @property
+    def speedup(self) -> float | None:
+        """Throughput speedup; None at a finite request rate. A paced window lasts from the first
+        arrival to the last response, set by the arrivals whichever engine serves them, so twice as
+        fast decoding reads about 1.1x there: `tpot_speedup` is the figure for those levels."""
+        if self.request_rate is not None and math.isfinite(self.request_rate):
+            return None
+        return ratio(self.spec.tokens_per_s, self.vanilla.tokens_per_s)
+
+    @computed_field
+    @property
+    def tpot_speedup(self) -> float | None:
+        return ratio(self.vanilla.tpot_ms.mean, self.spec.tpot_ms.mean)
+
+    def speedup_of(self, metric: SpeedupMetric) -> float | None:
+        """`speedup` or `tpot_speedup`, by the name gates and break-even use."""
+        return self.speedup if metric == "throughput" else self.tpot_speedup
+
+    def speedup_ci_of(self, metric: SpeedupMetric) -> list[float] | None:
+        """`speedup_ci` or `tpot_speedup_ci`, by the same names."""
+        return self.speedup_ci if metric == "throughput" else self.tpot_speedup_ci
+
+    @computed_field
+    @property
+    def p99_regression(self) -> dict[str, float | None]:
+        """Per latency metric: spec P99 / vanilla P99 - 1 (0.18 means 18% slower at the tail)."""
+        regressions = {}
+        for metric in LATENCY_METRICS:
+            spec_p99 = self.spec.latency(metric).p99
+            vanilla_p99 = self.vanilla.latency(metric).p99
+            change = ratio(spec_p99, vanilla_p99)
+            regressions[metric] = None if change is None else change - 1.0
+        return regressions
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> RunResult:
+        """A copy whose intervals are computed afresh: they are cached, and an update may change their data."""
+        copied = super().model_copy(update=update, deep=deep)
+        for name in CACHED_INTERVALS:
+            copied.__dict__.pop(name, None)
+        return copied
+
+    @property
+    def _paired(self) -> bool:
+        """Vanilla windows measured in this session, one per spec window: pair r is spec r with vanilla r."""
+        return (self.baseline is None or self.baseline.source == "measured") and len(self.spec.windows) == len(
+            self.vanilla.windows
+        )
+
+    @computed_field
+    @property
+    def windows_resolve(self) -> bool:
+        """Whether the timed intervals rest on the spread between windows, the only spread that
+        covers a shared runner's window-to-window noise; confident timed verdicts need it."""
+        return intervals.windows_resolve(self.spec, self.vanilla)
+
+    @computed_field
+    @property
+    def interval_basis(self) -> str:
+        """What the timed intervals (speedup, TPOT speedup, P99 regression) are computed from."""
+        return intervals.interval_basis(self.spec, self.vanilla, self._paired)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @cached_property
+    def speedup_ci(self) -> list[float] | None:
+        """95% interval of `speedup`; none at a paced request rate, where there is no speedup."""
+        return None if self.speedup is None else intervals.speedup_ci(self.spec, self.vanilla, self._paired)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @cached_property
+    def tpot_speedup_ci(self) -> list[float] | None:
+        """95% interval of `tpot_speedup` (vanilla TPOT over spec TPOT)."""
+        return None if self.tpot_speedup is None else intervals.tpot_speedup_ci(self.spec, self.vanilla, self._paired)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @cached_property
+    def p99_regression_ci(self) -> dict[str, list[float] | None]:
+        """Per latency metric, the 95% interval of `p99_regression`."""
+        return {
+            metric: None if self.p99_regression[metric] is None
+            else intervals.p99_regression_ci(self.spec, self.vanilla, metric, self._paired)
+            for metric in LATENCY_METRICS
+        }
+
+    @computed_field  # type: ignore[prop-decorator]
+    @cached_property
+    def acceptance_rate_ci(self) -> list[float] | None:
+        """95% interval of `acceptance_rate`, from how it varies across requests."""
+        return intervals.acceptance_rate_ci(self.acceptance_rate, self.spec)
+
+    @computed_field
+    @property
+    def kv_cache_ratio(self) -> float | None:
+        """Spec engine's KV-cache capacity over vanilla's: below 1 when a draft's weights eat it."""
+        return ratio(self.spec.kv_cache_tokens, self.vanilla.kv_cache_tokens)
+
+    @property
+    def condition(self) -> Condition:
+        return Condition(temperature=self.temperature, concurrency=self.concurrency, request_rate=self.request_rate)
+
+    @property
+    def label(self) -> str:
+        return f"{self.config_name} {self.condition.label}"

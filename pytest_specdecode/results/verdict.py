@@ -1,0 +1,44 @@
+"""A gate's judgement of one run: what the report, JUnit properties and xdist's controller carry."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from ..schema import Model
+from .run import Condition
+
+
+class Verdict(Model, frozen=True):
+    """One gate on one run. `run` is the run's label, for people; `config_name` and `condition` say
+    which run it is, for code (a config-level verdict, such as a comparison with a saved run, has
+    no condition)."""
+
+    test: str
+    gate: str
+    run: str
+    threshold: float
+    measured: float | None
+    passed: bool
+    message: str = Field(default="", description="why it missed; kept out of the JSON report, which has the figures")
+    outcome: Literal["pass", "fail", "inconclusive"] = Field(
+        default="pass", description="inconclusive: a confident verdict whose interval straddles the threshold"
+    )
+    interval: tuple[float, float] | None = None
+    interval_basis: str | None = Field(default=None, description="confident verdicts: what decided them")
+    config_name: str | None = None
+    condition: Condition | None = None
+
+    def __init__(self, *args: Any, **fields: Any) -> None:
+        """Positional arguments in field order too, as the frozen dataclass this model replaced took
+        them: the plugin's comparison verdict is still built that way."""
+        super().__init__(**dict(zip(type(self).model_fields, args)), **fields)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON values, as xdist carries a verdict from a worker; `Verdict(**...)` reads it back."""
+        return self.model_dump(mode="json")
+
+    def of(self, config_name: str, condition: Condition) -> bool:
+        """Whether this verdict judged the run of that config under that condition."""
+        return self.config_name == config_name and self.condition == condition

@@ -66,7 +66,7 @@ def untrained_head(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     head = Eagle3DraftModel.from_training_args(
         layer, t2d=t2d, d2t=d2t, verifier_name_or_path=target, draft_vocab_size=4096,
-        norm_before_residual=True, ttt_steps=2, draft_attn_impl="eager",
+        norm_before_residual=True, ttt_steps=2, draft_attn_impl="eager", target_layer_ids=[2, 15, 27],
     )
     folder = tmp_path_factory.mktemp("eagle3-head")
     head.to(torch.bfloat16).save_pretrained(folder)

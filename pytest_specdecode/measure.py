@@ -29,6 +29,19 @@ from .workload import WARMUP_PROMPT, Prompt, check_lengths, load_prompts, local_
 Progress = Callable[[str], None]
 
 
+class MeasurementInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM in the middle of a config, carrying the conditions it had finished.
+
+    A KeyboardInterrupt still (the session must stop), so code that does not know it sees an
+    interrupt; the session keeps `partial` so the report shows what was measured before it.
+    """
+
+    def __init__(self, partial: ConfigResult, total: int) -> None:
+        super().__init__(f"interrupted after {len(partial.runs)} of {total} conditions")
+        self.partial = partial
+        self.total = total
+
+
 @dataclass(frozen=True)
 class Endpoints:
     """Already running servers to measure instead of starting engines (`--spec-endpoint`)."""
@@ -111,13 +124,35 @@ class Measurer:
         to_measure = {cell for cell in conditions if cell not in vanilla}
         windows: dict[tuple[str, Cell], list[tuple[EngineFigures, EngineCounters]]] = {}
         plan = plan_windows(conditions, config.run.repeats, self.pool.max_live >= 2, to_measure)
-        for step in plan:
-            side = spec_side if step.role == "spec" else vanilla_side
-            assert side is not None
-            windows.setdefault((step.role, step.cell), []).append(
-                self._measure_side(side, config, rendered, step.cell, step.repeat)
-            )
-        for cell in to_measure:
+        try:
+            for step in plan:
+                side = spec_side if step.role == "spec" else vanilla_side
+                assert side is not None
+                windows.setdefault((step.role, step.cell), []).append(
+                    self._measure_side(side, config, rendered, step.cell, step.repeat)
+                )
+        except KeyboardInterrupt as interrupt:
+            planned = {(step.role, step.cell) for step in plan}
+            counts = {key: sum(1 for step in plan if (step.role, step.cell) == key) for key in planned}
+            finished = [
+                cell for cell in conditions
+                if all(len(windows.get(key, [])) == counts[key] for key in planned if key[1] == cell)
+            ]
+            # no lossless scoring here: it needs the engines the interrupt is stopping
+            partial = self._assemble(config, finished, windows, to_measure, vanilla, baseline_of, fingerprints,
+                                     spec_side, vanilla_side, rendered, starts_before, lossless=False)
+            raise MeasurementInterrupted(partial, len(conditions)) from interrupt
+        return self._assemble(config, conditions, windows, to_measure, vanilla, baseline_of, fingerprints,
+                              spec_side, vanilla_side, rendered, starts_before, lossless=True)
+
+    def _assemble(
+        self, config: SpecConfig, conditions: list[Cell], windows: dict, to_measure: set[Cell],
+        vanilla: dict[Cell, EngineFigures], baseline_of: dict[Cell, BaselineInfo], fingerprints: dict,
+        spec_side: EngineSpec, vanilla_side: EngineSpec | None, rendered: _Rendered, starts_before: int,
+        lossless: bool,
+    ) -> ConfigResult:
+        """The measured windows of `conditions` combined into runs, each judged and remembered."""
+        for cell in to_measure & set(conditions):
             vanilla[cell] = _combine([figures for figures, _ in windows[("vanilla", cell)]])
             baseline_of[cell] = BaselineInfo(source="measured", fingerprint=fingerprints[cell], age_s=0.0)
         runs = []
@@ -127,7 +162,10 @@ class Measurer:
             counters = sum((c.spec for _, c in spec_windows), SpecCounters())
             check = None
             if cell.sampling.temperature > 0 and config.run.lossless_check:
-                spec, vanilla[cell], check = self._lossless(config, vanilla_side, rendered, spec, vanilla[cell])
+                if lossless:
+                    spec, vanilla[cell], check = self._lossless(config, vanilla_side, rendered, spec, vanilla[cell])
+                else:
+                    check = not_measured("the session was interrupted before the outputs were scored")
             meta = {"config": str(config.path), "cell": cell.label}
             not_stored = self.vanilla.remember(fingerprints[cell], vanilla[cell], cell in to_measure, meta)
             run = self._run_result(config, cell, counters, spec, vanilla[cell], baseline_of[cell], spec_side, check)

@@ -23,7 +23,7 @@ from .device_lock import device_key, device_lock
 from .engines.base import Engine, EngineSpec, EngineStartError
 from .engines.pool import DEFAULT_FACTORIES, EngineFactory, EnginePool
 from .history import Comparison, HistoryStore, compare_runs
-from .measure import Measurer, Progress, engine_specs
+from .measure import MeasurementInterrupted, Measurer, Progress, engine_specs
 from .options import DEFAULT_BASELINE_DIR, Options
 from .results import ConfigResult, EngineFigures, Verdict
 from .vanilla import BaselineCache
@@ -229,7 +229,13 @@ class SpecSession:
             except (EngineStartError, ConfigError, BaselineError) as exc:
                 self.errors[key] = str(exc)
                 raise
-            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the report says which config it cut short
+            except MeasurementInterrupted as interrupt:  # Ctrl-C or SIGTERM: keep what was finished
+                self.errors[key] = "interrupted before its measurement finished"
+                if interrupt.partial.runs:
+                    self.results[key] = interrupt.partial
+                    self.errors[key] += f": the report keeps the {len(interrupt.partial.runs)} of {interrupt.total} conditions it had measured"
+                raise
+            except KeyboardInterrupt:  # an interrupt before any window: the report says which config it cut short
                 self.errors[key] = "interrupted before its measurement finished"
                 raise
         return self.results[key]

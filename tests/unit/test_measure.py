@@ -7,7 +7,7 @@ import pytest
 from pytest_specdecode.config import parse_config
 from pytest_specdecode.engines.base import EngineStartError
 from pytest_specdecode.engines.pool import EnginePool
-from pytest_specdecode.measure import Measurer
+from pytest_specdecode.measure import MeasurementInterrupted, Measurer
 
 from .fakes import FakeFactory
 
@@ -114,3 +114,26 @@ def test_server_mode_measures_every_load_level():
     assert [(r.concurrency, r.request_rate) for r in result.runs] == [(1, None), (4, None), (None, 2.0)]
     assert [r.label for r in result.runs] == ["ngram T=0 c=1", "ngram T=0 c=4", "ngram T=0 rate=2"]
     assert all(r.mode == "server" for r in result.runs)
+
+
+def test_an_interrupt_keeps_the_conditions_whose_windows_had_all_finished():
+    factory = FakeFactory()
+
+    def interrupted_at_the_sampled_condition(spec):
+        engine = factory(spec)
+        generate = engine.generate
+
+        def generate_until_sampled(prompts, sampling, load=None):
+            if sampling.temperature > 0 and sampling.max_tokens == 8:  # the warmup runs at T=0
+                raise KeyboardInterrupt
+            return generate(prompts, sampling, load)
+
+        engine.generate = generate_until_sampled
+        return engine
+
+    measurer = Measurer(EnginePool({"offline": interrupted_at_the_sampled_condition}, max_live=2))
+    with pytest.raises(MeasurementInterrupted) as caught:
+        measurer.measure(make_config())
+    assert isinstance(caught.value, KeyboardInterrupt) and caught.value.total == 2
+    (greedy,) = caught.value.partial.runs
+    assert greedy.temperature == 0.0 and greedy.num_drafts == 12 and greedy.outputs_match == 1.0

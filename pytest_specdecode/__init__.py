@@ -22,6 +22,7 @@ _EXPORTS = {
     "ConfigResult": "results",
     "RunResult": "results",
     "Verdict": "results",
+    "Sampling": "engines.base",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

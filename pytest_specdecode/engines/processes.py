@@ -10,12 +10,18 @@ is never signalled.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import psutil
+
+from .. import interrupts
 
 
 class Children:
@@ -90,16 +96,52 @@ def descendants() -> set[psutil.Process]:
 
 @contextmanager
 def started_within() -> Iterator[Children]:
-    """The processes started while the block runs (an in-process engine's core and workers); stopped
-    at once if the block raises, Ctrl-C included, so a half-started engine leaves nothing behind."""
+    """The processes started while the block runs (an in-process engine's core and workers).
+
+    Stopped at once if the block raises, Ctrl-C included, so a half-started engine leaves nothing
+    behind. A Ctrl-C or SIGTERM during the block stops them from the signal handler itself: vLLM's
+    `LLM()` waits for its engine core without looking at the interrupt (it went on, or waited out
+    a 600 s handshake when the core got the Ctrl-C too), and notices a core that exited at once.
+    The interrupt is raised again when the block ends, whatever the library did with it.
+    """
     before = descendants()
     children = Children()
+    interrupted: list[int] = []
+
+    def stop_then_interrupt(signum: int, frame: FrameType | None) -> None:
+        if not interrupted:
+            interrupted.append(signum)
+            Children(descendants() - before).stop()
+        previous[signum](signum, frame)
+
+    previous = _intercept(stop_then_interrupt)
     try:
         yield children
     except BaseException:
         Children(descendants() - before).stop()
-        raise
+        if not interrupted:
+            raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     children.adopt(descendants() - before)
+    if interrupted:  # the library caught the interrupt, or failed because its core was stopped
+        children.stop()
+        previous[interrupted[0]](interrupted[0], None)
+
+
+def _intercept(handler: Callable[[int, FrameType | None], None]) -> dict[int, Callable[[int, FrameType | None], Any]]:
+    """`handler` for SIGINT and SIGTERM where they raise an interrupt now (Ctrl-C's KeyboardInterrupt,
+    the plugin's SIGTERM); their handlers, to restore. Signals can only be handled in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        current = signal.getsignal(signum)
+        if interrupts.raises_interrupt(current):
+            previous[signum] = current
+            signal.signal(signum, handler)
+    return previous
 
 
 def spawn(command: Sequence[str], log_path: Path, env: Mapping[str, str]) -> tuple[psutil.Popen, Children]:

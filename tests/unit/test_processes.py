@@ -1,3 +1,5 @@
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -55,3 +57,32 @@ def test_a_spawned_process_that_ignores_sigterm_is_killed_with_what_it_started(t
     assert time.monotonic() - began < 10
     assert _gone(process) and _gone(grandchild)
     assert children.alive() == []
+
+
+def test_ctrl_c_a_library_swallows_while_it_starts_still_stops_its_processes_and_interrupts():
+    """vLLM's LLM() went on after a Ctrl-C (the session exited 0), or, when its engine core got the
+    Ctrl-C too, waited out a 600 s handshake; the handler stops the children, so the wait ends."""
+    began = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        with started_within():
+            child = subprocess.Popen(SLEEPER)
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(30)
+            except KeyboardInterrupt:
+                pass  # what the library does with it
+            child.wait(60)  # a library waiting on its child notices at once that it exited
+    assert time.monotonic() - began < 15
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_sigterm_handler_that_is_not_ours_is_left_alone():
+    def theirs(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, theirs)
+    try:
+        with started_within():
+            assert signal.getsignal(signal.SIGTERM) is theirs
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -59,9 +59,11 @@ def test_a_spawned_process_that_ignores_sigterm_is_killed_with_what_it_started(t
     assert children.alive() == []
 
 
-def test_ctrl_c_a_library_swallows_while_it_starts_still_stops_its_processes_and_interrupts():
+@pytest.mark.parametrize("then", ["returns", "fails"])
+def test_ctrl_c_a_library_swallows_while_it_starts_still_stops_its_processes_and_interrupts(then):
     """vLLM's LLM() went on after a Ctrl-C (the session exited 0), or, when its engine core got the
-    Ctrl-C too, waited out a 600 s handshake; the handler stops the children, so the wait ends."""
+    Ctrl-C too, waited out a 600 s handshake; the handler stops the children, so the wait ends, and
+    the block ends in the interrupt whether the library then returns or fails."""
     began = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         with started_within():
@@ -72,6 +74,8 @@ def test_ctrl_c_a_library_swallows_while_it_starts_still_stops_its_processes_and
             except KeyboardInterrupt:
                 pass  # what the library does with it
             child.wait(60)  # a library waiting on its child notices at once that it exited
+            if then == "fails":
+                raise RuntimeError("Engine core initialization failed. See root cause above.")
     assert time.monotonic() - began < 15
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 

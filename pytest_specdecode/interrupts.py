@@ -23,12 +23,6 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     raise Terminated(f"received {signal.Signals(signum).name}: stopping engines and writing reports")
 
 
-def raises_interrupt(handler: Any) -> bool:
-    """Whether a signal handler ends the session as Ctrl-C does: code that must stop child
-    processes first (an engine that is starting) may wrap it."""
-    return handler is signal.default_int_handler or handler is _raise_terminated
-
-
 def install() -> Any:
     """Turn SIGTERM into `Terminated` unless someone else already handles it; returns what to restore."""
     if threading.current_thread() is not threading.main_thread():

@@ -16,7 +16,7 @@ from ..load import LoadLevel
 from ..results import RequestSample
 from .base import EngineSpec, EngineStartError, Generated, Sampling, mean_logprob
 from .metrics import EngineCounters, collectors_text, parse_counters, vllm_collectors
-from .processes import started_within
+from .processes import start_in_thread
 
 
 class OfflineEngine:
@@ -33,8 +33,7 @@ class OfflineEngine:
         if spec.speculative_config:
             args["speculative_config"] = dict(spec.speculative_config)
         try:
-            with started_within() as self._processes:
-                self._llm = LLM(model=spec.model, disable_log_stats=False, **args)
+            self._llm, self._processes = start_in_thread(lambda: LLM(model=spec.model, disable_log_stats=False, **args))
         except Exception as exc:  # vLLM raises many types; all mean "this engine did not start"
             gc.collect()
             raise EngineStartError(f"{type(exc).__name__}: {exc}".splitlines()[0][:500]) from exc

@@ -10,18 +10,15 @@ is never signalled.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from types import FrameType
-from typing import Any
+from typing import TypeVar
 
 import psutil
 
-from .. import interrupts
+T = TypeVar("T")
 
 
 class Children:
@@ -94,54 +91,42 @@ def descendants() -> set[psutil.Process]:
     return set(psutil.Process().children(recursive=True))
 
 
-@contextmanager
-def started_within() -> Iterator[Children]:
-    """The processes started while the block runs (an in-process engine's core and workers).
+def start_in_thread(construct: Callable[[], T]) -> tuple[T, Children]:
+    """`construct()` (an in-process `vllm.LLM`) and the processes it started (engine core, workers).
 
-    Stopped at once if the block raises, Ctrl-C included, so a half-started engine leaves nothing
-    behind. A Ctrl-C or SIGTERM during the block stops them from the signal handler itself: vLLM's
-    `LLM()` waits for its engine core without looking at the interrupt (it went on, or waited out
-    a 600 s handshake when the core got the Ctrl-C too), and notices a core that exited at once.
-    The interrupt is raised again when the block ends, whatever the library did with it.
+    It runs in a thread while this one, the main thread, waits in short steps, because a signal
+    handler runs only in the main thread and only between Python steps: vLLM's start blocks in C
+    calls for up to 600 s (waiting for a ready message from an engine core that a group Ctrl-C has
+    already stopped) and, when a handler did run inside it, went on without the interrupt. So a
+    Ctrl-C or SIGTERM is raised here within a tenth of a second; it and any failure of the start
+    stop every process the start created, what it starts while finishing included.
     """
     before = descendants()
-    children = Children()
-    interrupted: list[int] = []
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+    done = threading.Event()
 
-    def stop_then_interrupt(signum: int, frame: FrameType | None) -> None:
-        if not interrupted:
-            interrupted.append(signum)
-            Children(descendants() - before).stop()
-        previous[signum](signum, frame)
+    def run() -> None:
+        try:
+            outcome.append(construct())
+        except BaseException as exc:  # handed to the main thread, which raises it
+            failure.append(exc)
+        finally:
+            done.set()
 
-    previous = _intercept(stop_then_interrupt)
+    threading.Thread(target=run, name="specdecode-engine-start", daemon=True).start()
     try:
-        yield children
+        while not done.wait(0.1):
+            pass
     except BaseException:
         Children(descendants() - before).stop()
-        if not interrupted:
-            raise
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    children.adopt(descendants() - before)
-    if interrupted:  # the library caught the interrupt, or failed because its core was stopped
-        children.stop()
-        previous[interrupted[0]](interrupted[0], None)
-
-
-def _intercept(handler: Callable[[int, FrameType | None], None]) -> dict[int, Callable[[int, FrameType | None], Any]]:
-    """`handler` for SIGINT and SIGTERM where they raise an interrupt now (Ctrl-C's KeyboardInterrupt,
-    the plugin's SIGTERM); their handlers, to restore. Signals can only be handled in the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    previous = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        current = signal.getsignal(signum)
-        if interrupts.raises_interrupt(current):
-            previous[signum] = current
-            signal.signal(signum, handler)
-    return previous
+        done.wait(3.0)  # a start whose core is gone fails soon; what it forked meanwhile goes too
+        Children(descendants() - before).stop()
+        raise
+    if failure:
+        Children(descendants() - before).stop()
+        raise failure[0]
+    return outcome[0], Children(descendants() - before)
 
 
 def spawn(command: Sequence[str], log_path: Path, env: Mapping[str, str]) -> tuple[psutil.Popen, Children]:

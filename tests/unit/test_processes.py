@@ -2,12 +2,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import psutil
 import pytest
 
-from pytest_specdecode.engines.processes import spawn, started_within
+from pytest_specdecode.engines.processes import spawn, start_in_thread
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 # ignores SIGTERM, and starts a grandchild once it runs: both must still go
@@ -27,22 +28,53 @@ def _gone(process: psutil.Process) -> bool:
         return True
 
 
-def test_a_block_interrupted_while_it_starts_processes_leaves_none_behind():
-    """An offline engine start cut short by Ctrl-C left its engine core running (only Exception was handled)."""
+def test_a_start_returns_what_it_built_and_holds_what_it_started():
+    value, children = start_in_thread(lambda: ("engine", subprocess.Popen(SLEEPER)))
+    assert value[0] == "engine"
+    assert [p.pid for p in children.alive()] == [value[1].pid]
+    children.stop(grace_s=5)
+    assert value[1].wait(5) is not None
+
+
+def test_a_failed_start_raises_its_error_and_leaves_nothing_behind():
     started = []
-    with pytest.raises(KeyboardInterrupt):
-        with started_within():
-            started.append(subprocess.Popen(SLEEPER))
-            raise KeyboardInterrupt
+
+    def construct():
+        started.append(subprocess.Popen(SLEEPER))
+        raise RuntimeError("Engine core initialization failed")
+
+    with pytest.raises(RuntimeError, match="initialization failed"):
+        start_in_thread(construct)
     assert started[0].wait(5) is not None
 
 
-def test_what_a_block_started_is_held_and_stopped_later():
-    with started_within() as children:
-        started = subprocess.Popen(SLEEPER)
-    assert [p.pid for p in children.alive()] == [started.pid]
-    children.stop(grace_s=5)
-    assert started.wait(5) is not None
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_start_ends_at_once_and_leaves_nothing_behind(signum, monkeypatch):
+    """vLLM's LLM() went on after a Ctrl-C (the session exited 0), or, when its engine core got the
+    Ctrl-C too, waited 600 s for a ready message that never came: the interrupt must not depend on
+    what the library does while it starts."""
+    from pytest_specdecode import interrupts
+
+    previous = interrupts.install() if signum == signal.SIGTERM else None
+    started = []
+
+    def construct():  # swallows the interrupt if it ever sees it, then waits for a child forever
+        started.append(subprocess.Popen(SLEEPER))
+        try:
+            threading.Event().wait(600)
+        except KeyboardInterrupt:
+            pass
+        started[0].wait(600)
+
+    threading.Timer(1.0, os.kill, (os.getpid(), signum)).start()
+    began = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            start_in_thread(construct)
+    finally:
+        interrupts.restore(previous)
+    assert time.monotonic() - began < 15
+    assert started[0].wait(5) is not None
 
 
 def test_a_spawned_process_that_ignores_sigterm_is_killed_with_what_it_started(tmp_path):
@@ -57,36 +89,3 @@ def test_a_spawned_process_that_ignores_sigterm_is_killed_with_what_it_started(t
     assert time.monotonic() - began < 10
     assert _gone(process) and _gone(grandchild)
     assert children.alive() == []
-
-
-@pytest.mark.parametrize("then", ["returns", "fails"])
-def test_ctrl_c_a_library_swallows_while_it_starts_still_stops_its_processes_and_interrupts(then):
-    """vLLM's LLM() went on after a Ctrl-C (the session exited 0), or, when its engine core got the
-    Ctrl-C too, waited out a 600 s handshake; the handler stops the children, so the wait ends, and
-    the block ends in the interrupt whether the library then returns or fails."""
-    began = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        with started_within():
-            child = subprocess.Popen(SLEEPER)
-            try:
-                os.kill(os.getpid(), signal.SIGINT)
-                time.sleep(30)
-            except KeyboardInterrupt:
-                pass  # what the library does with it
-            child.wait(60)  # a library waiting on its child notices at once that it exited
-            if then == "fails":
-                raise RuntimeError("Engine core initialization failed. See root cause above.")
-    assert time.monotonic() - began < 15
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-
-
-def test_a_sigterm_handler_that_is_not_ours_is_left_alone():
-    def theirs(signum, frame):
-        pass
-
-    previous = signal.signal(signal.SIGTERM, theirs)
-    try:
-        with started_within():
-            assert signal.getsignal(signal.SIGTERM) is theirs
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -30,6 +30,8 @@ HOST = "127.0.0.1"
 _EXCEPTION_LINE = re.compile(r"(^|\s)[A-Za-z_][\w.]*(Error|Exception|Exit): ")
 #: vLLM's API process ends its traceback with this pointer; the reason is the line it points to.
 _POINTER_LINE = "See root cause above"
+#: Seconds between SIGTERM and SIGKILL for a server interrupted before it was healthy.
+INTERRUPTED_START_GRACE_S = 3.0
 
 
 def engine_flags(engine_args: dict[str, Any], defaults: Mapping[str, Any]) -> list[str]:
@@ -158,7 +160,10 @@ class ServeProcess:
         try:
             problem = self._start_problem(url, timeout_s)
         except BaseException:  # Ctrl-C or SIGTERM while it starts: nothing may outlive the session
-            self.stop()
+            # a server still starting holds nothing worth a clean shutdown, and vLLM's engine core
+            # finishes loading the model before it looks at a SIGTERM: the full grace was the
+            # whole of a `timeout 30` run's 25 s exit
+            self.stop(grace_s=INTERRUPTED_START_GRACE_S)
             raise
         if problem is not None:
             self.failed = True
@@ -187,10 +192,14 @@ class ServeProcess:
         exit_ = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
         return f" (vllm serve {exit_}; log: {self.log_path})"
 
-    def stop(self) -> None:
-        """Stop the server and all it started; safe to call twice. The log folder goes too, unless
-        the server failed (an error names the log) or the caller chose the folder."""
-        self._finalizer()
+    def stop(self, grace_s: float | None = None) -> None:
+        """Stop the server and all it started (SIGKILL after `grace_s`, by default the one given at
+        start); safe to call twice. The log folder goes too, unless the server failed (an error
+        names the log) or the caller chose the folder."""
+        pending = self._finalizer.detach()
+        if pending is not None:
+            _, stop_children, (default_grace_s,), _ = pending
+            stop_children(default_grace_s if grace_s is None else grace_s)
         if self._own_log_dir and not self.failed:
             shutil.rmtree(self.log_path.parent, ignore_errors=True)
 

@@ -190,3 +190,20 @@ def test_a_clean_servers_log_is_removed_and_a_failed_ones_kept():
     import shutil
 
     shutil.rmtree(failed.log_path.parent)
+
+
+def test_a_server_interrupted_while_it_starts_is_killed_without_the_full_grace(tmp_path):
+    """A `timeout 30` run took 25 s to exit: vLLM finishes loading before it looks at a SIGTERM,
+    and the stop waited the whole 20 s grace for it."""
+    import signal as signals
+    import threading
+
+    deaf = ("import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('pid', os.getpid(), flush=True); time.sleep(60)")
+    threading.Timer(3.0, os.kill, (os.getpid(), signals.SIGINT)).start()
+    began = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        ServerEngine(SPEC, start_timeout_s=60, launch_command=[sys.executable, "-c", deaf], log_dir=tmp_path)
+    assert time.monotonic() - began < 14
+    server = int(re.search(r"pid (\d+)", next(tmp_path.glob("*.log")).read_text()).group(1))
+    assert not _alive(server)

@@ -28,9 +28,6 @@ class Children:
         self._held: set[psutil.Process] = set(processes)
         self._session_id = session_id
 
-    def adopt(self, processes: Iterable[psutil.Process]) -> None:
-        self._held.update(processes)
-
     def refresh(self) -> None:
         """Take in what the held processes started since, and any process left in their session
         (a crashed `vllm serve` leaves its children reparented to init, but still in its session)."""
@@ -57,7 +54,7 @@ class Children:
         """SIGTERM so vLLM frees memory cleanly, then SIGKILL what is left; returns once all are gone."""
         self.refresh()
         _signal(self.alive(), "terminate")
-        _, survivors = psutil.wait_procs(self.alive(), timeout=grace_s)
+        psutil.wait_procs(self.alive(), timeout=grace_s)
         for _ in range(3):  # a process may start another while it is being stopped
             self.refresh()
             survivors = self.alive()

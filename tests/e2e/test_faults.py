@@ -2,8 +2,9 @@
 
 One test per row of the faults table (issue 15): what CI timeouts, `docker stop`, `kill`, `timeout`
 and Ctrl-C send, in both modes, during an engine start or after it. Each runs a real pytest process
-on the smallest workload, lists the processes that inherited its tag afterwards, and prints its row:
-exit code, seconds from signal to exit, leftovers, what the report kept.
+on the smallest workload, lists the processes that inherited its tag afterwards, reads the JSON
+report, the step summary and the JUnit file, and prints its row: exit code, seconds from signal to
+exit, leftovers, what the report kept.
 """
 
 import json
@@ -34,9 +35,11 @@ class Session:
         pytester.makepyfile(MEASURE)
         self.tag = uuid.uuid4().hex
         self.report = pytester.path / "report.json"
-        env = {**os.environ, TAG: self.tag}
+        self.summary = pytester.path / "step-summary.md"
+        self.junit = pytester.path / "junit.xml"
+        env = {**os.environ, TAG: self.tag, "GITHUB_STEP_SUMMARY": str(self.summary)}
         command = [*prefix, sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--spec-config={toml}",
-                   f"--spec-report={self.report}", *options]
+                   f"--spec-report={self.report}", f"--junitxml={self.junit}", *options]
         self.process = subprocess.Popen(command, cwd=pytester.path, env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True, start_new_session=new_session)
         self.lines: list[str] = []
@@ -109,6 +112,8 @@ def _assert_clean(session: Session, fault: str, code: int, seconds: float, outpu
     assert seconds < EXIT_WITHIN_S, output
     assert left == [], describe(left)
     assert list(report["failed_configs"].values()) == [INTERRUPTED], output
+    assert INTERRUPTED in session.summary.read_text()  # the job page says which config was cut short
+    assert session.junit.exists()
 
 
 def test_sigterm_in_server_mode_stops_the_server_it_started(pytester, tiny_toml, engines_stopped):

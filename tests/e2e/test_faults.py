@@ -111,7 +111,7 @@ def _assert_clean(session: Session, fault: str, code: int, seconds: float, outpu
     assert code in expected_codes, output
     assert seconds < EXIT_WITHIN_S, output
     assert left == [], describe(left)
-    assert list(report["failed_configs"].values()) == [INTERRUPTED], output
+    assert [reason.startswith(INTERRUPTED) for reason in report["failed_configs"].values()] == [True], output
     assert INTERRUPTED in session.summary.read_text()  # the job page says which config was cut short
     assert session.junit.exists()
 

@@ -51,7 +51,7 @@ def bench_serve_figures(
     parser = FlexibleArgumentParser()
     add_cli_args(parser)
     args = parser.parse_args([
-        "--backend", "vllm", "--base-url", engine.base_url, "--model", engine.served_model(),
+        "--backend", "vllm", "--base-url", engine.base_url, "--model", engine.client.served_model(),
         "--tokenizer", engine.spec.model, "--dataset-name", "custom", "--dataset-path", str(dataset),
         "--skip-chat-template", "--custom-output-len", str(sampling.max_tokens), "--num-prompts", str(len(prompts)),
         "--max-concurrency", str(concurrency), "--temperature", str(sampling.temperature), "--seed", str(sampling.seed),

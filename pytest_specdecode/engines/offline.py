@@ -16,6 +16,8 @@ from ..load import LoadLevel
 from ..results import RequestSample
 from .base import EngineSpec, EngineStartError, Generated, Sampling, mean_logprob
 from .metrics import EngineCounters, collectors_text, parse_counters, vllm_collectors
+from .processes import start_in_thread
+
 
 class OfflineEngine:
     def __init__(self, spec: EngineSpec) -> None:
@@ -30,14 +32,11 @@ class OfflineEngine:
         args = dict(spec.engine_args)
         if spec.speculative_config:
             args["speculative_config"] = dict(spec.speculative_config)
-        existing = _descendants()
         try:
-            self._llm = LLM(model=spec.model, disable_log_stats=False, **args)
+            self._llm, self._processes = start_in_thread(lambda: LLM(model=spec.model, disable_log_stats=False, **args))
         except Exception as exc:  # vLLM raises many types; all mean "this engine did not start"
-            _kill(_descendants() - existing)
             gc.collect()
             raise EngineStartError(f"{type(exc).__name__}: {exc}".splitlines()[0][:500]) from exc
-        self._processes = _descendants() - existing
         self._collectors = vllm_collectors()  # this engine's own: a later engine replaces the global ones
         self.start_s = time.perf_counter() - started
         self._request_ids = itertools.count()
@@ -153,30 +152,5 @@ class OfflineEngine:
         finally:
             del llm
             gc.collect()
-            _kill(self._processes)
+            self._processes.stop()
 
-
-def _descendants() -> set[int]:
-    import psutil
-
-    return {child.pid for child in psutil.Process().children(recursive=True)}
-
-
-def _kill(pids: set[int], grace_s: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL what is still alive after the grace period."""
-    import psutil
-
-    alive = []
-    for pid in pids:
-        try:
-            process = psutil.Process(pid)
-            process.terminate()
-            alive.append(process)
-        except psutil.NoSuchProcess:
-            continue
-    _, survivors = psutil.wait_procs(alive, timeout=grace_s)
-    for process in survivors:
-        try:
-            process.kill()
-        except psutil.NoSuchProcess:
-            continue

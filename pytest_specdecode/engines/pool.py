@@ -84,7 +84,7 @@ def server_factory(spec: EngineSpec) -> Engine:
 
 
 def endpoint_factory(spec: EngineSpec) -> Engine:
-    from .server import EndpointEngine
+    from .endpoint import EndpointEngine
 
     if spec.url is None:
         raise EngineStartError(f"no endpoint URL for the {spec.role} side")

@@ -34,10 +34,20 @@ def engine_defaults() -> dict[str, Any]:
 
 
 @cache
-def _engine_arg_names() -> frozenset[str]:
+def _engine_arg_fields() -> tuple[dataclasses.Field, ...]:
     from vllm.engine.arg_utils import EngineArgs
 
-    return frozenset(f.name for f in dataclasses.fields(EngineArgs))
+    return dataclasses.fields(EngineArgs)
+
+
+def _engine_arg_names() -> frozenset[str]:
+    return frozenset(f.name for f in _engine_arg_fields())
+
+
+def engine_arg_defaults() -> dict[str, Any]:
+    """vLLM's own defaults for its engine arguments: they decide how a False bool is spelled as a
+    `vllm serve` flag. Only keys that `validate_against_vllm` let through are ever looked up."""
+    return {f.name: f.default for f in _engine_arg_fields() if f.default is not dataclasses.MISSING}
 
 
 @cache

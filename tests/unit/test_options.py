@@ -61,6 +61,8 @@ def test_run_names_are_the_ones_the_history_store_accepts():
         ("--spec-max-engines=0", "argument --spec-max-engines: must be an integer >= 1"),
         ("--spec-baseline-max-age=-1", "argument --spec-baseline-max-age: must be a number of hours >= 0"),
         ("--spec-endpoint=localhost:8000", "argument --spec-endpoint: must be an http(s)://host[:port] URL"),
+        ("--spec-endpoint=not-a-url", "argument --spec-endpoint: must be an http(s)://host[:port] URL, got 'not-a-url'"),
+        ("--spec-endpoint=ftp://host", "argument --spec-endpoint: must be an http(s)://host[:port] URL, got 'ftp://host'"),
         ("--spec-baseline-endpoint=http://h/v1", "argument --spec-baseline-endpoint: must be the server's root URL"),
         ("--spec-config=missing.toml", "argument --spec-config: no such config file"),
     ],

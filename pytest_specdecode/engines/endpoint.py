@@ -1,0 +1,242 @@
+"""A running OpenAI-compatible vLLM server, measured over HTTP the way a user's client sees it.
+
+Each request is one streaming `/v1/completions` call (`completions.completion_body`). httpx and
+transformers are imported only when used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ..load import LoadLevel, arrival_offsets, run_requests
+from .base import ClientStats, EngineSpec, EngineStartError, Generated, Sampling, auth_headers, mean_logprob
+from .completions import Stream, completion_body, prompt_logprobs
+from .metrics import EngineCounters, parse_counters, parse_kv_cache_tokens
+
+
+async def _loop_lag(period_s: float = 0.01) -> float:
+    """The worst lateness of a periodic wake-up until cancelled: how far behind the event loop
+    (sends, reads, timestamps) fell while the client measured."""
+    loop = asyncio.get_running_loop()
+    worst = 0.0
+    try:
+        while True:
+            expected = loop.time() + period_s
+            await asyncio.sleep(period_s)
+            worst = max(worst, loop.time() - expected)
+    except asyncio.CancelledError:
+        return worst
+
+
+def _http_error(method: str, url: str, status: int, body: str) -> RuntimeError:
+    first = (body.strip().splitlines() or [""])[0]
+    return RuntimeError(f"{method} {url} returned HTTP {status}: {first[:300]}")
+
+
+class EndpointError(EngineStartError):
+    """A server that cannot be measured: unreachable, refusing, answering garbage, slow or gone.
+    One line naming the side, the URL and the cause; the session remembers it for the config."""
+
+
+def _cause(exc: BaseException) -> str:
+    """What went wrong, in words a CI log reader acts on, without the client library's traceback."""
+    import httpx
+
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer within the request timeout ({type(exc).__name__})"
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect ({exc or 'connection refused'})"
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+        return f"the connection broke mid-answer ({exc or type(exc).__name__})"
+    if isinstance(exc, (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError)):
+        return f"the answer is not what a vLLM server sends ({type(exc).__name__}: {str(exc)[:200]})"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+class EndpointEngine:
+    """A server measured over HTTP, never started or stopped here (ServerEngine does that for its own)."""
+
+    start_s = 0.0
+
+    def __init__(
+        self,
+        spec: EngineSpec,
+        base_url: str,
+        request_timeout_s: float = 600.0,
+        trust_env: bool = True,
+        why_gone: Callable[[], str] = lambda: "",
+    ) -> None:
+        self.spec = spec
+        self.base_url = base_url.rstrip("/")
+        self.request_timeout_s = request_timeout_s
+        self._trust_env = trust_env
+        self._model_name: str | None = None
+        self._tokenizer: Any = None
+        self._headers = auth_headers(spec)
+        # what the owner of the server (ServerEngine) can add to a failure: a server we do not own cannot say
+        self._why_gone = why_gone
+
+    @contextmanager
+    def _calling(self, what: str) -> Iterator[None]:
+        """Every way a request can fail, as one `EndpointError` line naming side, URL and cause."""
+        import httpx
+
+        try:
+            yield
+        except EngineStartError:
+            raise
+        except (httpx.HTTPError, OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as exc:
+            raise EndpointError(
+                f"{self.spec.role} endpoint {self.base_url}: {what}: {_cause(exc)}{self._why_gone()}"
+            ) from None
+
+    def generate(self, prompts: list[str], sampling: Sampling, load: LoadLevel | None = None) -> Generated:
+        """Send the prompts on the load level's schedule; samples, first-send-to-last-finish time,
+        and how busy this client was (a client that falls behind sets the pace, not the server)."""
+        model = self.served_model()
+        cpu_before = time.process_time()
+        with self._calling("streaming completions"):
+            streams, lag_s = asyncio.run(self._stream_all(model, prompts, sampling, load or LoadLevel()))
+        client = ClientStats(cpu_s=time.process_time() - cpu_before, lag_ms=lag_s * 1e3)
+        if not streams:
+            return Generated([], 0.0, client)
+        duration = max(s.done for s in streams) - min(s.sent for s in streams)
+        return Generated([s.sample() for s in streams], duration, client)
+
+    async def _stream_all(
+        self, model: str, prompts: list[str], sampling: Sampling, load: LoadLevel
+    ) -> tuple[list[Stream], float]:
+        import httpx
+
+        # No pool limit: a cap here would be a hidden concurrency limit on top of the load level's.
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+        offsets = arrival_offsets(len(prompts), load, sampling.seed)
+        monitor = asyncio.ensure_future(_loop_lag())
+        async with httpx.AsyncClient(
+            base_url=self.base_url, timeout=self.request_timeout_s, limits=limits, trust_env=self._trust_env,
+            headers=self._headers,
+        ) as client:
+            started = time.perf_counter()
+
+            async def send(index: int) -> Stream:
+                body = completion_body(model, prompts[index], sampling, index)
+                scheduled = started + offsets[index] if load.paced else None
+                return await self._stream_one(client, body, scheduled)
+
+            try:
+                streams = await run_requests(send, len(prompts), load, sampling.seed)
+            finally:
+                monitor.cancel()
+                lag = await asyncio.gather(monitor, return_exceptions=True)
+        worst = lag[0] if isinstance(lag[0], float) else 0.0
+        return streams, worst
+
+    async def _stream_one(self, client: Any, body: dict[str, Any], scheduled: float | None = None) -> Stream:
+        stream = Stream(sent=time.perf_counter(), scheduled=scheduled, seed=body.get("seed"))
+        async with client.stream("POST", "/v1/completions", json=body) as response:
+            if response.status_code != 200:
+                text = (await response.aread()).decode(errors="replace")
+                raise _http_error("POST", f"{self.base_url}/v1/completions", response.status_code, text)
+            async for line in response.aiter_lines():
+                now = time.perf_counter()
+                if not line.startswith("data:"):
+                    continue
+                data = line[len("data:") :].strip()
+                if data == "[DONE]":
+                    break
+                payload = json.loads(data)
+                if "error" in payload:
+                    raise RuntimeError(f"{self.base_url}/v1/completions streamed an error: {payload['error']}")
+                stream.add(payload, now)
+            stream.done = time.perf_counter()
+        return stream
+
+    def _get(self, path: str) -> Any:
+        import httpx
+
+        url = f"{self.base_url}{path}"
+        with self._calling(f"GET {path}"):
+            response = httpx.get(url, timeout=self.request_timeout_s, trust_env=self._trust_env, headers=self._headers)
+            if response.status_code != 200:
+                raise _http_error("GET", url, response.status_code, response.text)
+            return response
+
+    def served_model(self) -> str:
+        """The name to put in requests: the spec's model if served under it, else the first served."""
+        if self._model_name is None:
+            response = self._get("/v1/models")
+            with self._calling("GET /v1/models"):
+                served = [entry["id"] for entry in response.json().get("data", [])]
+                if not served:
+                    raise RuntimeError("it lists no model")
+            self._model_name = self.spec.model if self.spec.model in served else served[0]
+        return self._model_name
+
+    def counters(self) -> EngineCounters:
+        response = self._get("/metrics")
+        with self._calling("GET /metrics"):
+            return parse_counters(response.text)
+
+    def reset_prefix_cache(self) -> bool:
+        """vLLM serves `POST /reset_prefix_cache` only in dev mode (`VLLM_SERVER_DEV_MODE=1`, which
+        our own servers set); a deployment without it answers 404, and the run records that."""
+        import httpx
+
+        try:
+            response = httpx.post(
+                f"{self.base_url}/reset_prefix_cache", timeout=30.0, trust_env=self._trust_env, headers=self._headers
+            )
+        except httpx.TransportError:
+            return False
+        return response.status_code == 200
+
+    def score(self, prompts: list[str], outputs: list[list[int]]) -> list[float | None]:
+        """prompt + output as token ids to `/v1/completions` with `prompt_logprobs`: one prefill each."""
+        import httpx
+
+        tokenizer = self.tokenizer()
+        model = self.served_model()
+        scores: list[float | None] = [None] * len(outputs)
+        with self._calling("scoring outputs"), httpx.Client(
+            base_url=self.base_url, timeout=self.request_timeout_s, trust_env=self._trust_env, headers=self._headers
+        ) as client:
+            for i, (prompt, output) in enumerate(zip(prompts, outputs)):
+                if not output:
+                    continue
+                ids = tokenizer.encode(prompt, add_special_tokens=False) + list(output)
+                body = {"model": model, "prompt": ids, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0}
+                response = client.post("/v1/completions", json=body)
+                if response.status_code != 200:
+                    raise _http_error("POST", f"{self.base_url}/v1/completions", response.status_code, response.text)
+                scores[i] = mean_logprob(prompt_logprobs(response.json()), output)
+        return scores
+
+    def kv_cache_tokens(self) -> int | None:
+        response = self._get("/metrics")
+        with self._calling("GET /metrics"):
+            return parse_kv_cache_tokens(response.text)
+
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            args = self.spec.engine_args
+            name = args.get("tokenizer") or self.spec.model
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(
+                    name,
+                    revision=args.get("tokenizer_revision"),
+                    trust_remote_code=bool(args.get("trust_remote_code", False)),
+                )
+            except (OSError, ValueError) as exc:  # a bad name or an unreachable hub: the user's to fix
+                first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise EngineStartError(f"cannot load the tokenizer {name!r} to render prompts: {first_line}") from None
+        return self._tokenizer
+
+    def close(self) -> None:
+        """Nothing to stop: the server belongs to whoever started it."""

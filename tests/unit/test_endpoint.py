@@ -1,0 +1,144 @@
+import time
+
+import pytest
+
+from pytest_specdecode.engines.base import EngineSpec, EngineStartError
+from pytest_specdecode.engines.completions import completion_body
+from pytest_specdecode.engines.endpoint import EndpointEngine, EndpointError
+from pytest_specdecode.engines.serve import free_port
+from pytest_specdecode.load import LoadLevel
+from tests.unit.fake_openai import GREEDY, SPEC
+
+
+def test_completion_body_asks_for_cumulative_usage_on_every_chunk():
+    body = completion_body("m", "hello", GREEDY)
+    assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True, "continuous_usage_stats": True}
+    assert (body["max_tokens"], body["temperature"], body["seed"], body["ignore_eos"]) == (10, 0.0, 5, True)
+
+
+def test_streaming_timings_and_chunk_tokens(fake_server):
+    engine = EndpointEngine(SPEC, fake_server.url)
+    samples, duration, client = engine.generate(["p1", "p2"], GREEDY)
+    assert [body["model"] for body in fake_server.bodies] == ["served-name", "served-name"]
+    assert fake_server.bodies[0]["return_token_ids"] is True
+    for index, sample in enumerate(samples, start=1):
+        assert sample.prompt_tokens == 7
+        assert sample.output_tokens == 10
+        assert sample.chunk_tokens == [1, 3, 2, 4]
+        assert sample.output_token_ids == [index * 100 + i for i in range(10)]
+        assert 0.14 <= sample.ttft_s < sample.e2e_s
+        assert len(sample.itl_s) == 3
+        assert all(gap >= 0.05 for gap in sample.itl_s)
+        assert sample.e2e_s >= sample.ttft_s + sum(sample.itl_s) - 1e-6
+        assert sample.acceptance_length == pytest.approx(2.5)  # the last chunk, cut by max_tokens, is dropped
+    assert max(s.e2e_s for s in samples) <= duration < 5
+    assert sorted(body["seed"] for body in fake_server.bodies) == [GREEDY.seed, GREEDY.seed + 1]  # one per request
+    assert [s.seed for s in samples] == [GREEDY.seed, GREEDY.seed + 1]
+    assert client.cpu_s >= 0 and 0 <= client.lag_ms < 1000
+
+
+def test_paced_requests_time_first_tokens_from_their_schedule_too(fake_server):
+    """Coordinated omission: a late send must not hide the wait a user scheduled then would see."""
+    engine = EndpointEngine(SPEC, fake_server.url)
+    samples, _, _ = engine.generate(["p1", "p2", "p3"], GREEDY, LoadLevel(request_rate=50.0))
+    assert all(s.scheduled_ttft_s is not None and s.scheduled_ttft_s >= s.ttft_s - 1e-3 for s in samples)
+    unpaced, _, _ = engine.generate(["p1"], GREEDY)
+    assert unpaced[0].scheduled_ttft_s is None
+
+
+def test_an_endpoint_without_the_dev_reset_route_reports_no_reset(fake_server):
+    assert EndpointEngine(SPEC, fake_server.url).reset_prefix_cache() is False
+
+
+def test_load_level_caps_requests_in_flight(fake_server):
+    fake_server.first_delay, fake_server.gap = 0.05, 0.01
+    engine = EndpointEngine(SPEC, fake_server.url)
+    samples, _, _ = engine.generate([f"p{i}" for i in range(6)], GREEDY, LoadLevel(concurrency=2))
+    assert fake_server.max_in_flight == 2
+    assert [s.output_token_ids[0] for s in samples] == [i * 100 for i in range(6)]
+
+
+def test_endpoint_reads_counters_and_cache_size(fake_server):
+    engine = EndpointEngine(SPEC, fake_server.url)
+    assert engine.counters().spec.num_accepted_tokens == 60
+    assert engine.kv_cache_tokens() == 2048 * 16
+    assert engine.start_s == 0.0
+    engine.close()
+
+
+def test_http_error_names_status_and_body(fake_server):
+    engine = EndpointEngine(SPEC, fake_server.url)
+    with pytest.raises(RuntimeError, match=r"HTTP 400: .*prompt too long"):
+        engine.generate(["p1", "bad"], GREEDY)
+
+
+def test_a_tokenizer_that_cannot_load_is_a_one_line_start_error(tmp_path):
+    engine = EndpointEngine(EngineSpec(str(tmp_path / "no-such-model"), mode="endpoint", url="http://127.0.0.1:9"), "http://127.0.0.1:9")
+    with pytest.raises(EngineStartError, match="cannot load the tokenizer") as caught:
+        engine.tokenizer()
+    assert "\n" not in str(caught.value)
+
+
+def _one_line(excinfo) -> str:
+    message = str(excinfo.value)
+    assert "\n" not in message and "Traceback" not in message
+    return message
+
+
+def test_a_closed_port_is_one_line_naming_the_side_and_url():
+    """Was 305 lines ending in httpx.ConnectError, with no URL and no side."""
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(EndpointError) as excinfo:
+        EndpointEngine(SPEC, url).counters()
+    message = _one_line(excinfo)
+    assert message.startswith(f"spec endpoint {url}: GET /metrics: cannot connect")
+    with pytest.raises(EngineStartError):  # what the session remembers for the config
+        EndpointEngine(SPEC.vanilla_twin(url), url).generate(["p1"], GREEDY)
+
+
+def test_garbage_and_refusals_are_one_line_causes(fake_server):
+    """Was a raw UnicodeDecodeError for garbage; an HTTP 401 or 400 names status and first line."""
+    fake_server.metrics = "vllm:spec_decode_num_drafts_total{engine=\"0\"} not-a-number\n"
+    with pytest.raises(EndpointError) as excinfo:
+        EndpointEngine(SPEC, fake_server.url).counters()
+    assert f"spec endpoint {fake_server.url}: GET /metrics: " in _one_line(excinfo)
+    with pytest.raises(EndpointError) as excinfo:
+        EndpointEngine(SPEC, fake_server.url).generate(["p1", "bad"], GREEDY)
+    assert "streaming completions: POST" in _one_line(excinfo) and "HTTP 400" in str(excinfo.value)
+    with pytest.raises(EndpointError) as excinfo:
+        EndpointEngine(SPEC, fake_server.url)._get("/nowhere")
+    assert "HTTP 404" in _one_line(excinfo)
+
+
+def test_a_server_that_accepts_and_never_answers_costs_the_request_timeout_once():
+    """Was a hard-coded 600 s per test; now [run] request_timeout_s, and one line saying so."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        started = time.monotonic()
+        with pytest.raises(EndpointError) as excinfo:
+            EndpointEngine(SPEC, url, request_timeout_s=0.5).counters()
+        assert time.monotonic() - started < 10
+        assert "GET /metrics: no answer within the request timeout" in _one_line(excinfo)
+    finally:
+        listener.close()
+
+
+def test_an_endpoint_key_comes_from_the_named_variable_and_goes_with_every_request(fake_server, monkeypatch):
+    """Was impossible: --spec-endpoint could not send an API key."""
+    from dataclasses import replace
+
+    spec = replace(SPEC, mode="endpoint", url=fake_server.url, api_key_env="CANARY_KEY")
+    with pytest.raises(EngineStartError, match=r"spec endpoint .*: environment variable CANARY_KEY \(\[run\] api_key_env\) is not set"):
+        EndpointEngine(spec, fake_server.url)
+    monkeypatch.setenv("CANARY_KEY", "s3cret")
+    engine = EndpointEngine(spec, fake_server.url)
+    engine.generate(["p1"], GREEDY)
+    engine.counters()
+    assert fake_server.authorizations and set(fake_server.authorizations) == {"Bearer s3cret"}
+    assert "s3cret" not in repr(spec)

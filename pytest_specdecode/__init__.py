@@ -22,6 +22,7 @@ _EXPORTS = {
     "assert_min_speedup": "gates",
     "ConfigResult": "results",
     "RunResult": "results",
+    "InconclusiveGate": "verdicts",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

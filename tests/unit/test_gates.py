@@ -181,11 +181,11 @@ def test_a_marker_without_a_threshold_is_still_an_error_when_the_config_has_none
     assert "min_speedup: no threshold given and none in the config's [gates]" in outcome.stderr.str()
 
 
-def test_a_k_beyond_sixteen_is_warned_about_when_the_config_loads(tmp_path):
+def test_a_k_beyond_sixteen_is_warned_about_when_the_config_loads(tmp_path, pytestconfig):
     from pytest_specdecode.options import Options
     from pytest_specdecode.session import LargeK, SpecSession
 
     path = tmp_path / "c.toml"
     path.write_text('[model]\nname = "org/m"\n[speculative]\nmethod = "ngram"\nnum_speculative_tokens = 100\n')
     with pytest.warns(LargeK, match="num_speculative_tokens = 100: beyond 16 drafts per step"):
-        SpecSession(Options()).config_for(path)
+        SpecSession(pytestconfig, Options()).config_for(path)

@@ -23,6 +23,7 @@ _EXPORTS = {
     "RunResult": "results",
     "Verdict": "results",
     "Sampling": "engines.base",
+    "InconclusiveGate": "verdicts",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

@@ -8,11 +8,13 @@ live engine needs only one start per side.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from .checks import invalid_reason, outputs_match, run_warnings, speedup_basis
 from .config import SpecConfig
@@ -74,8 +76,12 @@ def engine_specs(config: SpecConfig, defaults: dict, endpoints: Endpoints | None
 
 
 class Measurer:
-    """Measures configs on a pool's engines; a vanilla side seen before in this process is reused,
-    and one stored in `baselines` (same fingerprint) is reused without starting its engine."""
+    """Measures configs on a pool's engines. A config measured before by this measurer (same
+    content, wherever its file lives) is not measured again; a vanilla side seen before is reused,
+    and one stored in `baselines` (same fingerprint) is reused without starting its engine.
+
+    A session makes its own unless a `pytest_specdecode_measurer` hook returns one to share.
+    """
 
     def __init__(
         self,
@@ -90,14 +96,20 @@ class Measurer:
         self.vanilla = VanillaSource(baselines)
         self.endpoints: Endpoints | None = None
         self._warmed: weakref.WeakSet = weakref.WeakSet()
+        self._measured: dict[str, ConfigResult] = {}
         #: where this process's time went, for the report's session breakdown
         self.seconds: dict[str, float] = {"engine_start": 0.0, "warmup": 0.0, "measurement": 0.0, "scoring": 0.0}
 
-    def forget(self) -> None:
-        """Drop vanilla figures measured in this process, so the next measurement looks further."""
-        self.vanilla.forget()
-
     def measure(self, config: SpecConfig) -> ConfigResult:
+        """The comparison for `config`, measured on first request (per content and endpoints)."""
+        key = _content_key(config) + repr(self.endpoints)
+        if key not in self._measured:
+            self._measured[key] = self._measure(config)
+        measured = self._measured[key]
+        named = {"config": str(config.path), "config_name": config.name}
+        return measured.model_copy(update={**named, "runs": [run.model_copy(update=named) for run in measured.runs]})
+
+    def _measure(self, config: SpecConfig) -> ConfigResult:
         starts_before = len(self.pool.starts)
         spec_side, vanilla_side = engine_specs(config, self.defaults, self.endpoints)
         prompts = load_prompts(config.workload)
@@ -311,6 +323,16 @@ class _Rendered:
         if self._text is None:
             self._text = render(self._prompts, engine.tokenizer(), self._chat_template)
         return self._text
+
+
+def _content_key(config: SpecConfig) -> str:
+    """What makes two configs the same measurement: everything but their path and gates, and the
+    prompts file's bytes."""
+    text = config.model_dump_json(exclude={"path", "gates"})
+    prompts = Path(config.workload.prompts)
+    if not config.workload.prompts.startswith("builtin:") and prompts.is_file():
+        text += hashlib.sha256(prompts.read_bytes()).hexdigest()
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _combine(repeats: list[EngineFigures]) -> EngineFigures:

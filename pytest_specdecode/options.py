@@ -1,8 +1,8 @@
-"""Command-line option values, parsed by argparse `type=` callables.
+"""The command-line options: declared, parsed by argparse `type=` callables, gathered in `Options`.
 
 A bad value then fails pytest at start as a usage error, instead of surfacing after the engines
 have run (a bad `--spec-save` name used to drop a finished session's results). Standard library
-only: the plugin module imports this in every pytest run.
+and pytest only: the plugin module imports this in every pytest run.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+import pytest
 
 if TYPE_CHECKING:
     from .measure import Endpoints
@@ -89,7 +91,7 @@ def output_dir(value: str) -> Path:
 
 @dataclass(frozen=True)
 class Options:
-    """The command-line view of a session (see plugin.pytest_addoption)."""
+    """The command-line view of a session (see `add_options`)."""
 
     configs: tuple[Path, ...] = ()
     report: Path | None = None
@@ -111,3 +113,63 @@ class Options:
         from .measure import Endpoints
 
         return Endpoints(self.endpoint, self.baseline_endpoint) if self.endpoint else None
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("specdecode", "speculative-decoding gates (pytest-specdecode)")
+    group.addoption("--spec-config", action="append", default=[], metavar="TOML", type=config_file,
+                    help="spec-config file to measure; repeat for several (each is its own parametrization)")
+    group.addoption("--spec-report", metavar="PATH", type=report_file, default=None,
+                    help="write every measured run and gate verdict as JSON to PATH")
+    group.addoption("--spec-mode", choices=("offline", "server"), default=None,
+                    help="override every config's [run] mode")
+    group.addoption("--spec-max-engines", type=positive_int, default=1, metavar="N",
+                    help="engines kept running at once (default 1; 2 keeps spec and vanilla both up and "
+                         "interleaves their repeats)")
+    group.addoption("--spec-endpoint", metavar="URL", type=endpoint_url, default=None,
+                    help="measure this running OpenAI-compatible vLLM server as the speculative side; starts nothing")
+    group.addoption("--spec-baseline-endpoint", metavar="URL", type=endpoint_url, default=None,
+                    help="with --spec-endpoint: the running vanilla server to compare against")
+    group.addoption("--spec-verdict", choices=("point", "confident"), default="point",
+                    help="point: compare the measured value; confident: fail only when the whole 95%% bootstrap "
+                         "interval misses the threshold, warn 'inconclusive' when it straddles (default point)")
+    group.addoption("--spec-strict", action="store_true",
+                    help="with --spec-verdict=confident: an inconclusive gate fails")
+    group.addoption("--spec-baseline-dir", metavar="DIR", type=output_dir, default=None,
+                    help="reuse stored vanilla baselines from DIR (and keep saved runs there); without it vanilla "
+                         "is measured every session, in windows paired with spec's (saved runs: <rootdir>/.specdecode)")
+    group.addoption("--spec-refresh-baseline", action="store_true",
+                    help="re-measure vanilla even when a matching stored baseline exists, and store the new one")
+    group.addoption("--spec-baseline-max-age", type=non_negative_hours, default=24.0, metavar="HOURS",
+                    help="with --spec-baseline-dir: a stored baseline older than this is not reused (default 24)")
+    group.addoption("--spec-plots", metavar="DIR", type=output_dir, default=None,
+                    help="write PNGs (per-position acceptance, speedup and P99 vs load, per-request acceptance "
+                         "histogram) to DIR; needs matplotlib: pip install 'pytest-specdecode[plots]'")
+    group.addoption("--spec-save", metavar="NAME", type=run_name, default=None,
+                    help="store this session's results as NAME (one file per config) for --spec-compare")
+    group.addoption("--spec-compare", metavar="NAME", type=run_name, nargs="?", const="latest", default=None,
+                    help="fail gated tests whose acceptance or speedup fell since the stored run NAME "
+                         "(default: the latest); limits from [gates] max_acceptance_drop / max_speedup_drop")
+
+
+def options_from(config: pytest.Config) -> Options:
+    """The parsed values as one object; options that only make sense together are checked here."""
+    options = Options(
+        configs=tuple(config.getoption("--spec-config")),
+        report=config.getoption("--spec-report"),
+        mode=config.getoption("--spec-mode"),
+        max_engines=config.getoption("--spec-max-engines"),
+        endpoint=config.getoption("--spec-endpoint"),
+        baseline_endpoint=config.getoption("--spec-baseline-endpoint"),
+        confident=config.getoption("--spec-verdict") == "confident",
+        strict=config.getoption("--spec-strict"),
+        baseline_dir=config.getoption("--spec-baseline-dir"),
+        history_dir=config.getoption("--spec-baseline-dir") or config.rootpath / DEFAULT_BASELINE_DIR,
+        refresh_baseline=config.getoption("--spec-refresh-baseline"),
+        baseline_max_age_s=config.getoption("--spec-baseline-max-age") * 3600,
+        save=config.getoption("--spec-save"),
+        compare=config.getoption("--spec-compare"),
+    )
+    if options.baseline_endpoint and not options.endpoint:
+        raise pytest.UsageError("--spec-baseline-endpoint needs --spec-endpoint")
+    return options

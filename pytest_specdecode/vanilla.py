@@ -8,9 +8,10 @@ nothing that could change them differs; the memo and the store use the same key.
 from __future__ import annotations
 
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Protocol
 
-from .baseline import BaselineError, fingerprint
+from .baseline import BaselineError, BaselineStore, fingerprint
 from .config import SpecConfig
 from .engines.base import EngineSpec
 from .plan import Cell
@@ -27,6 +28,23 @@ class BaselineCache(Protocol):
     def load(self, fingerprint: str) -> tuple[EngineFigures, float] | None: ...
 
     def save(self, fingerprint: str, figures: EngineFigures, meta: dict) -> object: ...
+
+
+class FreshBaselines:
+    """A baseline store seen through the session's options: too old or refreshing means "none"."""
+
+    def __init__(self, store: BaselineStore, max_age_s: float, refresh: bool) -> None:
+        self._store, self._max_age_s, self._refresh = store, max_age_s, refresh
+
+    def identity(self, side: EngineSpec) -> dict:
+        return self._store.identity(side)
+
+    def load(self, fingerprint: str) -> tuple[EngineFigures, float] | None:
+        found = None if self._refresh else self._store.load(fingerprint)
+        return found if found is not None and found[1] <= self._max_age_s else None
+
+    def save(self, fingerprint: str, figures: EngineFigures, meta: dict) -> Path:
+        return self._store.save(fingerprint, figures, meta)
 
 
 class VanillaSource:
@@ -76,6 +94,3 @@ class VanillaSource:
             reason = f"{exc.strerror} ({exc.filename})" if isinstance(exc, OSError) and exc.strerror else str(exc)
             return RunWarning(code="baseline_not_stored", message=f"vanilla baseline not stored: {reason}")
         return None
-
-    def forget(self) -> None:
-        self._memo.clear()

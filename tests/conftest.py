@@ -1,10 +1,18 @@
+"""Fixtures for the whole suite, and the engines that in-process pytester sessions share.
+
+Each pytester session is a pytest session of its own; left alone, the plugin starts its own engines
+in each (about 40 s apiece on a CPU runner) and stops them at its end. `SharedEngines` implements
+the plugin's `pytest_specdecode_measurer` hook instead, and a test hands it to the sessions it
+runs: `pytester.runpytest(..., plugins=[shared_engines])`.
+"""
+
 import os
 
 import pytest
-from _pytest.pytester import SysModulesSnapshot
 
+from pytest_specdecode.engines.pool import DEFAULT_FACTORIES, EnginePool
+from pytest_specdecode.measure import Measurer
 from pytest_specdecode.models import MODEL_DIR_ENV, model_cache_dir
-from pytest_specdecode.session import SHARED
 
 # pytester points HOME at each test's tmp dir: keep one model cache for every inner session
 os.environ.setdefault(MODEL_DIR_ENV, str(model_cache_dir()))
@@ -15,31 +23,37 @@ os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
 pytest_plugins = ["pytester"]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _engines_outlive_pytester_sessions():
-    """In-process pytester sessions borrow one set of real engines instead of starting their own."""
-    with SHARED.held():
-        yield
+class SharedEngines:
+    """One pool of real engines, and what was measured on them, for every session it is handed to.
 
-
-def _is_library_module(name: str) -> bool:
-    return not name.startswith(("test_", "conftest"))
-
-
-@pytest.fixture
-def pytester(pytester: pytest.Pytester) -> pytest.Pytester:
-    """pytester, except that library modules survive each in-process run.
-
-    pytester drops every module an inner run imported; torch cannot be imported a second time in
-    one process, and the shared engines still use vLLM's modules. Test modules are still dropped.
+    Each session still decides how many engines run at once (`--spec-max-engines`).
     """
-    take_snapshot = lambda: SysModulesSnapshot(preserve=_is_library_module)  # noqa: E731
-    pytester._Pytester__take_sys_modules_snapshot = take_snapshot
-    pytester._sys_modules_snapshot = take_snapshot()
-    return pytester
+
+    def __init__(self) -> None:
+        self.pool = EnginePool(dict(DEFAULT_FACTORIES))
+        self.measurer = Measurer(self.pool)
+
+    def pytest_specdecode_measurer(self, config: pytest.Config) -> Measurer:
+        self.pool.max_live = config.getoption("--spec-max-engines")
+        return self.measurer
+
+    def forget(self) -> None:
+        """Keep the engines, drop what was measured: the next session measures as a new CI job would."""
+        self.measurer = Measurer(self.pool)
+
+    def stop(self) -> None:
+        """Stop the engines (they start again when a session needs them)."""
+        self.pool.close_all()
+
+
+@pytest.fixture(scope="session")
+def shared_engines():
+    engines = SharedEngines()
+    yield engines
+    engines.stop()
 
 
 @pytest.fixture
-def engines_stopped() -> None:
+def engines_stopped(shared_engines: SharedEngines) -> None:
     """For tests that start their own pytest process: free the CPU and RAM the shared engines hold."""
-    SHARED.stop_engines()
+    shared_engines.stop()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -29,15 +29,6 @@ class Verdict(Model, frozen=True):
     interval_basis: str | None = Field(default=None, description="confident verdicts: what decided them")
     config_name: str | None = None
     condition: Condition | None = None
-
-    def __init__(self, *args: Any, **fields: Any) -> None:
-        """Positional arguments in field order too, as the frozen dataclass this model replaced took
-        them: the plugin's comparison verdict is still built that way."""
-        super().__init__(**dict(zip(type(self).model_fields, args)), **fields)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain JSON values, as xdist carries a verdict from a worker; `Verdict(**...)` reads it back."""
-        return self.model_dump(mode="json")
 
     def of(self, config_name: str, condition: Condition) -> bool:
         """Whether this verdict judged the run of that config under that condition."""

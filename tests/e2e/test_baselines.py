@@ -1,9 +1,13 @@
 """A stored vanilla baseline replaces the vanilla engine (counted in engine starts, on real engines),
-and one from an older schema or another device is measured again, never reused."""
+and one from an older schema or another device is measured again, never reused.
+
+Each session forgets what the ones before it measured, as a new CI job would, but keeps the
+engines: with `--spec-max-engines=2` the spec and vanilla engines stay up from one to the next.
+"""
 
 import json
 
-from pytest_specdecode.session import SHARED
+import pytest
 
 #: The same runner, as if it had another GPU: a baseline from one device is never another's.
 ANOTHER_DEVICE = """
@@ -19,22 +23,25 @@ def _another_device():
 GATED = "import pytest\n\n@pytest.mark.min_acceptance(0.3)\ndef test_gate(spec_run):\n    pass\n"
 
 
-def test_a_fresh_baseline_skips_the_vanilla_engine_and_a_changed_one_does_not(pytester, tiny_toml):
+def test_a_fresh_baseline_skips_the_vanilla_engine_and_a_changed_one_does_not(pytester, tiny_toml, shared_engines):
     pytester.makepyfile(test_gate=GATED)
     baselines = pytester.path / "baselines"
 
-    def session(name: str, *extra: str) -> dict:
-        SHARED.forget()  # as if each session were a new CI job
+    def run(*args: str) -> pytest.RunResult:
+        shared_engines.forget()
+        return pytester.runpytest(f"--spec-config={tiny_toml}", f"--spec-baseline-dir={baselines}",
+                                  "--spec-max-engines=2", *args, plugins=[shared_engines])
+
+    def session(name: str) -> dict:
         report = pytester.path / f"{name}.json"
-        result = pytester.runpytest(f"--spec-config={tiny_toml}", f"--spec-baseline-dir={baselines}", f"--spec-report={report}", *extra)
-        result.assert_outcomes(passed=1)
+        run(f"--spec-report={report}").assert_outcomes(passed=1)
         return json.loads(report.read_text())
 
     first = session("first")
-    assert set(first["engine_start_s"]["tiny"]) == {"vanilla", "spec"}
     assert first["runs"][0]["baseline"]["source"] == "measured"
     assert len(list((baselines / "baselines").glob("*.json"))) == 1
 
+    shared_engines.stop()  # so that the engines this session needs are the ones it starts
     second = session("second")
     assert set(second["engine_start_s"]["tiny"]) == {"spec"}  # no vanilla engine was started
     cached = second["runs"][0]["baseline"]
@@ -63,7 +70,6 @@ def test_a_fresh_baseline_skips_the_vanilla_engine_and_a_changed_one_does_not(py
 
     corrupt = baselines / "baselines" / f"{third['runs'][0]['baseline']['fingerprint']}.json"
     corrupt.write_text("{not json")
-    SHARED.forget()
-    result = pytester.runpytest(f"--spec-config={tiny_toml}", f"--spec-baseline-dir={baselines}")
+    result = run()
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([f"*{corrupt}*"])

@@ -55,7 +55,7 @@ def test_vanilla_a_a(spec_config, vanilla_engine):
 """
 
 
-def test_self_draft_is_exact_at_t0_and_vllm_cpu_sampling_is_caught_at_t08(pytester):
+def test_self_draft_is_exact_at_t0_and_vllm_cpu_sampling_is_caught_at_t08(pytester, shared_engines):
     """The model as its own draft: at T=0 acceptance >= 0.99, outputs equal, and each request's
     accepted tokens (read from its stream of steps) add up to vLLM's counter. At T=0.8 vllm-cpu
     0.32.0's speculation is broken (acceptance of a few percent, garbled copies): the distribution
@@ -64,7 +64,7 @@ def test_self_draft_is_exact_at_t0_and_vllm_cpu_sampling_is_caught_at_t08(pytest
     config.write_text(SELF_DRAFT)
     report = pytester.path / "self.json"
     pytester.makepyfile(test_self_draft=LOSSLESS_TESTS)
-    result = pytester.runpytest(f"--spec-config={config}", f"--spec-report={report}")
+    result = pytester.runpytest(f"--spec-config={config}", f"--spec-report={report}", plugins=[shared_engines])
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines([
         "*lossless(1, temperature=0.8, alpha=0.01) at self-draft T=0.8: not lossless at T=0.8: spec outputs have "
@@ -85,7 +85,7 @@ def test_self_draft_is_exact_at_t0_and_vllm_cpu_sampling_is_caught_at_t08(pytest
     fixed.write_text(SELF_DRAFT.replace("temperatures = [0.0, 0.8]", "temperatures = [0.0]\nignore_eos = true"))
     fixed_report = pytester.path / "fixed.json"
     pytester.makepyfile(test_self_draft="def test_measured(spec_run):\n    pass\n")
-    pytester.runpytest(f"--spec-config={fixed}", f"--spec-report={fixed_report}").assert_outcomes(passed=1)
+    pytester.runpytest(f"--spec-config={fixed}", f"--spec-report={fixed_report}", plugins=[shared_engines]).assert_outcomes(passed=1)
     samples = json.loads(fixed_report.read_text())["runs"][0]["spec"]["samples"]
     counted = json.loads(fixed_report.read_text())["runs"][0]["num_accepted_tokens"]
     # each step's chunk is 1 + its accepted drafts; the last step's chunk is cut by max_tokens, yet
@@ -95,7 +95,7 @@ def test_self_draft_is_exact_at_t0_and_vllm_cpu_sampling_is_caught_at_t08(pytest
     assert sum(per_request) + 2 * len(samples) == counted
 
 
-def test_two_live_offline_engines_each_read_their_own_counters(pytester, tiny_toml, engines_stopped):
+def test_two_live_offline_engines_each_read_their_own_counters(pytester, tiny_toml, shared_engines):
     """vLLM's Prometheus registry is process-global and each new engine replaces the last one's
     metrics: a spec engine measured after the vanilla engine started must still see its drafts."""
     pytester.makepyfile(
@@ -113,6 +113,7 @@ def test_two_live_offline_engines_each_read_their_own_counters(pytester, tiny_to
             assert spec_run.runs[0].valid, spec_run.runs[0].invalid_reason
         """
     )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--spec-config={tiny_toml}", "--spec-max-engines=2",
-                                           timeout=900)
+    shared_engines.stop()  # the spec engine starts first, the vanilla engine second,
+    shared_engines.forget()  # and the config is measured with both live
+    result = pytester.runpytest(f"--spec-config={tiny_toml}", "--spec-max-engines=2", plugins=[shared_engines])
     result.assert_outcomes(passed=3)

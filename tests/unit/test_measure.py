@@ -52,6 +52,17 @@ def test_vanilla_twin_is_measured_once_for_configs_that_share_it():
     assert [n for engine in vanilla_engines for n in engine.scored] == [4, 4, 4]
 
 
+def test_a_config_measured_before_is_not_measured_again_wherever_its_file_lives():
+    factory = FakeFactory()
+    measurer = Measurer(EnginePool({"offline": factory}))
+    first = measurer.measure(make_config("a"))
+    calls = sum(len(engine.calls) for engine in factory.engines)
+    again = measurer.measure(make_config("b"))
+    assert sum(len(engine.calls) for engine in factory.engines) == calls
+    assert again.config_name == "b" and {run.config_name for run in again.runs} == {"b"}
+    assert [run.speedup for run in again.runs] == [run.speedup for run in first.runs]
+
+
 def test_pool_keeps_max_live_engines_and_remembers_failed_starts():
     factory = FakeFactory(fail_for="broken")
     pool = EnginePool({"offline": factory}, max_live=1)

@@ -1,0 +1,24 @@
+"""What a test report carries: the test's measured result and verdicts, attached where it was run
+and read back where reports are merged (xdist's controller gets reports as plain data)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .results import ConfigResult, Verdict
+
+Carried = tuple["ConfigResult | None", "list[Verdict]"]
+
+
+def to_data(carried: Carried) -> dict[str, Any]:
+    result, verdicts = carried
+    return {
+        "result": result.model_dump(mode="json") if result is not None else None,
+        "verdicts": [v.model_dump(mode="json") for v in verdicts],
+    }
+
+
+def from_data(data: dict[str, Any]) -> Carried:
+    result = ConfigResult.model_validate(data["result"]) if data["result"] else None
+    verdicts = [Verdict.model_validate(v) for v in data["verdicts"]]
+    return result, verdicts

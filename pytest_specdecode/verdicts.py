@@ -1,0 +1,35 @@
+"""A gated test's verdicts: its markers judged against its config's measured result, plus
+`--spec-compare`'s regression verdict, and which of them fail the test."""
+
+from __future__ import annotations
+
+import warnings
+
+from .config import GatesSection
+from .gates import Gate, judge
+from .options import Options
+from .regression import regression_verdict
+from .results import ConfigResult, Verdict
+
+
+class InconclusiveGate(UserWarning):
+    """A confident verdict whose interval straddles the threshold (a failure with --spec-strict)."""
+
+
+def verdicts_for(
+    options: Options, test: str, gates: list[Gate], result: ConfigResult, defaults: GatesSection
+) -> list[Verdict]:
+    """Raises GateUsageError or BaselineError for a gate that cannot be judged as written."""
+    verdicts = [verdict for gate in gates for verdict in judge(gate, result, test, options.confident)]
+    if options.compare:
+        verdicts.append(regression_verdict(options, test, result, defaults))
+    return verdicts
+
+
+def failures(options: Options, verdicts: list[Verdict]) -> list[str]:
+    """The messages of the verdicts that fail the test; an inconclusive one that does not is warned about."""
+    failing = {"fail", "inconclusive"} if options.strict else {"fail"}
+    for verdict in verdicts:
+        if verdict.outcome == "inconclusive" and not options.strict:
+            warnings.warn(InconclusiveGate(verdict.message), stacklevel=2)
+    return [verdict.message for verdict in verdicts if verdict.outcome in failing]

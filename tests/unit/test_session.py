@@ -1,0 +1,57 @@
+"""Where a session's engines come from: its own pool, stopped when the session ends, or the
+measurer a `pytest_specdecode_measurer` hook returns, which outlives the session."""
+
+import pytest
+
+from pytest_specdecode.engines.pool import DEFAULT_FACTORIES, EnginePool
+from pytest_specdecode.measure import Measurer
+
+from .fakes import FakeFactory
+
+CONFIG = '[model]\nname = "org/m"\n[speculative]\nmethod = "ngram"\nnum_speculative_tokens = 3\n'
+USES_AN_ENGINE = "def test_a(spec_engine):\n    assert spec_engine.spec.model == 'org/m'\n"
+#: --spec-endpoint: the engines are endpoint clients, so no vLLM is needed to make their specs
+ARGS = ("-p", "no:cacheprovider", "--spec-config=c.toml", "--spec-endpoint=http://127.0.0.1:9")
+
+
+class ScriptedEndpoints:
+    """Scripted engines in place of the endpoint client, for every session this plugin is given to."""
+
+    def __init__(self) -> None:
+        self.factory = FakeFactory()
+
+    @pytest.fixture(autouse=True, scope="session")
+    def _scripted_endpoints(self):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setitem(DEFAULT_FACTORIES, "endpoint", self.factory)
+            yield
+
+
+class SharedMeasurer(ScriptedEndpoints):
+    def __init__(self) -> None:
+        super().__init__()
+        self.measurer = Measurer(EnginePool({"endpoint": self.factory}))
+
+    def pytest_specdecode_measurer(self, config):
+        return self.measurer
+
+
+@pytest.fixture
+def session_files(pytester):
+    pytester.makefile(".toml", c=CONFIG)
+    pytester.makepyfile(USES_AN_ENGINE)
+
+
+def test_without_the_hook_a_session_stops_the_engines_it_started(pytester, session_files):
+    scripted = ScriptedEndpoints()
+    pytester.runpytest(*ARGS, plugins=[scripted]).assert_outcomes(passed=1)
+    [engine] = scripted.factory.engines
+    assert engine.closed
+
+
+def test_a_hooks_measurer_serves_every_session_and_its_engines_outlive_them(pytester, session_files):
+    shared = SharedMeasurer()
+    for _ in range(2):
+        pytester.runpytest(*ARGS, plugins=[shared]).assert_outcomes(passed=1)
+    [engine] = shared.factory.engines  # started once, for both sessions
+    assert not engine.closed

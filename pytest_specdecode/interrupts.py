@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
@@ -37,3 +39,27 @@ def install() -> Any:
 def restore(previous: Any) -> None:
     if previous is not None and signal.getsignal(signal.SIGTERM) is _raise_terminated:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def deferred() -> Iterator[list[str]]:
+    """SIGTERM and SIGINT are noted, not raised, inside the block (the names land in the list).
+
+    For writing the reports: an interrupt there would lose everything the session measured, and the
+    second signal is the likely one (a CI timeout's SIGTERM after its own grace period, a second
+    Ctrl-C). The caller decides what a noted signal means once the reports are safe.
+    """
+    received: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        received.append(signal.Signals(signum).name)
+
+    previous = {signum: signal.signal(signum, note) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

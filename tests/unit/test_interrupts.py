@@ -53,3 +53,30 @@ def test_install_and_restore_round_trip():
         assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_signals_inside_deferred_are_noted_not_raised_and_the_handlers_come_back():
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    with interrupts.deferred() as received:
+        signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(signal.SIGINT)
+    assert received == ["SIGTERM", "SIGINT"]
+    assert {signum: signal.getsignal(signum) for signum in before} == before
+
+
+SIGTERM_WHILE_FINISHING = """
+import os, signal
+
+def pytest_sessionfinish(session):
+    os.kill(os.getpid(), signal.SIGTERM)  # as a CI timeout would, while the reports are being written
+"""
+
+
+def test_a_sigterm_while_the_reports_are_written_keeps_them_and_exits_interrupted(pytester):
+    pytester.makeconftest(SIGTERM_WHILE_FINISHING)
+    pytester.makepyfile("def test_passes():\n    pass\n")
+    outcome = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--spec-report=report.json")
+    assert outcome.ret == pytest.ExitCode.INTERRUPTED
+    assert "Traceback" not in outcome.stdout.str() + outcome.stderr.str()
+    outcome.stdout.fnmatch_lines(["*SIGTERM while the reports were written*"])
+    assert (pytester.path / "report.json").is_file()

@@ -73,12 +73,12 @@ def untrained_head(tmp_path_factory) -> Path:
     return folder
 
 
-def test_an_eagle3_head_runs_through_the_plugin_with_counters_that_add_up(pytester, untrained_head):
+def test_an_eagle3_head_runs_through_the_plugin_with_counters_that_add_up(pytester, untrained_head, shared_engines):
     config = pytester.path / "eagle3.toml"
     config.write_text(EAGLE3.format(head=untrained_head))
     pytester.makepyfile(test_eagle3_gates=GATES)
     report = pytester.path / "report.json"
-    result = pytester.runpytest(f"--spec-config={config}", f"--spec-report={report}", "-v")
+    result = pytester.runpytest(f"--spec-config={config}", f"--spec-report={report}", "-v", plugins=[shared_engines])
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*min_acceptance(0.5, temperature=0.0*) at eagle3 T=0: measured *below threshold 0.5*"])
     (run,) = json.loads(report.read_text())["runs"]

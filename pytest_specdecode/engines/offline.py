@@ -36,7 +36,7 @@ class OfflineEngine:
             self._llm, self._processes = start_in_thread(lambda: LLM(model=spec.model, disable_log_stats=False, **args))
         except Exception as exc:  # vLLM raises many types; all mean "this engine did not start"
             gc.collect()
-            raise EngineStartError(f"{type(exc).__name__}: {exc}".splitlines()[0][:500]) from exc
+            raise EngineStartError(start_failure(exc)) from exc
         self._collectors = vllm_collectors()  # this engine's own: a later engine replaces the global ones
         self.start_s = time.perf_counter() - started
         self._request_ids = itertools.count()
@@ -154,3 +154,10 @@ class OfflineEngine:
             gc.collect()
             self._processes.stop()
 
+
+def start_failure(exc: BaseException) -> str:
+    """One line that still says why: the first line of a pydantic error (vLLM validates its configs
+    with pydantic) only counts the errors, so every line is kept, joined, without the docs links."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    cause = " | ".join(line for line in lines if not line.startswith("For further information visit"))
+    return f"{type(exc).__name__}: {cause}"[:500] if cause else type(exc).__name__

@@ -89,3 +89,25 @@ def test_a_spawned_process_that_ignores_sigterm_is_killed_with_what_it_started(t
     assert time.monotonic() - began < 10
     assert _gone(process) and _gone(grandchild)
     assert children.alive() == []
+
+
+def test_an_engine_that_fails_validation_says_why_in_one_line():
+    from pydantic import BaseModel, field_validator
+
+    from pytest_specdecode.engines.offline import start_failure
+
+    class SpeculativeConfig(BaseModel):
+        method: str
+
+        @field_validator("method")
+        @classmethod
+        def known(cls, value: str) -> str:
+            raise ValueError(f"unknown speculative method {value!r}")
+
+    try:
+        SpeculativeConfig(method="eagle9")
+    except ValueError as exc:
+        line = start_failure(exc)
+    assert "\n" not in line
+    assert line.startswith("ValidationError: 1 validation error for SpeculativeConfig")
+    assert "unknown speculative method 'eagle9'" in line and "For further information" not in line

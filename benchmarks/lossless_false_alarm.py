@@ -6,7 +6,9 @@ n prompts at temperature T, each round with its own seed base (far enough apart 
 requests of different rounds share a seed); every output is scored by the engine itself (as the
 gate scores both sides with the vanilla engine); then each pair of rounds is one trial of
 `check_lossless`. The observed false-alarm rate at alpha 0.01 and 0.05 is reported next to the
-nominal one, with an exact (Clopper-Pearson) binomial 95% interval.
+nominal one, with an exact (Clopper-Pearson) binomial 95% interval. The JSON names the statistic
+and keeps each request's (target log-probability, tokens) of every round under `scored`, so a
+changed statistic can be judged again without an engine.
 
 All R(R-1)/2 pairs of rounds are used, and they overlap: each round takes part in R-1 trials, so
 trials are correlated and the all-pairs interval, which assumes independent trials, is too narrow.
@@ -15,7 +17,7 @@ reported beside it. Unlike the gate's pairs, an A/A pair shares its prompt but n
 test needs neither (docs/reading-the-numbers.md, "Lossless at T>0").
 
     python benchmarks/lossless_false_alarm.py examples/gpu-ngram.toml --rounds 50 --temperature 0.8 --out FILE.json
-    python benchmarks/lossless_false_alarm.py examples/cpu-ngram.toml --rounds 3 --prompts 8 --max-tokens 16
+    python benchmarks/lossless_false_alarm.py examples/cpu-ngram.toml --rounds 16 --prompts 16 --max-tokens 32 --out FILE.json
 """
 
 from __future__ import annotations
@@ -91,10 +93,12 @@ def main() -> None:
         "seed_bases": [workload.seed + r * SEED_STRIDE for r in range(args.rounds)],
         "mean_output_tokens": statistics.fmean(s.output_tokens for samples in rounds for s in samples),
         "n_pairs": sorted({check.n_pairs for check in trials.values()}),
-        "per_pair_sd_median": _median([_difference_sd(rounds[a], rounds[b]) for a, b in all_pairs]),
+        "statistic": LosslessCheck.model_fields["statistic"].default,
+        "per_pair_sd_median": _median([_contribution_sd(trials[pair]) for pair in all_pairs]),
         "all_pairs": false_alarms([trials[pair] for pair in all_pairs]),
         "disjoint_pairs": false_alarms([trials[pair] for pair in disjoint]),
         "p_values": {f"{a}-{b}": trials[(a, b)].p_value for a, b in all_pairs},
+        "scored": [[[s.target_logprob, s.output_tokens] for s in samples] for samples in rounds],
         "note": (
             f"all_pairs: the {len(all_pairs)} pairs of {args.rounds} rounds overlap (each round is in "
             f"{args.rounds - 1} trials), so its trials are correlated and its binomial interval, which "
@@ -144,14 +148,15 @@ def _median(values: list[float | None]) -> float | None:
     return statistics.median(kept) if kept else None
 
 
-def _difference_sd(first: list[RequestSample], second: list[RequestSample]) -> float | None:
-    """The spread of per-pair differences, sigma_d of the sizing formula in docs/reading-the-numbers.md."""
-    differences = [
-        a.target_logprob - b.target_logprob
-        for a, b in zip(first, second)
-        if a.target_logprob is not None and b.target_logprob is not None
-    ]
-    return statistics.stdev(differences) if len(differences) >= 2 else None
+def _contribution_sd(check: LosslessCheck) -> float | None:
+    """The spread of the pairs' contributions, sigma_d of the sizing formula in
+    docs/reading-the-numbers.md, read back from the check's interval."""
+    if check.mean_difference_ci is None or check.n_pairs < 2:
+        return None
+    from scipy.stats import t
+
+    low, high = check.mean_difference_ci
+    return (high - low) / 2 * check.n_pairs**0.5 / float(t.ppf(0.975, check.n_pairs - 1))
 
 
 if __name__ == "__main__":

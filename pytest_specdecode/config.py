@@ -6,6 +6,7 @@ minutes of an engine start. Errors are `ConfigError`s whose message names the fi
 
 from __future__ import annotations
 
+import hashlib
 import math
 import sys
 from pathlib import Path
@@ -186,6 +187,15 @@ class SpecConfig(_Section):
     @property
     def name(self) -> str:
         return self.path.stem
+
+    def content_key(self) -> str:
+        """What makes two configs the same measurement: everything but their path and gates, and the
+        prompts file's bytes."""
+        text = self.model_dump_json(exclude={"path", "gates"})
+        prompts = Path(self.workload.prompts)
+        if not self.workload.prompts.startswith("builtin:") and prompts.is_file():
+            text += hashlib.sha256(prompts.read_bytes()).hexdigest()
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
 def load_config(path: str | Path) -> SpecConfig:

@@ -19,13 +19,16 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class LoadLevel:
-    """A cap on requests in flight and/or an arrival rate; neither means all requests at once."""
+    """A cap on requests in flight or an arrival rate, never both (the two sweeps of `levels`);
+    neither means all requests at once."""
 
     concurrency: int | None = None
     request_rate: float | None = None
     burstiness: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.concurrency is not None and self.request_rate is not None:
+            raise ValueError("a load level is a concurrency or a request rate, not both")
         if self.concurrency is not None and self.concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
         if self.request_rate is not None and not self.request_rate > 0:
@@ -40,16 +43,11 @@ class LoadLevel:
 
     @property
     def label(self) -> str:
-        parts = []
         if self.concurrency is not None:
-            parts.append(f"c={self.concurrency}")
-        if self.paced:
-            parts.append(f"rate={self.request_rate:g}")
-            if self.burstiness != 1.0:
-                parts.append(f"burstiness={self.burstiness:g}")
-        elif self.concurrency is None:
-            parts.append("rate=inf")
-        return " ".join(parts)
+            return f"c={self.concurrency}"
+        if not self.paced:
+            return "rate=inf"
+        return f"rate={self.request_rate:g}" + (f" burstiness={self.burstiness:g}" if self.burstiness != 1.0 else "")
 
 
 def levels(concurrency: list[int], request_rate: list[float], burstiness: float) -> list[LoadLevel]:

@@ -8,25 +8,23 @@ live engine needs only one start per side.
 
 from __future__ import annotations
 
-import hashlib
 import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
 
-from .checks import invalid_reason, outputs_match, run_warnings, speedup_basis
 from .config import SpecConfig
 from .engines.base import Engine, EngineSpec, EngineStartError, Sampling
 from .engines.metrics import EngineCounters
 from .engines.pool import EnginePool
 from .lossless import DEFAULT_ALPHA, check_lossless, not_measured
+from .measurement import ConfigMeasurement
 from .models import resolve_model
-from .plan import Cell, cells, plan_windows
-from .results import BaselineInfo, ConfigResult, EngineFigures, LosslessCheck, RunResult, SpecCounters, Window
+from .plan import Condition, Step, conditions, plan_windows
+from .results import ConfigResult, EngineFigures, LosslessCheck, RunResult, Window
 from .vanilla import BaselineCache, VanillaSource
-from .workload import WARMUP_PROMPT, Prompt, check_lengths, load_prompts, local_tokenizer, render
+from .workload import WARMUP_PROMPT, Prompt, RenderedPrompts, check_lengths, load_prompts, local_tokenizer, render
 
 Progress = Callable[[str], None]
 
@@ -102,7 +100,7 @@ class Measurer:
 
     def measure(self, config: SpecConfig) -> ConfigResult:
         """The comparison for `config`, measured on first request (per content and endpoints)."""
-        key = _content_key(config) + repr(self.endpoints)
+        key = config.content_key() + repr(self.endpoints)
         if key not in self._measured:
             self._measured[key] = self._measure(config)
         measured = self._measured[key]
@@ -110,101 +108,92 @@ class Measurer:
         return measured.model_copy(update={**named, "runs": [run.model_copy(update=named) for run in measured.runs]})
 
     def _measure(self, config: SpecConfig) -> ConfigResult:
+        """Every planned window, then the runs; an interrupt still yields the conditions it finished."""
+        state = self._prepare(config)
+        plan = plan_windows(state.conditions, config.run.repeats, self.pool.max_live >= 2, state.to_measure)
+        try:
+            for step in plan:
+                window = self._measure_side(state, step)
+                state.windows.setdefault((step.role, step.condition), []).append(window)
+        except KeyboardInterrupt as interrupt:
+            # no lossless scoring here: it needs the engines the interrupt is stopping
+            partial = self._assemble(state, state.finished(plan), lossless=False)
+            raise MeasurementInterrupted(interrupt, partial, len(state.conditions)) from interrupt
+        return self._assemble(state, state.conditions, lossless=True)
+
+    def _prepare(self, config: SpecConfig) -> ConfigMeasurement:
+        """A config's sides, conditions and fingerprints, its prompts checked against the model's
+        length before any engine starts, and the vanilla figures already known."""
         starts_before = len(self.pool.starts)
         spec_side, vanilla_side = engine_specs(config, self.defaults, self.endpoints)
         prompts = load_prompts(config.workload)
-        conditions = cells(config)
-        rendered = _Rendered(prompts, config.workload.chat_template)
+        planned = conditions(config)
         tokenizer = local_tokenizer(spec_side.model, spec_side.engine_args)
         if tokenizer is not None:
             texts = render(prompts, tokenizer, config.workload.chat_template)
             check_lengths(texts, tokenizer, spec_side.engine_args.get("max_model_len"), str(config.path))
-        fingerprints = {
-            cell: self.vanilla.fingerprint(vanilla_side or spec_side.vanilla_twin(), prompts, config, cell) for cell in conditions
-        }
-        vanilla: dict[Cell, EngineFigures] = {}
-        baseline_of: dict[Cell, BaselineInfo] = {}
-        for cell in conditions:
-            known = self.vanilla.known(fingerprints[cell])
+        twin = vanilla_side or spec_side.vanilla_twin()
+        fingerprints = {condition: self.vanilla.fingerprint(twin, prompts, config, condition) for condition in planned}
+        state = ConfigMeasurement(
+            config, spec_side, vanilla_side, RenderedPrompts(prompts, config.workload.chat_template), planned,
+            fingerprints, starts_before,
+        )
+        for condition in planned:
+            known = self.vanilla.known(fingerprints[condition])
             if known is not None:
-                vanilla[cell], baseline_of[cell] = known
+                state.vanilla[condition], state.baseline_of[condition] = known
             elif vanilla_side is None:
                 raise EngineStartError(
-                    f"no vanilla figures for {config.name} {cell.label}: give --spec-baseline-endpoint, "
+                    f"no vanilla figures for {config.name} {condition.label}: give --spec-baseline-endpoint, "
                     "or measure a baseline once with a vanilla engine (--spec-baseline-dir)"
                 )
-        to_measure = {cell for cell in conditions if cell not in vanilla}
-        windows: dict[tuple[str, Cell], list[tuple[EngineFigures, EngineCounters]]] = {}
-        plan = plan_windows(conditions, config.run.repeats, self.pool.max_live >= 2, to_measure)
-        try:
-            for step in plan:
-                side = spec_side if step.role == "spec" else vanilla_side
-                assert side is not None
-                windows.setdefault((step.role, step.cell), []).append(
-                    self._measure_side(side, config, rendered, step.cell, step.repeat)
-                )
-        except KeyboardInterrupt as interrupt:
-            planned = {(step.role, step.cell) for step in plan}
-            counts = {key: sum(1 for step in plan if (step.role, step.cell) == key) for key in planned}
-            finished = [
-                cell for cell in conditions
-                if all(len(windows.get(key, [])) == counts[key] for key in planned if key[1] == cell)
-            ]
-            # no lossless scoring here: it needs the engines the interrupt is stopping
-            partial = self._assemble(config, finished, windows, to_measure, vanilla, baseline_of, fingerprints,
-                                     spec_side, vanilla_side, rendered, starts_before, lossless=False)
-            raise MeasurementInterrupted(interrupt, partial, len(conditions)) from interrupt
-        return self._assemble(config, conditions, windows, to_measure, vanilla, baseline_of, fingerprints,
-                              spec_side, vanilla_side, rendered, starts_before, lossless=True)
+        state.to_measure = {condition for condition in planned if condition not in state.vanilla}
+        return state
 
-    def _assemble(
-        self, config: SpecConfig, conditions: list[Cell], windows: dict, to_measure: set[Cell],
-        vanilla: dict[Cell, EngineFigures], baseline_of: dict[Cell, BaselineInfo], fingerprints: dict,
-        spec_side: EngineSpec, vanilla_side: EngineSpec | None, rendered: _Rendered, starts_before: int,
-        lossless: bool,
-    ) -> ConfigResult:
-        """The measured windows of `conditions` combined into runs, each judged and remembered."""
-        for cell in to_measure & set(conditions):
-            vanilla[cell] = _combine([figures for figures, _ in windows[("vanilla", cell)]])
-            baseline_of[cell] = BaselineInfo(source="measured", fingerprint=fingerprints[cell], age_s=0.0)
-        runs = []
-        for cell in conditions:
-            spec_windows = windows[("spec", cell)]
-            spec = _combine([figures for figures, _ in spec_windows])
-            counters = sum((c.spec for _, c in spec_windows), SpecCounters())
-            check = None
-            if cell.sampling.temperature > 0 and config.run.lossless_check:
-                if lossless:
-                    spec, vanilla[cell], check = self._lossless(config, vanilla_side, rendered, spec, vanilla[cell])
-                else:
-                    check = not_measured("the session was interrupted before the outputs were scored")
-            meta = {"config": str(config.path), "cell": cell.label}
-            not_stored = self.vanilla.remember(fingerprints[cell], vanilla[cell], cell in to_measure, meta)
-            run = self._run_result(config, cell, counters, spec, vanilla[cell], baseline_of[cell], spec_side, check)
-            if not_stored is not None:  # what was measured stays, and is judged; the store is the user's to fix
-                run = run.model_copy(update={"warnings": [*run.warnings, not_stored]})
-            runs.append(run)
-        keys = {spec_side.key, vanilla_side.key if vanilla_side else None}
+    def _assemble(self, state: ConfigMeasurement, finished: list[Condition], lossless: bool) -> ConfigResult:
+        """The measured windows of the `finished` conditions combined into runs, each judged and remembered."""
+        state.keep_measured_vanilla(finished)
+        config, keys = state.config, {state.spec_side.key, state.vanilla_side.key if state.vanilla_side else None}
         return ConfigResult(
             config=str(config.path),
             config_name=config.name,
-            runs=runs,
+            runs=[self._run(state, condition, lossless) for condition in finished],
             p99_regression_tolerance=config.gates.p99_regression_tolerance,
             # the starts this measurement caused: an engine shared with an earlier config is not billed twice
-            engine_start_s={role: seconds for key, role, seconds in self.pool.starts[starts_before:] if key in keys},
+            engine_start_s={
+                role: seconds for key, role, seconds in self.pool.starts[state.starts_before:] if key in keys
+            },
         )
 
+    def _run(self, state: ConfigMeasurement, condition: Condition, lossless: bool) -> RunResult:
+        """One condition's run: its spec windows combined, its T>0 outputs scored, its vanilla side kept."""
+        spec, counters = state.spec(condition)
+        check = None
+        if condition.sampling.temperature > 0 and state.config.run.lossless_check:
+            if lossless:
+                spec, state.vanilla[condition], check = self._lossless(state, spec, state.vanilla[condition])
+            else:
+                check = not_measured("the session was interrupted before the outputs were scored")
+        # "cell" is the stored baseline files' name for the condition
+        meta = {"config": str(state.config.path), "cell": condition.label}
+        fingerprint = state.fingerprints[condition]
+        new = condition in state.to_measure
+        not_stored = self.vanilla.remember(fingerprint, state.vanilla[condition], new, meta)
+        run = state.run_result(condition, counters, spec, check)
+        if not_stored is not None:  # what was measured stays, and is judged; the store is the user's to fix
+            run = run.model_copy(update={"warnings": [*run.warnings, not_stored]})
+        return run
+
     def _lossless(
-        self, config: SpecConfig, vanilla_side: EngineSpec | None, rendered: _Rendered, spec: EngineFigures,
-        vanilla: EngineFigures,
+        self, state: ConfigMeasurement, spec: EngineFigures, vanilla: EngineFigures
     ) -> tuple[EngineFigures, EngineFigures, LosslessCheck]:
         """Score both sides' sampled outputs under the target (the vanilla engine), then compare."""
-        if vanilla_side is None:
+        if state.vanilla_side is None:
             return spec, vanilla, not_measured("no vanilla engine to score outputs with (endpoint without a baseline endpoint)")
         if any(not s.output_token_ids for s in spec.samples + vanilla.samples if s.output_tokens):
             return spec, vanilla, not_measured("output token ids are missing on one side (a baseline that predates them?)")
-        engine = self._engine(vanilla_side, config)
-        text = rendered.for_engine(engine)
+        engine = self._engine(state.vanilla_side, state.config)
+        text = state.rendered.for_engine(engine)
         scored = []
         with self._timed("scoring"):
             for figures in (spec, vanilla):
@@ -217,7 +206,8 @@ class Measurer:
                 samples = [s.model_copy(update={"target_logprob": v}) for s, v in zip(samples, scores)]
                 scored.append(figures.model_copy(update={"samples": samples}))
         spec, vanilla = scored
-        return spec, vanilla, check_lossless(spec.samples, vanilla.samples, config.gates.lossless_alpha or DEFAULT_ALPHA)
+        alpha = state.config.gates.lossless_alpha or DEFAULT_ALPHA
+        return spec, vanilla, check_lossless(spec.samples, vanilla.samples, alpha)
 
     def _engine(self, side: EngineSpec, config: SpecConfig) -> Engine:
         starting = not self.pool.is_live(side)
@@ -243,22 +233,22 @@ class Measurer:
         finally:
             self.seconds[phase] += time.perf_counter() - started
 
-    def _measure_side(
-        self, side: EngineSpec, config: SpecConfig, rendered: _Rendered, cell: Cell, repeat: int
-    ) -> tuple[EngineFigures, EngineCounters]:
+    def _measure_side(self, state: ConfigMeasurement, step: Step) -> tuple[EngineFigures, EngineCounters]:
+        """One planned window: prefix cache emptied, counters read around the requests alone."""
+        config, condition, side = state.config, step.condition, state.side(step.role)
         engine = self._engine(side, config)
-        prompts = rendered.for_engine(engine)
-        suffix = f", repeat {repeat + 1}/{config.run.repeats}" if config.run.repeats > 1 else ""
-        self.progress(f"{config.name}: {side.role} {cell.label} ({len(prompts)} prompts{suffix})")
+        prompts = state.rendered.for_engine(engine)
+        suffix = f", repeat {step.repeat + 1}/{config.run.repeats}" if config.run.repeats > 1 else ""
+        self.progress(f"{config.name}: {side.role} {condition.label} ({len(prompts)} prompts{suffix})")
         reset = engine.reset_prefix_cache()
         # each repeat draws new samples: request i of repeat r has seed base + r * n + i, on both sides
-        sampling = replace(cell.sampling, seed=cell.sampling.seed + repeat * len(prompts))
+        sampling = replace(condition.sampling, seed=condition.sampling.seed + step.repeat * len(prompts))
         started_at = time.time()
         with self._timed("measurement"):
             before = engine.counters()
-            generated = engine.generate(prompts, sampling, cell.load)
+            generated = engine.generate(prompts, sampling, condition.load)
             counters = engine.counters().minus(before)
-        samples = [sample.model_copy(update={"repeat": repeat}) for sample in generated.samples]
+        samples = [sample.model_copy(update={"repeat": step.repeat}) for sample in generated.samples]
         client = generated.client
         window = Window(
             duration_s=generated.duration_s,
@@ -269,81 +259,9 @@ class Measurer:
             client_cpu_s=client.cpu_s if client else None,
             client_lag_ms=client.lag_ms if client else None,
         )
-        self.progress(f"{config.name}: {side.role} {cell.label}: {window.output_tokens} tokens in {window.duration_s:.1f} s")
+        self.progress(f"{config.name}: {side.role} {condition.label}: {window.output_tokens} tokens in {window.duration_s:.1f} s")
         figures = EngineFigures(
             samples=samples, duration_s=generated.duration_s, kv_cache_tokens=engine.kv_cache_tokens(), windows=[window]
         )
         return figures, counters
-
-    @staticmethod
-    def _run_result(
-        config: SpecConfig,
-        cell: Cell,
-        counters: SpecCounters,
-        spec: EngineFigures,
-        vanilla: EngineFigures,
-        baseline: BaselineInfo,
-        spec_side: EngineSpec,
-        check: LosslessCheck | None,
-    ) -> RunResult:
-        sampling = cell.sampling
-        return RunResult(
-            config=str(config.path),
-            config_name=config.name,
-            mode=config.run.mode,
-            model=config.model.name,
-            method=config.speculative.label,
-            num_speculative_tokens=config.speculative.num_speculative_tokens,
-            workload=config.workload.prompts if config.workload.prompts.startswith("builtin:") else config.workload.prompts.rsplit("/", 1)[-1],
-            temperature=sampling.temperature,
-            concurrency=cell.load.concurrency if cell.load else None,
-            request_rate=cell.load.request_rate if cell.load else None,
-            counters=counters,
-            spec=spec,
-            vanilla=vanilla,
-            outputs_match=outputs_match(spec.samples, vanilla.samples) if sampling.temperature == 0 else None,
-            invalid_reason=invalid_reason(counters, spec, vanilla, config.run.min_valid_output_tokens),
-            baseline=baseline,
-            warnings=run_warnings(spec, vanilla, config.run),
-            speedup_basis=speedup_basis(spec, vanilla),
-            lossless_check=check,
-            engine_args=dict(spec_side.engine_args),
-            speculative_config=dict(spec_side.speculative_config or {}),
-        )
-
-
-class _Rendered:
-    """The prompts as text, rendered once with the first engine's tokenizer (all share the target's)."""
-
-    def __init__(self, prompts: list[Prompt], chat_template: bool) -> None:
-        self._prompts, self._chat_template = prompts, chat_template
-        self._text: list[str] | None = None
-
-    def for_engine(self, engine: Engine) -> list[str]:
-        if self._text is None:
-            self._text = render(self._prompts, engine.tokenizer(), self._chat_template)
-        return self._text
-
-
-def _content_key(config: SpecConfig) -> str:
-    """What makes two configs the same measurement: everything but their path and gates, and the
-    prompts file's bytes."""
-    text = config.model_dump_json(exclude={"path", "gates"})
-    prompts = Path(config.workload.prompts)
-    if not config.workload.prompts.startswith("builtin:") and prompts.is_file():
-        text += hashlib.sha256(prompts.read_bytes()).hexdigest()
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _combine(repeats: list[EngineFigures]) -> EngineFigures:
-    """R repeats as one side: all samples (tagged with their repeat), every window, the total time."""
-    if len(repeats) == 1:
-        return repeats[0]
-    return EngineFigures(
-        samples=[sample for figures in repeats for sample in figures.samples],
-        duration_s=sum(figures.duration_s for figures in repeats),
-        kv_cache_tokens=repeats[-1].kv_cache_tokens,
-        windows=[window for figures in repeats for window in figures.windows],
-    )
-
 

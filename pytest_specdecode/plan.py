@@ -1,7 +1,7 @@
 """The measurement plan as data: which windows are measured, on which side, in which order.
 
-Pure: (cells, repeats, whether both engines fit, which vanilla cells are still unknown) in, an
-ordered list of `Step`s out. `Measurer` runs the list; tests read it without an engine.
+Pure: (conditions, repeats, whether both engines fit, which vanilla conditions are still unknown)
+in, an ordered list of `Step`s out. `Measurer` runs the list; tests read it without an engine.
 """
 
 from __future__ import annotations
@@ -14,8 +14,13 @@ from .load import LoadLevel, levels
 
 
 @dataclass(frozen=True)
-class Cell:
-    """One run's conditions: a temperature and, in server mode, a load level."""
+class Condition:
+    """What one run is measured under: the sampling and, in server mode, a load level.
+
+    The full recipe (seed, max_tokens, burstiness), because it is what the engines are given and
+    what a vanilla fingerprint hashes; a report keys the measured run by `results.Condition`, the
+    part of it a reader selects by (temperature and load).
+    """
 
     sampling: Sampling
     load: LoadLevel | None = None
@@ -27,42 +32,49 @@ class Cell:
 
 @dataclass(frozen=True)
 class Step:
-    """One measured window of the plan: which side, under which conditions, which repeat."""
+    """One measured window of the plan: which side, under which condition, which repeat."""
 
     role: str  # "spec" or "vanilla"
-    cell: Cell
+    condition: Condition
     repeat: int
 
 
-def plan_windows(cells: list[Cell], repeats: int, both_fit: bool, vanilla_cells: set[Cell]) -> list[Step]:
+def plan_windows(
+    conditions: list[Condition], repeats: int, both_fit: bool, vanilla_conditions: set[Condition]
+) -> list[Step]:
     """The order of the measured windows, as data.
 
-    Both engines live at once: per cell and repeat, spec and vanilla alternate as ABBA, so a linear
-    drift of the machine hits both sides alike. One engine at a time: every spec window first, then
-    every vanilla window, so each engine starts once; the vanilla engine, last, stays live to score
-    the sampled outputs of both sides (the lossless check). `vanilla_cells`: the cells whose
-    vanilla side still has to be measured (others come from the memo or a stored baseline).
+    Both engines live at once: per condition and repeat, spec and vanilla alternate as ABBA, so a
+    linear drift of the machine hits both sides alike. One engine at a time: every spec window
+    first, then every vanilla window, so each engine starts once; the vanilla engine, last, stays
+    live to score the sampled outputs of both sides (the lossless check). `vanilla_conditions`: the
+    conditions whose vanilla side still has to be measured (others come from the memo or a stored
+    baseline).
     """
     steps: list[Step] = []
     if both_fit:
-        for cell in cells:
+        for condition in conditions:
             for repeat in range(repeats):
-                pair = [Step("spec", cell, repeat)]
-                if cell in vanilla_cells:
-                    pair = [Step("vanilla", cell, repeat), *pair] if repeat % 2 == 0 else [*pair, Step("vanilla", cell, repeat)]
+                pair = [Step("spec", condition, repeat)]
+                if condition in vanilla_conditions:
+                    vanilla = Step("vanilla", condition, repeat)
+                    pair = [vanilla, *pair] if repeat % 2 == 0 else [*pair, vanilla]
                 steps += pair
         return steps
-    steps = [Step("spec", cell, repeat) for cell in cells for repeat in range(repeats)]
-    return steps + [Step("vanilla", cell, repeat) for cell in cells if cell in vanilla_cells for repeat in range(repeats)]
+    steps = [Step("spec", condition, repeat) for condition in conditions for repeat in range(repeats)]
+    return steps + [
+        Step("vanilla", condition, repeat)
+        for condition in conditions if condition in vanilla_conditions for repeat in range(repeats)
+    ]
 
 
-def cells(config: SpecConfig) -> list[Cell]:
+def conditions(config: SpecConfig) -> list[Condition]:
     """Every condition a config is measured under: temperatures, times load levels in server mode."""
     workload = config.workload
     samplings = [
         Sampling(t, workload.max_tokens, workload.top_p, workload.seed, workload.ignore_eos) for t in workload.temperatures
     ]
     if config.run.mode == "offline":
-        return [Cell(sampling) for sampling in samplings]
+        return [Condition(sampling) for sampling in samplings]
     loads = levels(workload.concurrency, workload.request_rate, workload.burstiness)
-    return [Cell(sampling, load) for sampling in samplings for load in loads]
+    return [Condition(sampling, load) for sampling in samplings for load in loads]

@@ -14,7 +14,7 @@ from typing import Protocol
 from .baseline import BaselineError, BaselineStore, fingerprint
 from .config import SpecConfig
 from .engines.base import EngineSpec
-from .plan import Cell
+from .plan import Condition
 from .results import BaselineInfo, EngineFigures, RunWarning
 from .schema import SCHEMA_VERSION
 from .workload import Prompt
@@ -54,16 +54,16 @@ class VanillaSource:
         self.baselines = baselines
         self._memo: dict[str, EngineFigures] = {}
 
-    def fingerprint(self, side: EngineSpec, prompts: list[Prompt], config: SpecConfig, cell: Cell) -> str:
-        """Everything that shapes one cell's vanilla figures; with a store, the machine (or the
+    def fingerprint(self, side: EngineSpec, prompts: list[Prompt], config: SpecConfig, condition: Condition) -> str:
+        """Everything that shapes one condition's vanilla figures; with a store, the machine (or the
         endpoint's server) and the model's content too."""
         parts = {
             # not the URL: an endpoint is identified by what its server reports (baseline.identity)
             "engine": replace(side, url=None).key,
             "prompts": [asdict(p) for p in prompts],
             "chat_template": config.workload.chat_template,
-            "sampling": asdict(cell.sampling),
-            "load": asdict(cell.load) if cell.load else None,
+            "sampling": asdict(condition.sampling),
+            "load": asdict(condition.load) if condition.load else None,
             "repeats": config.run.repeats,
             "warmup": config.run.warmup,
             "schema": SCHEMA_VERSION,

@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .config import ConfigError, WorkloadSection
+
+if TYPE_CHECKING:
+    from .engines.base import Engine
 
 _PASSAGES = (
     "The committee met on Tuesday to review the budget. After a long discussion, members agreed to "
@@ -165,6 +168,19 @@ def render(prompts: list[Prompt], tokenizer: ChatTokenizer, chat_template: bool)
         else:
             rendered.append(prompt.text if prompt.text is not None else "\n".join(m["content"] for m in messages))
     return rendered
+
+
+class RenderedPrompts:
+    """The prompts as text, rendered once with the first engine's tokenizer (all share the target's)."""
+
+    def __init__(self, prompts: list[Prompt], chat_template: bool) -> None:
+        self._prompts, self._chat_template = prompts, chat_template
+        self._text: list[str] | None = None
+
+    def for_engine(self, engine: Engine) -> list[str]:
+        if self._text is None:
+            self._text = render(self._prompts, engine.tokenizer(), self._chat_template)
+        return self._text
 
 
 def check_lengths(texts: list[str], tokenizer: Any, max_model_len: int | None, where: str) -> None:

@@ -59,11 +59,6 @@ def parse_counters(text: str) -> EngineCounters:
     return EngineCounters(SpecCounters(**totals, accepted_per_position=per_position), generation)
 
 
-def parse_spec_counters(text: str) -> SpecCounters:
-    """vLLM's spec-decode counters from a /metrics page, summed over engines; zeros when absent."""
-    return parse_counters(text).spec
-
-
 def parse_kv_cache_tokens(text: str) -> int | None:
     """KV-cache capacity in tokens from the `cache_config_info` labels, or None if not published."""
     from prometheus_client.parser import text_string_to_metric_families

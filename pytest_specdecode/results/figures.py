@@ -155,6 +155,18 @@ class EngineFigures(Model):
     def itl_ms(self) -> Distribution:
         return Distribution.of([gap * 1e3 for s in self.samples for gap in s.itl_s])
 
+    @classmethod
+    def combined(cls, repeats: list[EngineFigures]) -> EngineFigures:
+        """R repeats as one side: all samples (tagged with their repeat), every window, the total time."""
+        if len(repeats) == 1:
+            return repeats[0]
+        return cls(
+            samples=[sample for figures in repeats for sample in figures.samples],
+            duration_s=sum(figures.duration_s for figures in repeats),
+            kv_cache_tokens=repeats[-1].kv_cache_tokens,
+            windows=[window for figures in repeats for window in figures.windows],
+        )
+
     def latency(self, metric: LatencyMetric) -> Distribution:
         return getattr(self, f"{metric}_ms")
 

@@ -1,9 +1,9 @@
-from pytest_specdecode.engines.metrics import parse_kv_cache_tokens, parse_spec_counters
+from pytest_specdecode.engines.metrics import parse_counters, parse_kv_cache_tokens
 from tests.unit.fake_openai import METRICS, VANILLA_METRICS
 
 
 def test_spec_counters_from_metrics_text():
-    counters = parse_spec_counters(METRICS)
+    counters = parse_counters(METRICS).spec
     assert (counters.num_drafts, counters.num_draft_tokens, counters.num_accepted_tokens) == (40, 120, 60)
     assert counters.accepted_per_position == [30, 20, 10]
 
@@ -15,13 +15,13 @@ def test_spec_counters_sum_over_engines():
         if line.startswith("vllm:spec_decode"):
             lines.append(line.replace('engine="0"', 'engine="1"'))
     two_engines = "\n".join(lines)
-    counters = parse_spec_counters(two_engines)
+    counters = parse_counters(two_engines).spec
     assert (counters.num_drafts, counters.num_draft_tokens, counters.num_accepted_tokens) == (80, 240, 120)
     assert counters.accepted_per_position == [60, 40, 20]
 
 
 def test_vanilla_metrics_give_zero_counters_and_no_cache_size():
-    counters = parse_spec_counters(VANILLA_METRICS)
+    counters = parse_counters(VANILLA_METRICS).spec
     assert (counters.num_drafts, counters.num_draft_tokens, counters.accepted_per_position) == (0, 0, [])
     assert parse_kv_cache_tokens(VANILLA_METRICS) is None
 

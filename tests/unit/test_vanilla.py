@@ -9,14 +9,14 @@ from pytest_specdecode.baseline import BaselineStore
 from pytest_specdecode.config import parse_config
 from pytest_specdecode.engines.base import EngineSpec, Sampling
 from pytest_specdecode.load import LoadLevel
-from pytest_specdecode.plan import Cell
+from pytest_specdecode.plan import Condition
 from pytest_specdecode.results import EngineFigures, Environment
 from pytest_specdecode.vanilla import VanillaSource
 from pytest_specdecode.workload import Prompt
 
 SIDE = EngineSpec("org/model", {"dtype": "bfloat16", "max_model_len": 2048}, None, "offline")
 PROMPTS = [Prompt(text="hello"), Prompt(text="world")]
-CELL = Cell(Sampling(temperature=0.8, max_tokens=64))
+CONDITION = Condition(Sampling(temperature=0.8, max_tokens=64))
 
 
 def config(**run):
@@ -29,13 +29,13 @@ def environment(device="NVIDIA H100", vllm="0.11.0", torch="2.8.0"):
     return lambda: Environment(vllm=vllm, torch=torch, device=device, python="3.11")
 
 
-def key(tmp_path, side=SIDE, prompts=PROMPTS, cfg=None, cell=CELL, env=None):
+def key(tmp_path, side=SIDE, prompts=PROMPTS, cfg=None, condition=CONDITION, env=None):
     import os
 
     from pytest_specdecode.baseline import vllm_settings
 
     store = BaselineStore(tmp_path, env or environment(), settings=lambda: vllm_settings(os.environ))
-    return VanillaSource(store).fingerprint(side, prompts, cfg or config(), cell)
+    return VanillaSource(store).fingerprint(side, prompts, cfg or config(), condition)
 
 
 @pytest.mark.parametrize(
@@ -45,11 +45,11 @@ def key(tmp_path, side=SIDE, prompts=PROMPTS, cfg=None, cell=CELL, env=None):
         {"side": replace(SIDE, engine_args={"dtype": "float16", "max_model_len": 2048})},
         {"side": replace(SIDE, mode="server")},
         {"prompts": [Prompt(text="hello"), Prompt(text="world!")]},
-        {"cell": Cell(Sampling(temperature=0.0, max_tokens=64))},
-        {"cell": Cell(Sampling(temperature=0.8, max_tokens=65))},
-        {"cell": Cell(Sampling(temperature=0.8, max_tokens=64, seed=1))},
-        {"cell": Cell(CELL.sampling, LoadLevel(concurrency=4))},
-        {"cell": Cell(CELL.sampling, LoadLevel(request_rate=2.0, burstiness=0.5))},
+        {"condition": Condition(Sampling(temperature=0.0, max_tokens=64))},
+        {"condition": Condition(Sampling(temperature=0.8, max_tokens=65))},
+        {"condition": Condition(Sampling(temperature=0.8, max_tokens=64, seed=1))},
+        {"condition": Condition(CONDITION.sampling, LoadLevel(concurrency=4))},
+        {"condition": Condition(CONDITION.sampling, LoadLevel(request_rate=2.0, burstiness=0.5))},
         {"cfg": config(repeats=3)},
         {"cfg": config(warmup=0)},
         {"env": environment(vllm="0.11.1")},
@@ -89,7 +89,7 @@ def test_without_a_store_the_memo_serves_this_process_and_a_store_is_written_onc
             saved.append(fingerprint)
 
     source = VanillaSource(Store())
-    fp = source.fingerprint(SIDE, PROMPTS, config(), CELL)
+    fp = source.fingerprint(SIDE, PROMPTS, config(), CONDITION)
     assert source.known(fp) is None
     figures = EngineFigures(samples=[], duration_s=1.0)
     source.remember(fp, figures, new=True, meta={})

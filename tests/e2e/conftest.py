@@ -66,11 +66,42 @@ for _module in ENGINE_START_MODULES:
     importlib.import_module(_module)
 
 
+#: The shared-engine tests in the order that starts fewest engines (the pool keeps the two used
+#: last). The first starts the n-gram spec engine, then the vanilla engine every config shares;
+#: the baseline test reuses both before it stops them; each later config starts its spec engine
+#: beside that vanilla engine. A test not listed runs after these.
+ENGINE_ORDER = (
+    "test_numbers.py::test_two_live_offline_engines_each_read_their_own_counters",
+    "test_baselines.py",
+    "test_offline_gates.py",
+    "test_numbers.py",
+    "test_eagle3.py",
+    "test_server_mode.py",
+)
+#: An engine test's own limit: the slowest takes ~5 min on 2 cores; a hang costs 10, not CI's 90.
+ENGINE_TIMEOUT_S = 600
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that uses the shared engines, or stops them to start engines of its own, is an engine test."""
+    """Mark and order the engine tests: a test that uses the shared engines, or stops them to start
+    engines of its own, is an engine test. Tests without engines run first (they fail in seconds),
+    then those that stop the shared engines (none is up yet, so nothing is started twice), then
+    the rest in ENGINE_ORDER."""
     for item in items:
         if "shared_engines" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.engine)
+            item.add_marker(pytest.mark.timeout(ENGINE_TIMEOUT_S))
+    items.sort(key=_engine_rank)
+
+
+def _engine_rank(item: pytest.Item) -> tuple[int, int]:
+    names = getattr(item, "fixturenames", ())
+    if "shared_engines" not in names:
+        return (0, 0)
+    if "engines_stopped" in names:
+        return (1, 0)
+    name = item.nodeid.rsplit("/", 1)[-1]
+    return (2, next((i for i, prefix in enumerate(ENGINE_ORDER) if name.startswith(prefix)), len(ENGINE_ORDER)))
 
 
 @pytest.fixture

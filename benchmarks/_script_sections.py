@@ -134,7 +134,11 @@ def false_alarm_section(runs: list[tuple[str, str]]) -> list[str]:
         "runs at T>0. Both sides are the same engine, so each \"not lossless\" is a false alarm, and "
         "the observed rate should match alpha. The R(R-1)/2 pairs overlap (each round is in R-1 "
         "trials), so the all-pairs interval, which assumes independent trials, is too narrow; the "
-        "floor(R/2) disjoint pairs are independent, with an honest but wide interval.", "",
+        "floor(R/2) disjoint pairs are independent, with an honest but wide interval. Resampled trials "
+        "pair request i of two rounds drawn for request i alone, thousands of times: the false-alarm rate "
+        "under the rounds' own distribution, which a few atypical rounds cannot decide (its interval "
+        "covers the resampling, not which rounds were drawn). A file that keeps its scores is judged again "
+        "with `--rejudge`.", "",
     ]
     for name, command in runs:
         lines += [f"`{command}`", ""]
@@ -161,14 +165,16 @@ def _false_alarm_rates(data: dict) -> list[str]:
             f"(today: {today}). The file keeps no per-request scores to judge again; re-run the command.", "",
         ]
     lines += [
-        "| alpha | trials (all pairs) | observed, 95% interval | trials (disjoint) | observed, 95% interval |",
-        "|---|---|---|---|---|",
+        "| alpha | trials (all pairs) | observed, 95% interval | trials (disjoint) | observed, 95% interval "
+        "| trials (resampled) | observed, 95% interval |",
+        "|---|---|---|---|---|---|---|",
     ]
-    every, disjoint = data["all_pairs"], data["disjoint_pairs"]
+    every, disjoint, resampled = data["all_pairs"], data["disjoint_pairs"], data.get("resampled")
     for key in (k for k in every if k.startswith("alpha_")):
+        drawn = f"{resampled['judged']} | {_rate(resampled[key])}" if resampled else "- | -"
         lines.append(
             f"| {every[key]['nominal']:g} | {every['judged']} | {_rate(every[key])} | {disjoint['judged']} | "
-            f"{_rate(disjoint[key])} |"
+            f"{_rate(disjoint[key])} | {drawn} |"
         )
     return lines + [""]
 

@@ -18,12 +18,15 @@ test needs neither (docs/reading-the-numbers.md, "Lossless at T>0").
 
     python benchmarks/lossless_false_alarm.py examples/gpu-ngram.toml --rounds 50 --temperature 0.8 --out FILE.json
     python benchmarks/lossless_false_alarm.py examples/cpu-ngram.toml --rounds 16 --prompts 16 --max-tokens 32 --out FILE.json
+    python benchmarks/lossless_false_alarm.py FILE.json --rejudge --out FILE.json
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
+import random
 import statistics
 import sys
 import time
@@ -43,6 +46,7 @@ from pytest_specdecode.results import LosslessCheck, RequestSample
 from pytest_specdecode.workload import load_prompts, render
 
 ALPHAS = (0.01, 0.05)
+RESAMPLED_TRIALS = 2000
 #: Seed bases of consecutive rounds lie this far apart; request i of a round uses base + i.
 SEED_STRIDE = 1_000_000
 
@@ -55,7 +59,12 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, help="override [workload] num_prompts")
     parser.add_argument("--max-tokens", type=int, help="override [workload] max_tokens")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--rejudge", action="store_true",
+                        help="CONFIG is an earlier --out file: judge its scores again with today's statistic, no engine")
     args = parser.parse_args()
+    if args.rejudge:
+        emit(rejudged(json.loads(args.config.read_text())), args.out)
+        return
     if args.rounds < 2 or args.temperature <= 0:
         parser.error("need --rounds >= 2 and --temperature > 0 (at T=0 every round is the same text)")
 
@@ -79,9 +88,6 @@ def main() -> None:
     finally:
         engine.close()
 
-    all_pairs = list(itertools.combinations(range(args.rounds), 2))
-    disjoint = [(a, a + 1) for a in range(0, args.rounds - 1, 2)]
-    trials = {pair: check_lossless(rounds[pair[0]], rounds[pair[1]]) for pair in all_pairs}
     result = {
         "config": str(args.config),
         "environment": vllm_info.environment().model_dump(),
@@ -92,21 +98,66 @@ def main() -> None:
         "rounds": args.rounds,
         "seed_bases": [workload.seed + r * SEED_STRIDE for r in range(args.rounds)],
         "mean_output_tokens": statistics.fmean(s.output_tokens for samples in rounds for s in samples),
+        **judged(rounds),
+    }
+    emit(result, args.out)
+
+
+def judged(rounds: list[list[RequestSample]]) -> dict[str, Any]:
+    """Every trial's verdict over the scored rounds, three ways of forming the trials."""
+    count = len(rounds)
+    all_pairs = list(itertools.combinations(range(count), 2))
+    disjoint = [(a, a + 1) for a in range(0, count - 1, 2)]
+    trials = {pair: check_lossless(rounds[pair[0]], rounds[pair[1]]) for pair in all_pairs}
+    return {
         "n_pairs": sorted({check.n_pairs for check in trials.values()}),
         "statistic": LosslessCheck.model_fields["statistic"].default,
         "per_pair_sd_median": _median([_contribution_sd(trials[pair]) for pair in all_pairs]),
         "all_pairs": false_alarms([trials[pair] for pair in all_pairs]),
         "disjoint_pairs": false_alarms([trials[pair] for pair in disjoint]),
+        "resampled": false_alarms(resampled_trials(rounds)),
         "p_values": {f"{a}-{b}": trials[(a, b)].p_value for a, b in all_pairs},
         "scored": [[[s.target_logprob, s.output_tokens] for s in samples] for samples in rounds],
         "note": (
-            f"all_pairs: the {len(all_pairs)} pairs of {args.rounds} rounds overlap (each round is in "
-            f"{args.rounds - 1} trials), so its trials are correlated and its binomial interval, which "
+            f"all_pairs: the {len(all_pairs)} pairs of {count} rounds overlap (each round is in "
+            f"{count - 1} trials), so its trials are correlated and its binomial interval, which "
             f"assumes independent trials, is too narrow; disjoint_pairs: the {len(disjoint)} pairs that share "
-            "no round, independent, with an honest but wide interval"
+            f"no round, independent, with an honest but wide interval; resampled: {RESAMPLED_TRIALS} trials, "
+            "each pairing request i of two rounds drawn for that request alone (the rounds' empirical "
+            "distribution under the null), a calibration with many trials that an atypical round cannot dominate; "
+            "its interval covers the resampling, not which rounds happened to be drawn"
         ),
     }
-    emit(result, args.out)
+
+
+def resampled_trials(rounds: list[list[RequestSample]], trials: int = RESAMPLED_TRIALS) -> list[LosslessCheck]:
+    """Trials drawn from the rounds: for request i, two distinct rounds picked for i alone.
+
+    Each round is one draw of every request's output; request i's outputs over R rounds are R
+    draws of one distribution. Pairing two of them per request, independently across requests,
+    makes a trial from that distribution as the gate sees it under the null, and thousands of
+    trials measure the test's false-alarm rate without a few atypical rounds deciding it.
+    """
+    rng = random.Random(0)
+    checks = []
+    for _ in range(trials):
+        picks = [rng.sample(range(len(rounds)), 2) for _ in rounds[0]]
+        spec = [rounds[a][i] for i, (a, _) in enumerate(picks)]
+        vanilla = [rounds[b][i] for i, (_, b) in enumerate(picks)]
+        checks.append(check_lossless(spec, vanilla))
+    return checks
+
+
+def rejudged(data: dict[str, Any]) -> dict[str, Any]:
+    """An earlier run's file, its verdicts recomputed from the scores it kept."""
+    if "scored" not in data:
+        raise SystemExit("this file keeps no per-request scores (written before they were kept): re-run the engine")
+    rounds = [
+        [RequestSample(prompt_tokens=0, output_tokens=tokens, ttft_s=None, e2e_s=0.0, target_logprob=logprob)
+         for logprob, tokens in samples]
+        for samples in data["scored"]
+    ]
+    return {**data, **judged(rounds)}
 
 
 def scored_round(engine: OfflineEngine, prompts: list[str], sampling: Sampling, label: str) -> list[RequestSample]:

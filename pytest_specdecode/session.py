@@ -51,6 +51,7 @@ class SpecSession:
         self._configs: dict[Path, Any] = {}  # a SpecConfig, or the ConfigError loading it raised
         self._measurer: Measurer | None = None
         self._owns_measurer = False
+        self._seconds_before: dict[str, float] = {}
 
     def progress(self, line: str) -> None:
         """Written past pytest's capture: engines start and measure inside a test's setup, where a
@@ -68,7 +69,9 @@ class SpecSession:
         """The session's wall time split into engine starts, warmup, measurement and the rest
         (pytest, imports, model conversion, the plugin itself), as seen by this process."""
         total = time.perf_counter() - self.started
-        phases = dict(self._measurer.seconds) if self._measurer is not None else {}
+        phases = {}
+        if self._measurer is not None:  # a hook's measurer counts every session it served: this one's share
+            phases = {phase: s - self._seconds_before.get(phase, 0.0) for phase, s in self._measurer.seconds.items()}
         return {"session": total, **phases, "other": total - sum(phases.values())}
 
     def config_for(self, path: Path) -> SpecConfig:
@@ -114,6 +117,7 @@ class SpecSession:
                 from .engines import vllm_info
 
                 measurer.defaults = vllm_info.engine_defaults()
+            self._seconds_before = dict(measurer.seconds)
             self._measurer = measurer
         return self._measurer
 

@@ -1,6 +1,8 @@
 """Where a session's engines come from: its own pool, stopped when the session ends, or the
 measurer a `pytest_specdecode_measurer` hook returns, which outlives the session."""
 
+import json
+
 import pytest
 
 from pytest_specdecode.engines.pool import DEFAULT_FACTORIES, EnginePool
@@ -55,3 +57,14 @@ def test_a_hooks_measurer_serves_every_session_and_its_engines_outlive_them(pyte
         pytester.runpytest(*ARGS, plugins=[shared]).assert_outcomes(passed=1)
     [engine] = shared.factory.engines  # started once, for both sessions
     assert not engine.closed
+
+
+def test_a_shared_measurers_time_is_reported_per_session(pytester, session_files):
+    """Was: the second session reported the first one's engine start as its own, and a negative
+    `other` (the phases summed over every session the measurer had served)."""
+    shared = SharedMeasurer()
+    shared.measurer.seconds["engine_start"] = 500.0  # what earlier sessions spent
+    pytester.runpytest(*ARGS, "--spec-report=r.json", plugins=[shared]).assert_outcomes(passed=1)
+    timing = json.loads((pytester.path / "r.json").read_text())["timing_s"]
+    assert 0 <= timing["engine_start"] < timing["session"] < 500
+    assert timing["other"] >= 0

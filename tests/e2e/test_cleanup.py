@@ -8,7 +8,7 @@ import uuid
 from tests.e2e.leftovers import TAG, tagged_processes
 
 
-def test_ctrl_c_after_measuring_stops_engines_and_keeps_the_report(pytester, ngram_toml, monkeypatch, engines_stopped):
+def test_ctrl_c_after_measuring_stops_engines_and_keeps_the_report(pytester, tiny_toml, monkeypatch, engines_stopped):
     pytester.makepyfile(
         """
         def test_measure(spec_run):
@@ -18,12 +18,13 @@ def test_ctrl_c_after_measuring_stops_engines_and_keeps_the_report(pytester, ngr
             raise KeyboardInterrupt
         """
     )
+    tiny_toml.write_text(tiny_toml.read_text().replace("temperatures = [0.0]", "temperatures = [0.0, 0.8]"))
     tag = uuid.uuid4().hex
     monkeypatch.setenv(TAG, tag)
     report = pytester.path / "interrupted.json"
-    result = pytester.run(sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--spec-config={ngram_toml}",
+    result = pytester.run(sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--spec-config={tiny_toml}",
                           f"--spec-report={report}", timeout=900)
     assert result.ret == 2  # pytest.ExitCode.INTERRUPTED
-    result.stdout.fnmatch_lines(["*speculative decoding*", "ngram T=0 *", "*KeyboardInterrupt*"])
+    result.stdout.fnmatch_lines(["*speculative decoding*", "tiny T=0 *", "*KeyboardInterrupt*"])
     assert {run["temperature"] for run in json.loads(report.read_text())["runs"]} == {0.0, 0.8}
     assert tagged_processes(tag) == []

@@ -82,7 +82,8 @@ def test_self_draft_is_exact_at_t0_and_vllm_cpu_sampling_is_caught_at_t08(pytest
     # the same engines, every greedy answer run to max_tokens (with EOS honoured at T=0.8, above, the
     # vanilla side stays coherent; past EOS both sides write noise and the check loses power)
     fixed = pytester.path / "self-draft-fixed.toml"
-    fixed.write_text(SELF_DRAFT.replace("temperatures = [0.0, 0.8]", "temperatures = [0.0]\nignore_eos = true"))
+    fixed.write_text(SELF_DRAFT.replace("temperatures = [0.0, 0.8]", "temperatures = [0.0]\nignore_eos = true")
+                     .replace("num_prompts = 24", "num_prompts = 8"))
     fixed_report = pytester.path / "fixed.json"
     pytester.makepyfile(test_self_draft="def test_measured(spec_run):\n    pass\n")
     pytester.runpytest(f"--spec-config={fixed}", f"--spec-report={fixed_report}", plugins=[shared_engines]).assert_outcomes(passed=1)

@@ -27,8 +27,11 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) -m pytest -p no:cacheprovider --spec-config=examples/cpu-ngram.toml examples/ --spec-report=.specdecode/demo-report.json
 
+# the unit tests on both cores (xdist), then the engine tests one at a time: they share engines
+# within one process and each engine already uses every core
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest tests/unit -n 2
+	$(PY) -m pytest tests/e2e
 
 unit: setup
 	$(PY) -m pytest tests/unit

@@ -81,8 +81,13 @@ class Session:
             self.process.kill()
         return self.process.returncode, time.monotonic() - self.signalled, "".join(self.lines) + (rest or "")
 
-    def leftovers(self, grace_s: float = 5.0) -> tuple[int, list[psutil.Process]]:
-        """How many tagged processes ran when pytest exited, and those still running `grace_s` later."""
+    def leftovers(self, grace_s: float = 15.0) -> tuple[int, list[psutil.Process]]:
+        """How many tagged processes ran when pytest exited, and those still running `grace_s` later.
+
+        A multiprocessing resource tracker exits by itself once every process holding its pipe has
+        gone, after releasing what they leaked; on a loaded 2-core runner that once took over 5 s
+        after a `timeout`-killed server session (a CI run listed it, then found it a zombie). One
+        that outlives 15 s is left behind."""
         at_exit = len(tagged_processes(self.tag))
         deadline = time.monotonic() + grace_s
         while (left := tagged_processes(self.tag)) and time.monotonic() < deadline:

@@ -22,6 +22,17 @@ os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
 
 pytest_plugins = ["pytester"]
 
+#: Each test's own limit (pytest-timeout): the slowest engine test takes ~3.5 min on 2 cores, the
+#: slowest other test seconds; a hang costs minutes, not CI's 90.
+ENGINE_TIMEOUT_S = 600
+TIMEOUT_S = 120
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        engine = "shared_engines" in getattr(item, "fixturenames", ())
+        item.add_marker(pytest.mark.timeout(ENGINE_TIMEOUT_S if engine else TIMEOUT_S))
+
 
 class SharedEngines:
     """One pool of real engines, and what was measured on them, for every session it is handed to.

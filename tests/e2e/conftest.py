@@ -78,9 +78,6 @@ ENGINE_ORDER = (
     "test_eagle3.py",
     "test_server_mode.py",
 )
-#: An engine test's own limit: the slowest takes ~5 min on 2 cores; a hang costs 10, not CI's 90.
-ENGINE_TIMEOUT_S = 600
-
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark and order the engine tests: a test that uses the shared engines, or stops them to start
@@ -90,7 +87,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "shared_engines" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.engine)
-            item.add_marker(pytest.mark.timeout(ENGINE_TIMEOUT_S))
     items.sort(key=_engine_rank)
 
 

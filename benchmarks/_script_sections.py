@@ -148,9 +148,8 @@ def false_alarm_section(runs: list[tuple[str, str]]) -> list[str]:
 
 
 def _false_alarm_rates(data: dict) -> list[str]:
-    from pytest_specdecode.results import LosslessCheck
+    from pytest_specdecode.results import LOSSLESS_STATISTIC as today
 
-    today = LosslessCheck.model_fields["statistic"].default
     statistic = data.get("statistic", "paired t-test, per-request mean target log-probability per token")
     spread = "the pairs' contributions" if statistic == today else "the per-request differences"
     lines = [

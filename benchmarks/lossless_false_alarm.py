@@ -42,7 +42,7 @@ from pytest_specdecode.engines.base import Sampling
 from pytest_specdecode.engines.offline import OfflineEngine
 from pytest_specdecode.lossless import check_lossless
 from pytest_specdecode.measure import engine_specs
-from pytest_specdecode.results import LosslessCheck, RequestSample
+from pytest_specdecode.results import LOSSLESS_STATISTIC, LosslessCheck, RequestSample
 from pytest_specdecode.workload import load_prompts, render
 
 ALPHAS = (0.01, 0.05)
@@ -111,7 +111,7 @@ def judged(rounds: list[list[RequestSample]]) -> dict[str, Any]:
     trials = {pair: check_lossless(rounds[pair[0]], rounds[pair[1]]) for pair in all_pairs}
     return {
         "n_pairs": sorted({check.n_pairs for check in trials.values()}),
-        "statistic": LosslessCheck.model_fields["statistic"].default,
+        "statistic": LOSSLESS_STATISTIC,
         "per_pair_sd_median": _median([_contribution_sd(trials[pair]) for pair in all_pairs]),
         "all_pairs": false_alarms([trials[pair] for pair in all_pairs]),
         "disjoint_pairs": false_alarms([trials[pair] for pair in disjoint]),

@@ -28,9 +28,17 @@ ENGINE_TIMEOUT_S = 600
 TIMEOUT_S = 120
 
 
+def is_engine_test(item: pytest.Item) -> bool:
+    """A test that uses the shared engines, or stops them to start engines of its own."""
+    return "shared_engines" in getattr(item, "fixturenames", ())
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Engine tests are marked `engine`; every test gets its own time limit."""
     for item in items:
-        engine = "shared_engines" in getattr(item, "fixturenames", ())
+        engine = is_engine_test(item)
+        if engine:
+            item.add_marker(pytest.mark.engine)
         item.add_marker(pytest.mark.timeout(ENGINE_TIMEOUT_S if engine else TIMEOUT_S))
 
 

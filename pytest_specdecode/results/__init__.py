@@ -9,12 +9,12 @@ and what gates made of it (`verdict`). The files these are written to share `sch
 from .break_even import BREAK_EVEN_METRIC, LOAD_AXES, MIN_P99_REQUESTS, SWEEP_NOISE, BreakEven, LoadAxis, break_even
 from .config_result import ConfigResult, Environment
 from .figures import LATENCY_METRICS, EngineFigures, LatencyMetric, RequestSample, SpecCounters, Window
-from .run import BaselineInfo, Condition, LosslessCheck, RunResult, RunWarning, SpeedupMetric
+from .run import LOSSLESS_STATISTIC, BaselineInfo, Condition, LosslessCheck, RunResult, RunWarning, SpeedupMetric
 from .verdict import Verdict
 
 __all__ = [
     "BREAK_EVEN_METRIC", "LATENCY_METRICS", "LOAD_AXES", "MIN_P99_REQUESTS", "SWEEP_NOISE",
     "BaselineInfo", "BreakEven", "Condition", "ConfigResult", "EngineFigures", "Environment", "LatencyMetric", "LoadAxis",
-    "LosslessCheck", "RequestSample", "RunResult", "RunWarning", "SpecCounters", "SpeedupMetric", "Verdict", "Window",
+    "LOSSLESS_STATISTIC", "LosslessCheck", "RequestSample", "RunResult", "RunWarning", "SpecCounters", "SpeedupMetric", "Verdict", "Window",
     "break_even",
 ]

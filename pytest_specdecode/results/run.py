@@ -45,6 +45,12 @@ class RunWarning(Model):
     message: str
 
 
+#: What `LosslessCheck.statistic` says today; a stored check that says otherwise was judged by an earlier test.
+LOSSLESS_STATISTIC = (
+    "target log-probability per output token, spec - vanilla; paired t-test on the requests' linearised contributions"
+)
+
+
 class LosslessCheck(Model):
     """Sampled runs (T>0): are the speculative outputs drawn from vanilla's distribution?
 
@@ -53,7 +59,7 @@ class LosslessCheck(Model):
     seed, so the difference is tested over pairs (see docs/reading-the-numbers.md).
     """
 
-    statistic: str = "target log-probability per output token, spec - vanilla; paired t-test on the requests' linearised contributions"
+    statistic: str = LOSSLESS_STATISTIC
     n_pairs: int
     distinct_samples: int = Field(description="distinct (spec, vanilla) output pairs among the pairs")
     spec_mean_logprob: float | None = None

@@ -21,6 +21,8 @@ import pytest_specdecode.engines.vllm_info  # noqa: F401
 import pytest_specdecode.transport  # noqa: F401
 import pytest_specdecode.verdicts  # noqa: F401
 
+from tests.conftest import is_engine_test
+
 CONFIGS = Path(__file__).parent / "configs"
 
 #: What configuring and starting an engine for the configs in configs/ and the EAGLE-3 test imports
@@ -80,21 +82,15 @@ ENGINE_ORDER = (
 )
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark and order the engine tests: a test that uses the shared engines, or stops them to start
-    engines of its own, is an engine test. Tests without engines run first (they fail in seconds),
-    then those that stop the shared engines (none is up yet, so nothing is started twice), then
-    the rest in ENGINE_ORDER."""
-    for item in items:
-        if "shared_engines" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.engine)
+    """Tests without engines run first (they fail in seconds), then those that stop the shared
+    engines (none is up yet, so nothing is started twice), then the rest in ENGINE_ORDER."""
     items.sort(key=_engine_rank)
 
 
 def _engine_rank(item: pytest.Item) -> tuple[int, int]:
-    names = getattr(item, "fixturenames", ())
-    if "shared_engines" not in names:
+    if not is_engine_test(item):
         return (0, 0)
-    if "engines_stopped" in names:
+    if "engines_stopped" in item.fixturenames:
         return (1, 0)
     name = item.nodeid.rsplit("/", 1)[-1]
     return (2, next((i for i, prefix in enumerate(ENGINE_ORDER) if name.startswith(prefix)), len(ENGINE_ORDER)))

@@ -6,13 +6,17 @@
 #   bash benchmarks/gpu_session.sh gates|server-gates [ngram draft self-draft eagle3]   (lossless at every temperature)
 #   bash benchmarks/gpu_session.sh eagle3-data|eagle3-train   (speculators wheels in /tmp/stage/spec; see benchmarks/gpu/eagle3)
 # SESSION_LIMIT_S stops a pytest session with SIGTERM after that many seconds: its report keeps what was measured.
-#   bash benchmarks/gpu_session.sh bench-serve [ngram|eagle3]   (plugin vs `vllm bench serve`, concurrency 1 and 16)
+#   bash benchmarks/gpu_session.sh bench-serve|overhead [ngram|eagle3]   (plugin vs `vllm bench serve` at concurrency
+#     1 and 16, ROUNDS turns each; plugin vs a bare `vllm.LLM`, ROUNDS alternating rounds)
 # Results go to $OUT (the device tool's folder) or benchmarks/results. Each step fits one
 # 10-minute device call; server steps share vanilla through the baseline folder on the machine.
 set -uo pipefail
 export PYTHONPATH=/tmp/site:$PWD VLLM_USE_FLASHINFER_SAMPLER=0 SPECDECODE_MODEL_DIR=/tmp/models PYTHONUNBUFFERED=1
 out=${OUT:-benchmarks/results}
 mkdir -p "$out"
+# result files are named for the card they were measured on (h100-..., h200-...)
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | grep -o -i 'h[0-9][0-9]0' | tr 'H' 'h')
+gpu=${gpu:-gpu}
 step=${1:?offline, server, gates, overhead, baseline, bench-serve, engine-start or false-alarm}
 shift
 names=("${@:-ngram draft self-draft}")
@@ -27,30 +31,34 @@ gate_session() {
 }
 case $step in
   offline)
-    gate_session --spec-report="$out/h100-offline.json" 2>&1 | tee "$out/h100-offline.log" ;;
+    gate_session --spec-report="$out/$gpu-offline.json" 2>&1 | tee "$out/$gpu-offline.log" ;;
   server)
-    gate_session --spec-mode=server --spec-report="$out/h100-server-$tag.json" 2>&1 | tee "$out/h100-server-$tag.log" ;;
+    gate_session --spec-mode=server --spec-report="$out/$gpu-server-$tag.json" 2>&1 | tee "$out/$gpu-server-$tag.log" ;;
   gates)
     timeout -s TERM -k 30 "${SESSION_LIMIT_S:-3000}" python3 -m pytest -p pytest_specdecode.plugin -p no:cacheprovider benchmarks/gpu/test_h100_gates.py "${configs[@]}" \
-      --spec-max-engines=2 -rA --spec-report="$out/h100-gates-$tag.json" 2>&1 | tee "$out/h100-gates-$tag.log" ;;
+      --spec-max-engines=2 -rA --spec-report="$out/$gpu-gates-$tag.json" 2>&1 | tee "$out/$gpu-gates-$tag.log" ;;
   server-gates)
     timeout -s TERM -k 30 "${SESSION_LIMIT_S:-3000}" python3 -m pytest -p pytest_specdecode.plugin -p no:cacheprovider benchmarks/gpu/test_h100_gates.py "${configs[@]}" \
-      --spec-mode=server --spec-max-engines=2 -rA --spec-report="$out/h100-server-gates-$tag.json" 2>&1 \
-      | tee "$out/h100-server-gates-$tag.log" ;;
+      --spec-mode=server --spec-max-engines=2 -rA --spec-report="$out/$gpu-server-gates-$tag.json" 2>&1 \
+      | tee "$out/$gpu-server-gates-$tag.log" ;;
   engine-start)
-    python3 benchmarks/engine_start.py examples/gpu-ngram.toml --rounds 2 --out "$out/h100-engine-start.json" 2>&1 | tail -20 ;;
+    python3 benchmarks/engine_start.py examples/gpu-ngram.toml --rounds 2 --out "$out/$gpu-engine-start.json" 2>&1 | tail -20 ;;
   false-alarm)
     python3 benchmarks/lossless_false_alarm.py examples/gpu-ngram.toml --rounds 48 --prompts 64 --max-tokens 128 \
-      --temperature 0.8 --out "$out/h100-lossless-false-alarm.json" 2>&1 | tail -20 ;;
+      --temperature 0.8 --out "$out/$gpu-lossless-false-alarm.json" 2>&1 | tail -20 ;;
   overhead)
-    python3 benchmarks/overhead.py examples/gpu-ngram.toml --out "$out/h100-overhead.json" 2>&1 | tail -20 ;;
+    # long rounds (1024 tokens each, EOS ignored): see benchmarks/overhead.py
+    name=${names[0]}; [ "$name" = ngram ] && file=$gpu-overhead.json || file=$gpu-overhead-$name.json
+    python3 benchmarks/overhead.py "examples/gpu-$name.toml" --rounds "${ROUNDS:-5}" --max-tokens 1024 --ignore-eos \
+      --out "$out/$file" 2>&1 | tail -20 ;;
   baseline)
-    python3 benchmarks/baseline_cache.py examples/gpu-ngram.toml --out "$out/h100-baseline-cache.json" \
+    python3 benchmarks/baseline_cache.py examples/gpu-ngram.toml --out "$out/$gpu-baseline-cache.json" \
       -- -p pytest_specdecode.plugin 2>&1 | tail -30 ;;
   bench-serve)
     # the first result file kept its old name; later configs are named after their config
-    name=${names[0]}; [ "$name" = ngram ] && file=h100-vs-bench-serve.json || file=h100-vs-bench-serve-$name.json
-    python3 benchmarks/vs_bench_serve.py "examples/gpu-$name.toml" --concurrency 1 16 --out "$out/$file" 2>&1 | tail -20 ;;
+    name=${names[0]}; [ "$name" = ngram ] && file=$gpu-vs-bench-serve.json || file=$gpu-vs-bench-serve-$name.json
+    python3 benchmarks/vs_bench_serve.py "examples/gpu-$name.toml" --concurrency 1 16 --rounds "${ROUNDS:-2}" \
+      --out "$out/$file" 2>&1 | tail -20 ;;
   eagle3-data)
     python3 benchmarks/gpu/eagle3/generate.py --target /tmp/models/smollm2-135m --out /tmp/eagle3/data.pt \
       --prompts "${EAGLE3_PROMPTS:-2000}" 2>&1 | grep -v -i warn | tail -5 | tee "$out/eagle3-generate.log" ;;

@@ -1,18 +1,21 @@
 """The plugin's server-mode numbers next to `vllm bench serve`'s, on one server and one workload.
 
-One `vllm serve` with the config's speculative settings; at each `--concurrency` level the plugin
-measures the workload, then vLLM's own benchmark sends the same rendered prompts with the same
-sampling and the same concurrency.
-Acceptance comes from the same `/metrics` counters (deltas) in both; TPOT from each client's own
-stream timestamps.
+One `vllm serve` with the config's speculative settings; at each `--concurrency` level, after one
+untimed pass of the workload at that level, the plugin and vLLM's own benchmark take turns
+(`--rounds` each, plugin first), sending the same rendered prompts with the same sampling and the
+same concurrency. Acceptance comes from the same `/metrics` counters (deltas) in both; TPOT from
+each client's own stream timestamps. Each level keeps every round and the medians; the plugin's
+rounds also keep how far its event loop fell behind (`lag_ms`) and its CPU time, so a client that
+cannot keep up with the stream shows as such instead of as a slow server.
 
-    python benchmarks/vs_bench_serve.py examples/cpu-ngram.toml --out benchmarks/results/vs-bench-serve-cpu.json
+    python benchmarks/vs_bench_serve.py examples/cpu-ngram.toml --rounds 2 --out benchmarks/results/vs-bench-serve-cpu.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -30,13 +33,17 @@ from pytest_specdecode.workload import load_prompts, render
 
 def plugin_figures(engine: ServerEngine, prompts: list[str], sampling: Sampling, concurrency: int) -> dict:
     before = engine.counters().spec
-    samples, duration, _ = engine.generate(prompts, sampling, LoadLevel(concurrency=concurrency))
+    samples, duration, client = engine.generate(prompts, sampling, LoadLevel(concurrency=concurrency))
     counters = engine.counters().spec.minus(before)
     figures = EngineFigures(samples=samples, duration_s=duration)
     return {
         "acceptance_rate": counters.num_accepted_tokens / counters.num_draft_tokens,
         "mean_tpot_ms": figures.tpot_ms.mean,
+        "mean_ttft_ms": figures.ttft_ms.mean,
         "output_tokens": figures.output_tokens,
+        "duration_s": duration,
+        "lag_ms": client.lag_ms if client else None,
+        "client_cpu_s": client.cpu_s if client else None,
     }
 
 
@@ -61,7 +68,17 @@ def bench_serve_figures(
     return {
         "acceptance_rate": result["spec_decode_acceptance_rate"] / 100,
         "mean_tpot_ms": result["mean_tpot_ms"],
+        "mean_ttft_ms": result["mean_ttft_ms"],
         "output_tokens": result["total_output_tokens"],
+        "duration_s": result["duration"],
+    }
+
+
+def medians(rounds: list[dict]) -> dict:
+    """Each figure's median over the rounds (None where a client does not report it)."""
+    return {
+        key: statistics.median(r[key] for r in rounds) if all(r.get(key) is not None for r in rounds) else None
+        for key in rounds[0]
     }
 
 
@@ -70,6 +87,7 @@ def main() -> None:
     parser.add_argument("config", type=Path)
     parser.add_argument("--temperature", type=float, default=0.0)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1])
+    parser.add_argument("--rounds", type=int, default=2, help="turns of each client per level, alternating")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     config = load_config(args.config)
@@ -83,13 +101,20 @@ def main() -> None:
         engine.generate(prompts[: max(config.run.warmup, 1)], sampling)
         levels = []
         for concurrency in args.concurrency:
+            # one untimed pass at this level: batch shapes first seen here are no client's cost
+            engine.generate(prompts, sampling, LoadLevel(concurrency=concurrency))
+            plugin_rounds, bench_rounds = [], []
             with tempfile.TemporaryDirectory() as folder:
-                plugin = plugin_figures(engine, prompts, sampling, concurrency)
-                bench = bench_serve_figures(engine, prompts, sampling, Path(folder), concurrency)
+                for _ in range(args.rounds):
+                    plugin_rounds.append(plugin_figures(engine, prompts, sampling, concurrency))
+                    bench_rounds.append(bench_serve_figures(engine, prompts, sampling, Path(folder), concurrency))
+            plugin, bench = medians(plugin_rounds), medians(bench_rounds)
             levels.append({
                 "concurrency": concurrency,
                 "plugin": plugin,
                 "vllm_bench_serve": bench,
+                "plugin_rounds": plugin_rounds,
+                "vllm_bench_serve_rounds": bench_rounds,
                 "acceptance_difference_points": abs(plugin["acceptance_rate"] - bench["acceptance_rate"]) * 100,
                 "tpot_ratio": plugin["mean_tpot_ms"] / bench["mean_tpot_ms"],
             })

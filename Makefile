@@ -27,11 +27,11 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) -m pytest -p no:cacheprovider --spec-config=examples/cpu-ngram.toml examples/ --spec-report=.specdecode/demo-report.json
 
-# the unit tests on both cores (xdist), then the engine tests one at a time: they share engines
-# within one process and each engine already uses every core
+# the unit tests on both cores (xdist), then the engine tests in two halves of about equal length,
+# one per xdist worker, each worker's engines pinned to a core of their own (tests/e2e/conftest.py)
 test: setup
 	$(PY) -m pytest tests/unit -n 2
-	$(PY) -m pytest tests/e2e
+	$(PY) -m pytest tests/e2e -n 2
 
 unit: setup
 	$(PY) -m pytest tests/unit

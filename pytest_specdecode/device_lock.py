@@ -3,8 +3,9 @@ one runner, would otherwise time their windows while the other's engine competes
 (or CPU cores), and both would report the slowdown as the engine's.
 
 An exclusive `flock` on a file named after the device; the lock goes with the process, so a crashed
-worker never leaves it held. Workers pinned to distinct GPUs (`CUDA_VISIBLE_DEVICES`) get distinct
-locks and measure in parallel.
+worker never leaves it held. Workers pinned to distinct GPUs (`CUDA_VISIBLE_DEVICES`), or whose
+vLLM-CPU engines are pinned to distinct cores (`VLLM_CPU_OMP_THREADS_BIND`), get distinct locks and
+measure in parallel.
 """
 
 from __future__ import annotations
@@ -23,15 +24,24 @@ from urllib.parse import urlsplit
 LOCK_FOLDER = Path(tempfile.gettempdir()) / "pytest-specdecode-locks"
 
 
+#: vLLM-CPU's own setting for the cores its engines compute on; these two values pin nothing.
+CPU_BIND_ENV = "VLLM_CPU_OMP_THREADS_BIND"
+UNPINNED = ("", "auto", "nobind")
+
+
 def device_key(endpoint: str | None = None) -> str:
-    """What a measurement runs on: an endpoint's server, the visible GPUs, or this machine's CPU."""
+    """What a measurement runs on: an endpoint's server, the visible GPUs, or this machine's CPU
+    (its pinned cores, when vLLM-CPU is told which: like GPUs, distinct cores are the user's to pick)."""
     if endpoint is not None:
         parts = urlsplit(endpoint)
         return _safe(f"endpoint-{parts.hostname}-{parts.port or ''}")
     visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
     if visible:
         return _safe(f"gpu-{visible}")
-    return "gpu-all" if shutil.which("nvidia-smi") else "cpu"
+    if shutil.which("nvidia-smi"):
+        return "gpu-all"
+    cores = os.environ.get(CPU_BIND_ENV, "").strip()
+    return "cpu" if cores in UNPINNED else _safe(f"cpu-{cores}")
 
 
 def _safe(name: str) -> str:

@@ -8,11 +8,13 @@ are in every snapshot and survive every session.
 """
 
 import importlib
+import os
 from pathlib import Path
 
 import pytest
 import torch  # noqa: F401
 import vllm.entrypoints.llm  # noqa: F401
+from xdist.scheduler import LoadScopeScheduling
 
 import pytest_specdecode.artifacts  # noqa: F401
 import pytest_specdecode.engines.offline  # noqa: F401
@@ -21,6 +23,7 @@ import pytest_specdecode.engines.vllm_info  # noqa: F401
 import pytest_specdecode.transport  # noqa: F401
 import pytest_specdecode.verdicts  # noqa: F401
 
+from pytest_specdecode.device_lock import CPU_BIND_ENV
 from tests.conftest import is_engine_test
 
 CONFIGS = Path(__file__).parent / "configs"
@@ -68,6 +71,43 @@ for _module in ENGINE_START_MODULES:
     importlib.import_module(_module)
 
 
+def pin_engines_to_this_workers_cores() -> None:
+    """Under xdist (`make test` runs this folder on two workers), each worker's engines compute on
+    cores of their own, which also gives each worker its own device lock (device_lock.py). Left to
+    vLLM-CPU's automatic binding, every engine of every worker would compute on the same cores."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    cores = sorted(os.sched_getaffinity(0))
+    if not worker.startswith("gw") or count < 2 or len(cores) < count:
+        return
+    index = int(worker[2:])
+    mine = cores[index * len(cores) // count:(index + 1) * len(cores) // count]
+    os.environ.setdefault(CPU_BIND_ENV, ",".join(map(str, mine)))
+
+
+pin_engines_to_this_workers_cores()
+
+#: The two halves `make test` runs on two xdist workers, of about equal length: the tests that run
+#: pytest in processes of their own and the `vllm serve` tests; and the in-process sessions on the
+#: shared offline engines. A file in neither goes to whichever worker is free.
+OWN_PROCESSES = ("test_faults.py", "test_cleanup.py", "test_server_mode.py")
+SHARED_ENGINES = ("test_numbers.py", "test_baselines.py", "test_offline_gates.py", "test_eagle3.py")
+
+
+class Halves(LoadScopeScheduling):
+    """xdist's scheduling by scope, the scope being a half. (`--dist loadgroup` with `xdist_group`
+    marks would say the same, but under pytest 9.2 it no longer groups: pytest-xdist#1386.)"""
+
+    def _split_scope(self, nodeid: str) -> str:
+        file = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+        if file in OWN_PROCESSES:
+            return "own-processes"
+        return "shared-engines" if file in SHARED_ENGINES else nodeid
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log) -> Halves:
+    return Halves(config, log)
+
+
 #: The shared-engine tests in the order that starts fewest engines (the pool keeps the two used
 #: last). The first starts the n-gram spec engine, then the vanilla engine every config shares;
 #: the baseline test reuses both before it stops them; each later config starts its spec engine
@@ -81,9 +121,11 @@ ENGINE_ORDER = (
     "test_server_mode.py",
 )
 
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests without engines run first (they fail in seconds), then those that stop the shared
-    engines (none is up yet, so nothing is started twice), then the rest in ENGINE_ORDER."""
+    engines (none is up yet, so nothing is started twice), then the rest in ENGINE_ORDER; under
+    xdist, in this order within each half."""
     items.sort(key=_engine_rank)
 
 

@@ -39,3 +39,16 @@ def test_device_key_follows_pinned_gpus_and_endpoints(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
     assert device_key() == "gpu-2_3"
     assert device_key("http://10.0.0.5:8000") == "endpoint-10.0.0.5-8000"
+
+
+def test_device_key_follows_the_cores_vllm_cpu_engines_are_pinned_to(monkeypatch):
+    """Was `cpu` whatever the pinning: two xdist workers on distinct cores waited for each other."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "0-3")
+    assert device_key() == "cpu-0-3"
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "4,5")
+    assert device_key() == "cpu-4_5"
+    for unpinned in ("auto", "nobind", ""):
+        monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", unpinned)
+        assert device_key() == "cpu"

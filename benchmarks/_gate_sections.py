@@ -36,6 +36,16 @@ What they say, read together:
 """
 
 
+#: The H200 server-mode gate session (title, file, the command that wrote it), rendered beside the
+#: EAGLE-3 head it gated by `_script_sections.h200_server_section`.
+SERVER_GATES = (
+    "H200, CUDA graphs, server mode (`vllm serve`): EAGLE-3 at c=1 and c=16, n-gram at c=1 and c=8",
+    "h200-server-gates-eagle3-ngram.json",
+    "SESSION_LIMIT_S=540 bash benchmarks/gpu_session.sh server-gates eagle3 ngram; "
+    "python benchmarks/trim_report.py benchmarks/results/h200-server-gates-eagle3-ngram.json",
+)
+
+
 def lossless_cell(run: dict) -> str:
     """T=0: the share of outputs equal to vanilla's; T>0: the distribution check's verdict and p.
 
@@ -136,6 +146,8 @@ def gate_sections() -> list[str]:
     """Every session run through pytest on the H100: offline, server, then lossless at every temperature."""
     out = gate_section("H100, offline mode (`vllm.LLM`)", "h100-offline.json", "bash benchmarks/gpu_session.sh offline")
     for path in sorted(RESULTS.glob("h100-server-*.json")):
+        if path.name.startswith("h100-server-gates-"):
+            continue  # a lossless-at-every-temperature session, rendered with the others below
         runs = json.loads(path.read_text())["runs"]
         configs = " ".join(dict.fromkeys(run["config_name"].removeprefix("gpu-") for run in runs))
         out += gate_section(f"H100, server mode (`vllm serve`, two load levels): {configs}", path.name,

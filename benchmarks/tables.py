@@ -26,7 +26,9 @@ The H100 sections marked *first landing* were measured with the first landing's 
 configs: engines in eager mode (`enforce_eager = true`; the GPU examples now use CUDA graphs), one
 shared seed for every request, no prefix-cache reset before a window, engines started by `spawn`
 (about 20 s more per start), 8 prompts of at most 64 tokens. Each such section says which of its
-figures the current code would change; in server mode the current configs are yet to be re-measured.
+figures the current code would change. In server mode the current EAGLE-3 and n-gram configs were
+re-measured with CUDA graphs in a second H200 session (with an EAGLE-3 head trained anew there); the
+H100's server tables of the draft and the self-draft are still the first landing's.
 """
 
 

@@ -7,6 +7,7 @@ which decides pass or fail: these functions only describe a run and know no gate
 
 from __future__ import annotations
 
+from .divergence import describe
 from .results import RunResult
 
 
@@ -27,6 +28,19 @@ def explain(
     lines.append(per_position_table(run))
     lines.extend(advice(run))
     return "\n".join(line for line in lines if line)
+
+
+def explain_greedy(label: str, threshold: float, run: RunResult, value: float | None) -> str:
+    """A greedy run's output match below the bar, and where the differing outputs part: at a
+    near-tie of the target's, or not (`divergence`). Acceptance and its advice are about speed, not
+    about this, so they are left out."""
+    headline = explain(label, threshold, run, value, "below").split("\n", 1)[0]
+    if not run.valid or value is None:
+        return headline
+    if run.divergences is None:
+        return (f"{headline}\n  where the outputs part was not scored: the vanilla engine was not up "
+                "(its side came from a stored baseline)")
+    return "\n".join([headline, *describe(run.divergences, run.spec.num_requests)])
 
 
 def explain_lossless(label: str, alpha: float, run: RunResult) -> str:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .config import GatesSection
-from .explain import explain, explain_lossless
+from .explain import explain, explain_greedy, explain_lossless
 from .markers import MARKER_HELP
 from .results import LATENCY_METRICS, ConfigResult, RunResult, SpeedupMetric, Verdict
 
@@ -268,8 +268,10 @@ def _verdict(gate: Gate, run: RunResult, test: str, confident: bool) -> Verdict:
 def _message(gate: Gate, run: RunResult, value: float | None, interval: tuple[float, float] | None,
              outcome: str, basis: str | None) -> str:
     kind = KINDS[gate.kind]
-    if kind.p_value_when_sampled and run.temperature > 0:
-        return explain_lossless(gate.label, gate.alpha or 0.01, run)
+    if kind.p_value_when_sampled:
+        if run.temperature > 0:
+            return explain_lossless(gate.label, gate.alpha or 0.01, run)
+        return explain_greedy(gate.label, gate.threshold, run, value)
     relation = "inconclusive against" if outcome == "inconclusive" else "above" if kind.at_most else "below"
     return explain(gate.label, gate.threshold, run, value, relation, interval, basis)
 

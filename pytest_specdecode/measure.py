@@ -18,11 +18,12 @@ from .config import SpecConfig
 from .engines.base import Engine, EngineSpec, EngineStartError, Sampling
 from .engines.metrics import EngineCounters
 from .engines.pool import EnginePool
+from .divergence import score_divergences
 from .lossless import DEFAULT_ALPHA, check_lossless, not_measured
 from .measurement import ConfigMeasurement
 from .models import resolve_model
 from .plan import Condition, Step, conditions, plan_windows
-from .results import ConfigResult, EngineFigures, LosslessCheck, RunResult, Window
+from .results import ConfigResult, Divergence, EngineFigures, LosslessCheck, RunResult, Window
 from .vanilla import BaselineCache, VanillaSource
 from .workload import WARMUP_PROMPT, Prompt, RenderedPrompts, check_lengths, load_prompts, local_tokenizer, render
 
@@ -166,7 +167,8 @@ class Measurer:
         )
 
     def _run(self, state: ConfigMeasurement, condition: Condition, lossless: bool) -> RunResult:
-        """One condition's run: its spec windows combined, its T>0 outputs scored, its vanilla side kept."""
+        """One condition's run: its spec windows combined, its T>0 outputs (and T=0 ones that differ)
+        scored, its vanilla side kept."""
         spec, counters = state.spec(condition)
         check = None
         if condition.sampling.temperature > 0 and state.config.run.lossless_check:
@@ -180,6 +182,8 @@ class Measurer:
         new = condition in state.to_measure
         not_stored = self.vanilla.remember(fingerprint, state.vanilla[condition], new, meta)
         run = state.run_result(condition, counters, spec, check)
+        if lossless and run.outputs_match is not None and run.outputs_match < 1:
+            run = run.model_copy(update={"divergences": self._divergences(state, spec, state.vanilla[condition])})
         if not_stored is not None:  # what was measured stays, and is judged; the store is the user's to fix
             run = run.model_copy(update={"warnings": [*run.warnings, not_stored]})
         return run
@@ -208,6 +212,16 @@ class Measurer:
         spec, vanilla = scored
         alpha = state.config.gates.lossless_alpha or DEFAULT_ALPHA
         return spec, vanilla, check_lossless(spec.samples, vanilla.samples, alpha)
+
+    def _divergences(self, state: ConfigMeasurement, spec: EngineFigures, vanilla: EngineFigures) -> list[Divergence] | None:
+        """Where differing greedy outputs part, scored by the vanilla engine when it is up: a
+        vanilla side read from a stored baseline never starts an engine for this alone."""
+        side = state.vanilla_side
+        if side is None or not self.pool.is_live(side):
+            return None
+        engine = self.pool.get(side)
+        with self._timed("scoring"):
+            return score_divergences(engine, state.rendered.for_engine(engine), spec.samples, vanilla.samples)
 
     def _engine(self, side: EngineSpec, config: SpecConfig) -> Engine:
         starting = not self.pool.is_live(side)

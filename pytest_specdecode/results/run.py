@@ -16,6 +16,7 @@ from ..schema import Model
 from ..stats import Distribution, ratio
 from . import intervals
 from .figures import LATENCY_METRICS, EngineFigures, SpecCounters
+from .outputs import Divergence, LosslessCheck
 
 SpeedupMetric = Literal["throughput", "tpot"]
 
@@ -46,41 +47,6 @@ class RunWarning(Model):
 
 
 #: What `LosslessCheck.statistic` says today; a stored check that says otherwise was judged by an earlier test.
-LOSSLESS_STATISTIC = (
-    "target log-probability per output token, spec - vanilla; paired t-test on the requests' linearised contributions"
-)
-
-
-class LosslessCheck(Model):
-    """Sampled runs (T>0): are the speculative outputs drawn from vanilla's distribution?
-
-    Each request's output, on both sides, is scored by the target model; each side's figure is its
-    log-probability per output token over all its tokens. Request i of both sides shares prompt and
-    seed, so the difference is tested over pairs (see docs/reading-the-numbers.md).
-    """
-
-    statistic: str = LOSSLESS_STATISTIC
-    n_pairs: int
-    distinct_samples: int = Field(description="distinct (spec, vanilla) output pairs among the pairs")
-    spec_mean_logprob: float | None = None
-    vanilla_mean_logprob: float | None = None
-    mean_difference: float | None = Field(default=None, description="spec - vanilla, log-probability per output token")
-    mean_difference_ci: list[float] | None = Field(default=None, description="95% interval of mean_difference")
-    p_value: float | None = None
-    min_pairs: int = Field(description="pairs needed before any p-value can fall below alpha")
-    alpha: float = 0.01
-    not_measured: str | None = Field(default=None, description="why there is no verdict, when there is none")
-
-    def verdict(self, alpha: float | None = None) -> str:
-        """`lossless`, `not lossless`, `not enough requests` or `not measured` at false-alarm rate alpha."""
-        alpha = self.alpha if alpha is None else alpha
-        if self.not_measured is not None:
-            return "not measured"
-        if self.p_value is None or self.n_pairs < self.min_pairs:
-            return "not enough requests"
-        return "not lossless" if self.p_value < alpha else "lossless"
-
-
 class BaselineInfo(Model):
     """Where a run's vanilla figures came from: measured in this session, or a stored baseline."""
 
@@ -117,6 +83,10 @@ class RunResult(Model):
     warnings: list[RunWarning] = Field(default_factory=list)
     speedup_basis: str | None = Field(default=None, description="what the throughput speedup compares")
     lossless_check: LosslessCheck | None = Field(default=None, description="sampled runs only")
+    divergences: list[Divergence] | None = Field(
+        default=None, description="greedy runs: where each request that differs from vanilla first parts; "
+        "None when not looked at (outputs match, or no live vanilla engine to score with)"
+    )
     engine_args: dict[str, Any] = Field(default_factory=dict, description="what both engines were started with")
     speculative_config: dict[str, Any] = Field(default_factory=dict)
 

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 SELF_DRAFT = """
 [model]
 name = "builtin:smollm2-135m"
@@ -118,3 +120,33 @@ def test_two_live_offline_engines_each_read_their_own_counters(pytester, tiny_to
     shared_engines.forget()  # and the config is measured with both live
     result = pytester.runpytest(f"--spec-config={tiny_toml}", "--spec-max-engines=2", plugins=[shared_engines])
     result.assert_outcomes(passed=3)
+
+
+def test_where_greedy_outputs_part_is_scored_as_vllm_scores_the_two_tokens(ngram_toml, shared_engines):
+    """The near-tie arithmetic against vLLM's own figures: at one step of real greedy answers, the
+    gap between the chosen token and the runner-up in vLLM's top-2 log-probabilities, and the gap
+    `score_divergences` finds when a spec answer takes the runner-up there (two prefills)."""
+    from vllm import SamplingParams
+
+    from pytest_specdecode.config import load_config
+    from pytest_specdecode.divergence import score_divergences
+    from pytest_specdecode.engines import vllm_info
+    from pytest_specdecode.measure import engine_specs
+    from pytest_specdecode.results import RequestSample
+    from pytest_specdecode.workload import load_prompts, render
+
+    config = load_config(ngram_toml)
+    _, vanilla_side = engine_specs(config, vllm_info.engine_defaults())
+    engine = shared_engines.pool.get(vanilla_side)
+    prompts = render(load_prompts(config.workload), engine.tokenizer(), True)
+    answers = engine.llm.generate(prompts, SamplingParams(temperature=0.0, max_tokens=8, logprobs=2), use_tqdm=False)
+    position, spec, vanilla, expected = 5, [], [], []
+    for answer in answers:
+        ids, steps = list(answer.outputs[0].token_ids), answer.outputs[0].logprobs
+        runner_up = next(token for token, logprob in steps[position].items() if logprob.rank == 2)
+        expected.append(steps[position][ids[position]].logprob - steps[position][runner_up].logprob)
+        vanilla.append(RequestSample(prompt_tokens=0, output_tokens=len(ids), ttft_s=None, e2e_s=1.0, output_token_ids=ids))
+        spec.append(vanilla[-1].model_copy(update={"output_token_ids": ids[:position] + [runner_up]}))
+    divergences = score_divergences(engine, prompts, spec, vanilla)
+    assert [(d.request, d.position) for d in divergences] == [(i, position) for i in range(len(prompts))]
+    assert [d.vanilla_token_gap_nats for d in divergences] == pytest.approx(expected, abs=0.02)

@@ -65,6 +65,7 @@ def test_ngram_gates_pass_and_report_every_figure(pytester, ngram_toml, monkeypa
         assert figures["kv_cache_tokens"] > 0
     assert greedy["speedup"] == greedy["spec"]["tokens_per_s"] / greedy["vanilla"]["tokens_per_s"]
     assert greedy["outputs_match"] == 1.0 and runs[0.8]["outputs_match"] is None  # greedy is exact on CPU
+    assert greedy["divergences"] is None  # nothing differs, so nothing was scored
     assert greedy["engine_args"]["enforce_eager"] is True and greedy["speculative_config"]["method"] == "ngram"
     for side in ("spec", "vanilla"):
         for window in greedy[side]["windows"]:  # the engine's own token count agrees with the client's

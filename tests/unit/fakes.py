@@ -13,8 +13,13 @@ class TemplateTokenizer:
 class FakeEngine:
     """Every request yields `tokens` tokens in chunks of `chunk`; each chunk past the first is a draft step."""
 
-    def __init__(self, spec: EngineSpec, tokens: int = 7, chunk: int = 2, k: int = 3, seconds: float = 1.0):
+    def __init__(self, spec: EngineSpec, tokens: int = 7, chunk: int = 2, k: int = 3, seconds: float = 1.0,
+                 differ: tuple[int, ...] = (), token_logprobs: dict[int, float] | None = None):
         self.spec = spec
+        # a spec engine's greedy requests whose output parts from vanilla's at token 3 (token 100 + i)
+        self.differ = differ if spec.speculative_config else ()
+        # what score() makes of each token id (-1.0 for any other): a target that finds some tokens likelier
+        self.token_logprobs = token_logprobs or {}
         self.start_s = 0.5
         self.tokens, self.chunk, self.k, self.seconds = tokens, chunk, k, seconds
         self.calls: list[tuple[int, Sampling]] = []
@@ -29,7 +34,7 @@ class FakeEngine:
         steps = [1] + [self.chunk] * ((self.tokens - 1) // self.chunk)
         samples = [
             RequestSample(prompt_tokens=5, output_tokens=sum(steps), ttft_s=0.1, e2e_s=0.1 + 0.05 * (len(steps) - 1),
-                          itl_s=[0.05] * (len(steps) - 1), chunk_tokens=steps, output_token_ids=list(range(sum(steps))),
+                          itl_s=[0.05] * (len(steps) - 1), chunk_tokens=steps, output_token_ids=self._ids(i, sum(steps), sampling),
                           seed=sampling.request_seed(i))
             for i, _ in enumerate(prompts)
         ]
@@ -45,6 +50,12 @@ class FakeEngine:
             )
         return Generated(samples, self.seconds)
 
+    def _ids(self, request: int, tokens: int, sampling: Sampling) -> list[int]:
+        ids = list(range(tokens))
+        if request in self.differ and sampling.temperature == 0:
+            ids[3:] = [100 + request] * (tokens - 3)
+        return ids
+
     def counters(self):
         return EngineCounters(self.spec_counters, self.generated_tokens)
 
@@ -53,9 +64,9 @@ class FakeEngine:
         return True
 
     def score(self, prompts, outputs):
-        """The same score for every output: a lossless engine, as the target sees it."""
+        """Each output's mean of its tokens' log-probabilities (-1.0 for tokens not in `token_logprobs`)."""
         self.scored.append(len(outputs))
-        return [-1.0 for _ in outputs]
+        return [sum(self.token_logprobs.get(t, -1.0) for t in output) / len(output) for output in outputs]
 
     def kv_cache_tokens(self):
         return 1000 if self.spec.speculative_config else 1200

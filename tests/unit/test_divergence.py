@@ -1,0 +1,86 @@
+"""Where greedy outputs part from vanilla's, and whether the target was torn there (a near-tie)."""
+
+import pytest
+
+from pytest_specdecode.divergence import NEAR_TIE_NATS, describe, first_differences, score_divergences
+from pytest_specdecode.engines.pool import EnginePool
+from pytest_specdecode.gates import judge, parse_gate
+from pytest_specdecode.measure import Measurer
+from pytest_specdecode.results import RequestSample
+
+from .builders import result, run
+from .fakes import FakeFactory
+from .test_measure import make_config
+
+
+def sample(ids: list[int]) -> RequestSample:
+    return RequestSample(prompt_tokens=5, output_tokens=len(ids), ttft_s=0.1, e2e_s=1.0, output_token_ids=ids)
+
+
+class TokenScorer:
+    """The target as a table: each token's log-probability, whatever came before it."""
+
+    def __init__(self, logprobs: dict[int, float]) -> None:
+        self.logprobs = logprobs
+        self.calls: list[tuple[list[str], list[list[int]]]] = []
+
+    def score(self, prompts, outputs):
+        self.calls.append((prompts, outputs))
+        return [sum(self.logprobs.get(t, -1.0) for t in output) / len(output) for output in outputs]
+
+
+def test_each_differing_output_is_found_where_it_first_parts():
+    spec = [sample([1, 2, 3]), sample([1, 9, 3]), sample([1, 2]), sample([5])]
+    vanilla = [sample([1, 2, 3]), sample([1, 2, 3]), sample([1, 2, 3]), sample([5])]
+    assert first_differences(spec, vanilla) == [(1, 1), (2, 2)]  # request 2: spec stopped early
+
+
+def test_a_near_tie_and_a_wide_gap_are_told_apart_by_the_targets_own_scores():
+    # request 0 parts at token 2 between tokens the target scores -0.70 and -0.75: a near-tie;
+    # request 1 at token 1, where the target gives spec's token 3 nats less than vanilla's
+    target = TokenScorer({7: -0.70, 8: -0.75, 20: -0.5, 21: -3.5})
+    spec = [sample([1, 2, 8, 4]), sample([1, 21, 5]), sample([1, 2])]
+    vanilla = [sample([1, 2, 7, 4]), sample([1, 20, 5]), sample([1, 2, 3])]
+    divergences = score_divergences(target, ["p0", "p1"], spec, vanilla)
+    assert [(d.request, d.position) for d in divergences] == [(0, 2), (1, 1), (2, 2)]
+    assert divergences[0].vanilla_token_gap_nats == pytest.approx(0.05) and divergences[0].near_tie
+    assert divergences[1].vanilla_token_gap_nats == pytest.approx(3.0) and not divergences[1].near_tie
+    assert divergences[2].vanilla_token_gap_nats is None  # one output is a prefix of the other: nothing to score
+    # both sides of each scored request: the shared prefix and that side's token, after its own prompt
+    [(prompts, outputs)] = target.calls
+    assert prompts == ["p0", "p1", "p0", "p1"] and outputs == [[1, 2, 7], [1, 20], [1, 2, 8], [1, 21]]
+    lines = describe(divergences, 3)
+    assert lines[0].endswith(f"within {NEAR_TIE_NATS:g} nats in 1 (near-ties: batch-dependent numerics, not the verifier)")
+    assert "by more in 1" in lines[1] and "request 1 at token 1: +3.00" in lines[1]
+    assert "1 not scored" in lines[2]
+
+
+def test_a_greedy_lossless_gate_that_fails_says_where_the_outputs_part():
+    """Was `lossless(1) at ngram T=0: measured 0.750, below threshold 1` and nothing on whether the
+    differing request parted at a near-tie (batch-dependent numerics) or at a wrong token."""
+    factory = FakeFactory(differ=(2,), token_logprobs={3: -0.40, 102: -0.45})
+    measurer = Measurer(EnginePool({"offline": factory}))
+    greedy = measurer.measure(make_config(temperatures=[0.0])).runs[0]
+    assert greedy.outputs_match == 0.75
+    [divergence] = greedy.divergences
+    assert (divergence.request, divergence.position) == (2, 3) and divergence.near_tie
+    assert divergence.vanilla_token_gap_nats == pytest.approx(0.05)
+    [verdict] = judge(parse_gate("lossless", (), {}), result(greedy))
+    assert not verdict.passed
+    assert "1 of 4 requests differs from vanilla; at the first differing token the target (vanilla engine) scores " \
+           "the two tokens within 0.25 nats in 1 (near-ties" in verdict.message
+
+
+def test_outputs_that_match_are_not_scored():
+    factory = FakeFactory()
+    greedy = Measurer(EnginePool({"offline": factory})).measure(make_config(temperatures=[0.0])).runs[0]
+    assert greedy.outputs_match == 1.0 and greedy.divergences is None
+    assert all(engine.scored == [] for engine in factory.engines)
+
+
+
+def test_differing_outputs_the_vanilla_engine_was_not_up_to_score_say_so():
+    from_a_stored_baseline = run(0.0).model_copy(update={"outputs_match": 0.75})
+    [verdict] = judge(parse_gate("lossless", (), {}), result(from_a_stored_baseline))
+    assert verdict.message.endswith("where the outputs part was not scored: the vanilla engine was not up "
+                                    "(its side came from a stored baseline)")

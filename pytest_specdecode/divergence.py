@@ -43,15 +43,16 @@ def score_divergences(
     """Each differing request's first difference, scored by the target (the vanilla engine): the
     shared prefix plus each side's token, so the two mean log-probabilities differ only by that token."""
     differences = first_differences(spec, vanilla)
+    # a request where one output is a prefix of the other has no second token to score
     both = [(r, p) for r, p in differences if p < min(len(spec[r].output_token_ids), len(vanilla[r].output_token_ids))]
-    outputs = [
-        side[r].output_token_ids[: p + 1] for side in (vanilla, spec) for r, p in both
-    ]
-    scores = engine.score([prompts[r % len(prompts)] for _ in (vanilla, spec) for r, _ in both], outputs) if both else []
+    prompts_twice = [prompts[r % len(prompts)] for r, _ in both] * 2
+    outputs = [side[r].output_token_ids[: p + 1] for side in (vanilla, spec) for r, p in both]
+    scores = engine.score(prompts_twice, outputs) if both else []
     gaps: dict[int, float | None] = {}
     for k, (request, position) in enumerate(both):
-        mine, theirs = scores[k], scores[k + len(both)]
-        gaps[request] = None if mine is None or theirs is None else (mine - theirs) * (position + 1)
+        vanilla_mean, spec_mean = scores[k], scores[k + len(both)]
+        if vanilla_mean is not None and spec_mean is not None:  # means over position + 1 tokens
+            gaps[request] = (vanilla_mean - spec_mean) * (position + 1)
     return [
         Divergence(request=r, position=p, vanilla_token_gap_nats=gaps.get(r), near_tie_nats=NEAR_TIE_NATS)
         for r, p in differences

@@ -5,7 +5,8 @@ one runner, would otherwise time their windows while the other's engine competes
 An exclusive `flock` on a file named after the device; the lock goes with the process, so a crashed
 worker never leaves it held. Workers pinned to distinct GPUs (`CUDA_VISIBLE_DEVICES`), or whose
 vLLM-CPU engines are pinned to distinct cores (`VLLM_CPU_OMP_THREADS_BIND`), get distinct locks and
-measure in parallel.
+measure in parallel. On CPU that pins the engines' compute threads only; everything else still
+shares the cores, which the docs say where they suggest it.
 """
 
 from __future__ import annotations

@@ -15,13 +15,16 @@ from typing import Protocol
 
 from .results import Divergence, RequestSample
 
-#: Gaps at most this wide (nats, in either direction) are near-ties. A gap in log-probability is
-#: the gap in logits, and bf16 logits come in steps of 0.125 between 16 and 32 and of 0.25 between
-#: 32 and 64: two tokens one rounding apart can swap places when the batch changes the arithmetic.
+#: Gaps at most this wide (nats, in either direction) count as near-ties: a rule of thumb, not a
+#: bound. A gap in log-probability is the gap in logits, and bf16 logits come in steps of 0.125
+#: between 16 and 32 and of 0.25 between 32 and 64: two tokens one rounding apart can swap places
+#: when the batch changes the arithmetic (which can also drift more than a step across layers).
 NEAR_TIE_NATS = 0.25
 
 
 class Scorer(Protocol):
+    """What scoring needs of an engine (the `Engine` protocol's `score`), so this module needs no engine."""
+
     def score(self, prompts: list[str], outputs: list[list[int]]) -> list[float | None]: ...
 
 
@@ -45,16 +48,16 @@ def score_divergences(
     differences = first_differences(spec, vanilla)
     # a request where one output is a prefix of the other has no second token to score
     both = [(r, p) for r, p in differences if p < min(len(spec[r].output_token_ids), len(vanilla[r].output_token_ids))]
-    prompts_twice = [prompts[r % len(prompts)] for r, _ in both] * 2
-    outputs = [side[r].output_token_ids[: p + 1] for side in (vanilla, spec) for r, p in both]
-    scores = engine.score(prompts_twice, outputs) if both else []
-    gaps: dict[int, float | None] = {}
-    for k, (request, position) in enumerate(both):
-        vanilla_mean, spec_mean = scores[k], scores[k + len(both)]
+    # each request's two prefixes side by side, so one batch step prefills both alike
+    pairs = [(prompts[r % len(prompts)], side[r].output_token_ids[: p + 1]) for r, p in both for side in (vanilla, spec)]
+    scores = engine.score([prompt for prompt, _ in pairs], [output for _, output in pairs]) if pairs else []
+    gaps: dict[int, float] = {}
+    for (request, position), vanilla_mean, spec_mean in zip(both, scores[0::2], scores[1::2]):
         if vanilla_mean is not None and spec_mean is not None:  # means over position + 1 tokens
             gaps[request] = (vanilla_mean - spec_mean) * (position + 1)
     return [
-        Divergence(request=r, position=p, vanilla_token_gap_nats=gaps.get(r), near_tie_nats=NEAR_TIE_NATS)
+        Divergence(request=r, prompt=r % len(prompts), repeat=spec[r].repeat, position=p,
+                   vanilla_token_gap_nats=gaps.get(r), near_tie_nats=NEAR_TIE_NATS)
         for r, p in differences
     ]
 
@@ -73,7 +76,7 @@ def describe(divergences: Sequence[Divergence], requests: int) -> list[str]:
              f"(vanilla engine) scores the two tokens within {NEAR_TIE_NATS:g} nats in {len(ties)} "
              "(near-ties: batch-dependent numerics, not the verifier)"]
     if apart:
-        widest = ", ".join(f"request {d.request} at token {d.position}: {d.vanilla_token_gap_nats:+.2f}" for d in apart[:3])
+        widest = ", ".join(f"{d.where}: {d.vanilla_token_gap_nats:+.2f}" for d in apart[:3])
         lines.append(f"  and by more in {len(apart)}, gaps a verifier that keeps the target's greedy choice should not "
                      f"leave (widest first, vanilla's token minus spec's: {widest})")
     if ended:

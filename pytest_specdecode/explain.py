@@ -38,8 +38,9 @@ def explain_greedy(label: str, threshold: float, run: RunResult, value: float | 
     if not run.valid or value is None:
         return headline
     if run.divergences is None:
-        return (f"{headline}\n  where the outputs part was not scored: the vanilla engine was not up "
-                "(its side came from a stored baseline)")
+        return (f"{headline}\n  where the outputs part was not scored: no vanilla engine was up to score them "
+                "(its side came from a stored baseline or an earlier config, [run] lossless_check is off, or the "
+                "session was interrupted)")
     return "\n".join([headline, *describe(run.divergences, run.spec.num_requests)])
 
 

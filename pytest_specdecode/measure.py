@@ -23,7 +23,7 @@ from .lossless import DEFAULT_ALPHA, check_lossless, not_measured
 from .measurement import ConfigMeasurement
 from .models import resolve_model
 from .plan import Condition, Step, conditions, plan_windows
-from .results import ConfigResult, Divergence, EngineFigures, LosslessCheck, RunResult, Window
+from .results import ConfigResult, EngineFigures, LosslessCheck, RunResult, Window
 from .vanilla import BaselineCache, VanillaSource
 from .workload import WARMUP_PROMPT, Prompt, RenderedPrompts, check_lengths, load_prompts, local_tokenizer, render
 
@@ -158,7 +158,7 @@ class Measurer:
         return ConfigResult(
             config=str(config.path),
             config_name=config.name,
-            runs=[self._run(state, condition, lossless) for condition in finished],
+            runs=self._with_divergences(state, [self._run(state, condition, lossless) for condition in finished], lossless),
             p99_regression_tolerance=config.gates.p99_regression_tolerance,
             # the starts this measurement caused: an engine shared with an earlier config is not billed twice
             engine_start_s={
@@ -167,8 +167,7 @@ class Measurer:
         )
 
     def _run(self, state: ConfigMeasurement, condition: Condition, lossless: bool) -> RunResult:
-        """One condition's run: its spec windows combined, its T>0 outputs (and T=0 ones that differ)
-        scored, its vanilla side kept."""
+        """One condition's run: its spec windows combined, its T>0 outputs scored, its vanilla side kept."""
         spec, counters = state.spec(condition)
         check = None
         if condition.sampling.temperature > 0 and state.config.run.lossless_check:
@@ -182,8 +181,6 @@ class Measurer:
         new = condition in state.to_measure
         not_stored = self.vanilla.remember(fingerprint, state.vanilla[condition], new, meta)
         run = state.run_result(condition, counters, spec, check)
-        if lossless and run.outputs_match is not None and run.outputs_match < 1:
-            run = run.model_copy(update={"divergences": self._divergences(state, spec, state.vanilla[condition])})
         if not_stored is not None:  # what was measured stays, and is judged; the store is the user's to fix
             run = run.model_copy(update={"warnings": [*run.warnings, not_stored]})
         return run
@@ -213,15 +210,23 @@ class Measurer:
         alpha = state.config.gates.lossless_alpha or DEFAULT_ALPHA
         return spec, vanilla, check_lossless(spec.samples, vanilla.samples, alpha)
 
-    def _divergences(self, state: ConfigMeasurement, spec: EngineFigures, vanilla: EngineFigures) -> list[Divergence] | None:
-        """Where differing greedy outputs part, scored by the vanilla engine when it is up: a
-        vanilla side read from a stored baseline never starts an engine for this alone."""
+    def _with_divergences(self, state: ConfigMeasurement, runs: list[RunResult], lossless: bool) -> list[RunResult]:
+        """Greedy runs whose outputs differ, scored where they part by the vanilla engine. After
+        every run is built: the T>0 check has then brought the vanilla engine back if a spec engine
+        had stopped it. Never starts it for this alone (a stored baseline's whole point)."""
         side = state.vanilla_side
-        if side is None or not self.pool.is_live(side):
-            return None
+        if not lossless or not state.config.run.lossless_check or side is None or not self.pool.is_live(side):
+            return runs
         engine = self.pool.get(side)
-        with self._timed("scoring"):
-            return score_divergences(engine, state.rendered.for_engine(engine), spec.samples, vanilla.samples)
+        prompts = state.rendered.for_engine(engine)
+        scored = []
+        for run in runs:
+            if run.outputs_match is not None and run.outputs_match < 1:
+                with self._timed("scoring"):
+                    divergences = score_divergences(engine, prompts, run.spec.samples, run.vanilla.samples)
+                run = run.model_copy(update={"divergences": divergences})
+            scored.append(run)
+        return scored
 
     def _engine(self, side: EngineSpec, config: SpecConfig) -> Engine:
         starting = not self.pool.is_live(side)

@@ -46,7 +46,9 @@ class Divergence(Model):
     """One greedy request whose output differs from vanilla's: where it first parts, and how much
     more likely the target (the vanilla engine, one prefill per side) finds vanilla's token there."""
 
-    request: int
+    request: int = Field(description="index into the run's samples (repeats follow each other)")
+    prompt: int = Field(description="index of the request's prompt in the workload")
+    repeat: int = 0
     position: int = Field(description="index of the first differing output token")
     vanilla_token_gap_nats: float | None = Field(
         default=None, description="log-probability of vanilla's token minus spec's at that position, under the target; "
@@ -57,5 +59,12 @@ class Divergence(Model):
     @computed_field
     @property
     def near_tie(self) -> bool:
+        """Parted where the target itself is torn: the batch's arithmetic, not the verifier, chose."""
         gap = self.vanilla_token_gap_nats
         return gap is not None and abs(gap) <= self.near_tie_nats
+
+    @property
+    def where(self) -> str:
+        """The request as a user finds it in the workload: its prompt, its repeat, the token."""
+        repeat = f", repeat {self.repeat + 1}" if self.repeat else ""
+        return f"prompt {self.prompt}{repeat} at token {self.position}"

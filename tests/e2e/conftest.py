@@ -74,12 +74,14 @@ for _module in ENGINE_START_MODULES:
 def pin_engines_to_this_workers_cores() -> None:
     """Under xdist (`make test` runs this folder on two workers), each worker's engines compute on
     cores of their own, which also gives each worker its own device lock (device_lock.py). Left to
-    vLLM-CPU's automatic binding, every engine of every worker would compute on the same cores."""
+    vLLM-CPU's automatic binding, every engine of every worker would compute on the same cores. Only
+    the engines' compute threads are pinned: pytest, the clients and vLLM's schedulers still share
+    every core, so the suite's timings are not isolated (none of its tests gates on speed)."""
     worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     cores = sorted(os.sched_getaffinity(0))
     if not worker.startswith("gw") or count < 2 or len(cores) < count:
         return
-    index = int(worker[2:])
+    index = int(worker[2:]) % count  # a worker xdist restarts is gw2, gw3, …
     mine = cores[index * len(cores) // count:(index + 1) * len(cores) // count]
     os.environ.setdefault(CPU_BIND_ENV, ",".join(map(str, mine)))
 
@@ -88,7 +90,8 @@ pin_engines_to_this_workers_cores()
 
 #: The two halves `make test` runs on two xdist workers, of about equal length: the tests that run
 #: pytest in processes of their own and the `vllm serve` tests; and the in-process sessions on the
-#: shared offline engines. A file in neither goes to whichever worker is free.
+#: shared offline engines. A file in neither goes test by test to whichever worker is free: fine for
+#: tests without engines, but a new engine test file belongs in one of the two.
 OWN_PROCESSES = ("test_faults.py", "test_cleanup.py", "test_server_mode.py")
 SHARED_ENGINES = ("test_numbers.py", "test_baselines.py", "test_offline_gates.py", "test_eagle3.py")
 

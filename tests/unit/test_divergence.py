@@ -36,22 +36,23 @@ def test_each_differing_output_is_found_where_it_first_parts():
 
 
 def test_a_near_tie_and_a_wide_gap_are_told_apart_by_the_targets_own_scores():
-    # request 0 parts at token 2 between tokens the target scores -0.70 and -0.75: a near-tie;
-    # request 1 at token 1, where the target gives spec's token 3 nats less than vanilla's
+    # two prompts, two repeats: request 0 parts at token 2 between tokens the target scores -0.70
+    # and -0.75, a near-tie; request 3 (prompt 1, repeat 2) at token 1, where the target gives
+    # spec's token 3 nats less than vanilla's; request 2's spec output stops early
     target = TokenScorer({7: -0.70, 8: -0.75, 20: -0.5, 21: -3.5})
-    spec = [sample([1, 2, 8, 4]), sample([1, 21, 5]), sample([1, 2])]
-    vanilla = [sample([1, 2, 7, 4]), sample([1, 20, 5]), sample([1, 2, 3])]
+    spec = [sample([1, 2, 8, 4]), sample([6]), sample([1, 2]), sample([1, 21, 5]).model_copy(update={"repeat": 1})]
+    vanilla = [sample([1, 2, 7, 4]), sample([6]), sample([1, 2, 3]), sample([1, 20, 5])]
     divergences = score_divergences(target, ["p0", "p1"], spec, vanilla)
-    assert [(d.request, d.position) for d in divergences] == [(0, 2), (1, 1), (2, 2)]
+    assert [(d.request, d.prompt, d.position) for d in divergences] == [(0, 0, 2), (2, 0, 2), (3, 1, 1)]
     assert divergences[0].vanilla_token_gap_nats == pytest.approx(0.05) and divergences[0].near_tie
-    assert divergences[1].vanilla_token_gap_nats == pytest.approx(3.0) and not divergences[1].near_tie
-    assert divergences[2].vanilla_token_gap_nats is None  # one output is a prefix of the other: nothing to score
-    # both sides of each scored request: the shared prefix and that side's token, after its own prompt
+    assert divergences[1].vanilla_token_gap_nats is None  # one output is a prefix of the other: nothing to score
+    assert divergences[2].vanilla_token_gap_nats == pytest.approx(3.0) and not divergences[2].near_tie
+    # each scored request's two sides side by side: the shared prefix and that side's token, after its own prompt
     [(prompts, outputs)] = target.calls
-    assert prompts == ["p0", "p1", "p0", "p1"] and outputs == [[1, 2, 7], [1, 20], [1, 2, 8], [1, 21]]
-    lines = describe(divergences, 3)
+    assert prompts == ["p0", "p0", "p1", "p1"] and outputs == [[1, 2, 7], [1, 2, 8], [1, 20], [1, 21]]
+    lines = describe(divergences, 4)
     assert lines[0].endswith(f"within {NEAR_TIE_NATS:g} nats in 1 (near-ties: batch-dependent numerics, not the verifier)")
-    assert "by more in 1" in lines[1] and "request 1 at token 1: +3.00" in lines[1]
+    assert "by more in 1" in lines[1] and "prompt 1, repeat 2 at token 1: +3.00" in lines[1]
     assert "1 not scored" in lines[2]
 
 
@@ -82,5 +83,17 @@ def test_outputs_that_match_are_not_scored():
 def test_differing_outputs_the_vanilla_engine_was_not_up_to_score_say_so():
     from_a_stored_baseline = run(0.0).model_copy(update={"outputs_match": 0.75})
     [verdict] = judge(parse_gate("lossless", (), {}), result(from_a_stored_baseline))
-    assert verdict.message.endswith("where the outputs part was not scored: the vanilla engine was not up "
-                                    "(its side came from a stored baseline)")
+    assert "where the outputs part was not scored: no vanilla engine was up to score them" in verdict.message
+
+
+def test_a_second_config_on_one_target_scores_its_differing_greedy_outputs_too():
+    """Was `divergences: null` for every config after the first (one live engine): its vanilla side
+    came from this session's memo, its spec engine had stopped the vanilla engine, and the T=0 run
+    was built before the T=0.8 check brought that engine back."""
+    factory = FakeFactory(differ=(1,))
+    measurer = Measurer(EnginePool({"offline": factory}))
+    measurer.measure(make_config("a"))
+    other_k = make_config().speculative.model_copy(update={"num_speculative_tokens": 2})
+    second = measurer.measure(make_config("b").model_copy(update={"speculative": other_k}))
+    greedy = second.run(temperature=0.0)
+    assert greedy.outputs_match == 0.75 and [d.prompt for d in greedy.divergences] == [1]

@@ -17,12 +17,9 @@ def explain(
 ) -> str:
     """What was measured, against what (`relation`: "below", "above", "inconclusive against"), and
     what the tuning rules suggest."""
-    if not run.valid:
-        return f"{label} at {run.label}: invalid measurement: {run.invalid_reason}"
-    if value is None:
-        return f"{label} at {run.label}: not measured (no samples for this figure)"
-    spread = f" (95% interval {interval[0]:.3f}..{interval[1]:.3f})" if interval else ""
-    lines = [f"{label} at {run.label}: measured {value:.3f}{spread}, {relation} threshold {threshold:g}"]
+    lines = [_headline(label, threshold, run, value, relation, interval)]
+    if not run.valid or value is None:
+        return lines[0]
     if basis:
         lines.append(f"  interval from {basis}")
     lines.append(per_position_table(run))
@@ -30,11 +27,22 @@ def explain(
     return "\n".join(line for line in lines if line)
 
 
+def _headline(label: str, threshold: float, run: RunResult, value: float | None, relation: str,
+              interval: tuple[float, float] | None = None) -> str:
+    """The first line of every gate message: the figure, or why there is none."""
+    if not run.valid:
+        return f"{label} at {run.label}: invalid measurement: {run.invalid_reason}"
+    if value is None:
+        return f"{label} at {run.label}: not measured (no samples for this figure)"
+    spread = f" (95% interval {interval[0]:.3f}..{interval[1]:.3f})" if interval else ""
+    return f"{label} at {run.label}: measured {value:.3f}{spread}, {relation} threshold {threshold:g}"
+
+
 def explain_greedy(label: str, threshold: float, run: RunResult, value: float | None) -> str:
     """A greedy run's output match below the bar, and where the differing outputs part: at a
     near-tie of the target's, or not (`divergence`). Acceptance and its advice are about speed, not
     about this, so they are left out."""
-    headline = explain(label, threshold, run, value, "below").split("\n", 1)[0]
+    headline = _headline(label, threshold, run, value, "below")
     if not run.valid or value is None:
         return headline
     if run.divergences is None:

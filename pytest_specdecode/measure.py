@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from .config import SpecConfig
+from .divergence import score_divergences
 from .engines.base import Engine, EngineSpec, EngineStartError, Sampling
 from .engines.metrics import EngineCounters
 from .engines.pool import EnginePool
-from .divergence import score_divergences
 from .lossless import DEFAULT_ALPHA, check_lossless, not_measured
 from .measurement import ConfigMeasurement
 from .models import resolve_model

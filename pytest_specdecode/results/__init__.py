@@ -3,7 +3,8 @@ JSON and every gate read these objects; each figure is derived in this package a
 
 From one side's requests and windows (`figures`) to a spec-vs-vanilla run (`run`, its intervals in
 `intervals`, what its outputs say of losslessness in `outputs`), a config's runs (`config_result`),
-where speculation stops paying (`break_even`) and what gates made of it (`verdict`). The files these are written to share `schema`.
+where speculation stops paying (`break_even`) and what gates made of it (`verdict`). The files
+these are written to share `schema`.
 """
 
 from .break_even import BREAK_EVEN_METRIC, LOAD_AXES, MIN_P99_REQUESTS, SWEEP_NOISE, BreakEven, LoadAxis, break_even

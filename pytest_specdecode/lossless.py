@@ -20,8 +20,10 @@ difference, spec - vanilla:
   pairs are independent of each other, not independence within a pair nor symmetry (which a
   signed-rank test needs); the A/A benchmark measures how often it false-alarms.
 
-It cannot see a bias smaller than its interval: the interval on the difference says how small a
-shift N requests can resolve (docs/reading-the-numbers.md sizes N).
+The verdict is an equivalence question (`LosslessCheck.verdict`): "lossless within +-margin" only
+when the whole (1 - alpha) interval of the difference lies inside the declared margin, "not
+lossless" when the difference is shown (p < alpha), else inconclusive, with about how many pairs
+would resolve it. One alpha for the test and the interval, so the two can never disagree.
 """
 
 from __future__ import annotations
@@ -30,10 +32,10 @@ import math
 from collections.abc import Sequence
 
 from .results import LosslessCheck, RequestSample
+from .sequential import ALPHA, LOSSLESS_MARGIN
 
 #: Below this many pairs the t approximation and the power are too poor to say anything.
 MIN_PAIRS = 8
-DEFAULT_ALPHA = 0.01
 
 
 def not_measured(reason: str) -> LosslessCheck:
@@ -41,9 +43,11 @@ def not_measured(reason: str) -> LosslessCheck:
 
 
 def check_lossless(
-    spec: Sequence[RequestSample], vanilla: Sequence[RequestSample], alpha: float = DEFAULT_ALPHA
+    spec: Sequence[RequestSample], vanilla: Sequence[RequestSample], alpha: float = ALPHA,
+    margin: float = LOSSLESS_MARGIN,
 ) -> LosslessCheck:
-    """The paired test over requests that both sides scored; "not measured" when a score is missing."""
+    """The paired test over requests that both sides scored, its interval at level 1 - alpha;
+    "not measured" when a score is missing."""
     if len(spec) != len(vanilla):
         return not_measured(f"{len(spec)} spec vs {len(vanilla)} vanilla requests: nothing to pair")
     pairs = [
@@ -54,7 +58,7 @@ def check_lossless(
         return not_measured(f"{missing} of {len(pairs)} request pairs have no target log-probability")
     n = len(pairs)
     if not n:
-        return LosslessCheck(n_pairs=0, distinct_samples=0, min_pairs=MIN_PAIRS, alpha=alpha)
+        return LosslessCheck(n_pairs=0, distinct_samples=0, min_pairs=MIN_PAIRS, alpha=alpha, margin=margin)
     spec_side = [(a.target_logprob, _scored_tokens(a)) for a, _ in pairs]
     vanilla_side = [(b.target_logprob, _scored_tokens(b)) for _, b in pairs]
     distinct = len({(tuple(a.output_token_ids), tuple(b.output_token_ids)) for a, b in pairs})
@@ -68,11 +72,12 @@ def check_lossless(
         mean_difference=spec_mean - vanilla_mean,
         min_pairs=MIN_PAIRS,
         alpha=alpha,
+        margin=margin,
     )
     if n < 2:
         return result
     influence = [s - v for s, v in zip(spec_influence, vanilla_influence)]
-    p_value, interval = linearised_t(spec_mean - vanilla_mean, influence)
+    p_value, interval = linearised_t(spec_mean - vanilla_mean, influence, 1 - alpha)
     return result.model_copy(update={"p_value": p_value, "mean_difference_ci": interval})
 
 
@@ -89,7 +94,7 @@ def per_token_mean(scored: Sequence[tuple[float, int]]) -> tuple[float, list[flo
     return ratio, [(m - ratio) * n / mean_tokens for m, n in scored]
 
 
-def linearised_t(estimate: float, influence: Sequence[float], level: float = 0.95) -> tuple[float, list[float]]:
+def linearised_t(estimate: float, influence: Sequence[float], level: float) -> tuple[float, list[float]]:
     """Two-sided p-value that the estimate is 0, and its interval, from per-pair contributions."""
     from scipy import stats
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
@@ -19,11 +19,13 @@ from .divergence import score_divergences
 from .engines.base import Engine, EngineSpec, EngineStartError, Sampling
 from .engines.metrics import EngineCounters
 from .engines.pool import EnginePool
-from .lossless import DEFAULT_ALPHA, check_lossless, not_measured
+from .gates import Gate, GateUsageError, judge
+from .lossless import check_lossless, not_measured
 from .measurement import ConfigMeasurement
 from .models import resolve_model
-from .plan import Condition, Step, conditions, plan_windows
+from .plan import Condition, Step, conditions, plan_windows, window_order
 from .results import ConfigResult, EngineFigures, LosslessCheck, RunResult, Window
+from .sequential import next_look
 from .vanilla import BaselineCache, VanillaSource
 from .workload import WARMUP_PROMPT, Prompt, RenderedPrompts, check_lengths, load_prompts, local_tokenizer, render
 
@@ -99,28 +101,74 @@ class Measurer:
         #: where this process's time went, for the report's session breakdown
         self.seconds: dict[str, float] = {"engine_start": 0.0, "warmup": 0.0, "measurement": 0.0, "scoring": 0.0}
 
-    def measure(self, config: SpecConfig) -> ConfigResult:
-        """The comparison for `config`, measured on first request (per content and endpoints)."""
+    def measure(self, config: SpecConfig, gates: Sequence[Gate] = ()) -> ConfigResult:
+        """The comparison for `config`, measured on first request (per content and endpoints).
+
+        `gates`: the gates the session's tests put on this config; while one of them is
+        inconclusive on a condition, that condition gets more windows (sequential sampling, up to
+        `[run] max_repeats`)."""
         key = config.content_key() + repr(self.endpoints)
         if key not in self._measured:
-            self._measured[key] = self._measure(config)
+            self._measured[key] = self._measure(config, gates)
         measured = self._measured[key]
         named = {"config": str(config.path), "config_name": config.name}
         return measured.model_copy(update={**named, "runs": [run.model_copy(update=named) for run in measured.runs]})
 
-    def _measure(self, config: SpecConfig) -> ConfigResult:
-        """Every planned window, then the runs; an interrupt still yields the conditions it finished."""
+    def _measure(self, config: SpecConfig, gates: Sequence[Gate]) -> ConfigResult:
+        """Every planned window, then the runs; then more windows for the conditions a gate cannot
+        yet decide, look after look; an interrupt still yields the conditions it finished."""
         state = self._prepare(config)
-        plan = plan_windows(state.conditions, config.run.repeats, self.pool.max_live >= 2, state.to_measure)
+        both_fit = self.pool.max_live >= 2
+        state.order = window_order(both_fit)
+        plan = plan_windows(state.conditions, config.run.repeats, both_fit, state.to_measure)
         try:
-            for step in plan:
-                window = self._measure_side(state, step)
-                state.windows.setdefault((step.role, step.condition), []).append(window)
+            self._run_plan(state, plan)
+            runs = self._runs(state, state.conditions, lossless=True)
+            while looks := self._next_looks(state, runs, gates):
+                for target, todo in looks.items():
+                    extra = plan_windows(todo, target, both_fit, state.to_measure & set(todo), state.measured_windows(todo[0]))
+                    plan += extra
+                    self._run_plan(state, extra)
+                runs = self._runs(state, state.conditions, lossless=True)
         except KeyboardInterrupt as interrupt:
             # no lossless scoring here: it needs the engines the interrupt is stopping
-            partial = self._assemble(state, state.finished(plan), lossless=False)
+            partial = self._assemble(state, self._runs(state, state.finished(plan), lossless=False))
             raise MeasurementInterrupted(interrupt, partial, len(state.conditions)) from interrupt
-        return self._assemble(state, state.conditions, lossless=True)
+        return self._assemble(state, self._with_divergences(state, runs))
+
+    def _run_plan(self, state: ConfigMeasurement, plan: list[Step]) -> None:
+        for step in plan:
+            window = self._measure_side(state, step)
+            state.windows.setdefault((step.role, step.condition), []).append(window)
+
+    def _next_looks(
+        self, state: ConfigMeasurement, runs: list[RunResult], gates: Sequence[Gate]
+    ) -> dict[int, list[Condition]]:
+        """The conditions a gate left inconclusive on a figure it has, grouped by the window count
+        of their next look; none once their budget is spent. A verdict with no figure at all
+        (invalid run, check switched off) is not one more window can resolve."""
+        if not gates:
+            return {}
+        result = self._assemble(state, runs)
+        run_conditions = {run.condition: condition for run, condition in zip(runs, state.conditions)}
+        unresolved: dict[Condition, list[str]] = {}
+        for gate in gates:
+            try:
+                verdicts = judge(gate, result)
+            except GateUsageError:
+                continue  # the test that carries it reports it
+            for verdict in verdicts:
+                if verdict.outcome == "inconclusive" and verdict.measured is not None and verdict.condition is not None:
+                    unresolved.setdefault(run_conditions[verdict.condition], []).append(verdict.gate)
+        run, looks = state.config.run, {}
+        for condition, labels in unresolved.items():
+            measured = state.measured_windows(condition)
+            target = next_look(measured, run.repeats, run.window_budget)
+            if target is not None:
+                self.progress(f"{state.config.name}: {condition.label}: {', '.join(labels)} inconclusive after "
+                              f"{measured} windows; measuring up to {target} (max_repeats {run.window_budget})")
+                looks.setdefault(target, []).append(condition)
+        return looks
 
     def _prepare(self, config: SpecConfig) -> ConfigMeasurement:
         """A config's sides, conditions and fingerprints, its prompts checked against the model's
@@ -151,14 +199,17 @@ class Measurer:
         state.to_measure = {condition for condition in planned if condition not in state.vanilla}
         return state
 
-    def _assemble(self, state: ConfigMeasurement, finished: list[Condition], lossless: bool) -> ConfigResult:
-        """The measured windows of the `finished` conditions combined into runs, each judged and remembered."""
+    def _runs(self, state: ConfigMeasurement, finished: list[Condition], lossless: bool) -> list[RunResult]:
+        """The measured windows of the `finished` conditions combined into runs, their vanilla sides remembered."""
         state.keep_measured_vanilla(finished)
+        return [self._run(state, condition, lossless) for condition in finished]
+
+    def _assemble(self, state: ConfigMeasurement, runs: list[RunResult]) -> ConfigResult:
         config, keys = state.config, {state.spec_side.key, state.vanilla_side.key if state.vanilla_side else None}
         return ConfigResult(
             config=str(config.path),
             config_name=config.name,
-            runs=self._with_divergences(state, [self._run(state, condition, lossless) for condition in finished], lossless),
+            runs=runs,
             p99_regression_tolerance=config.gates.p99_regression_tolerance,
             # the starts this measurement caused: an engine shared with an earlier config is not billed twice
             engine_start_s={
@@ -207,15 +258,15 @@ class Measurer:
                 samples = [s.model_copy(update={"target_logprob": v}) for s, v in zip(samples, scores)]
                 scored.append(figures.model_copy(update={"samples": samples}))
         spec, vanilla = scored
-        alpha = state.config.gates.lossless_alpha or DEFAULT_ALPHA
-        return spec, vanilla, check_lossless(spec.samples, vanilla.samples, alpha)
+        alpha = 1 - state.config.run.interval_level
+        return spec, vanilla, check_lossless(spec.samples, vanilla.samples, alpha, state.config.gates.lossless_margin)
 
-    def _with_divergences(self, state: ConfigMeasurement, runs: list[RunResult], lossless: bool) -> list[RunResult]:
+    def _with_divergences(self, state: ConfigMeasurement, runs: list[RunResult]) -> list[RunResult]:
         """Greedy runs whose outputs differ, scored where they part by the vanilla engine. After
         every run is built: the T>0 check has then brought the vanilla engine back if a spec engine
         had stopped it. Never starts it for this alone (a stored baseline's whole point)."""
         side = state.vanilla_side
-        if not lossless or not state.config.run.lossless_check or side is None or not self.pool.is_live(side):
+        if not state.config.run.lossless_check or side is None or not self.pool.is_live(side):
             return runs
         engine = self.pool.get(side)
         prompts = state.rendered.for_engine(engine)
@@ -257,7 +308,7 @@ class Measurer:
         config, condition, side = state.config, step.condition, state.side(step.role)
         engine = self._engine(side, config)
         prompts = state.rendered.for_engine(engine)
-        suffix = f", repeat {step.repeat + 1}/{config.run.repeats}" if config.run.repeats > 1 else ""
+        suffix = f", window {step.repeat + 1}" if config.run.window_budget > 1 else ""
         self.progress(f"{config.name}: {side.role} {condition.label} ({len(prompts)} prompts{suffix})")
         reset = engine.reset_prefix_cache()
         # each repeat draws new samples: request i of repeat r has seed base + r * n + i, on both sides

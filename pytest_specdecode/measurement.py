@@ -32,6 +32,8 @@ class ConfigMeasurement:
     fingerprints: dict[Condition, str]
     #: the pool's starts before this config: those after it were caused by it
     starts_before: int
+    #: `plan.window_order`: abba with both engines live, else blocks
+    order: str = "abba"
     vanilla: dict[Condition, EngineFigures] = field(default_factory=dict)
     baseline_of: dict[Condition, BaselineInfo] = field(default_factory=dict)
     #: the conditions whose vanilla side is measured here (not known from the memo or a store)
@@ -59,6 +61,10 @@ class ConfigMeasurement:
             self.baseline_of[condition] = BaselineInfo(
                 source="measured", fingerprint=self.fingerprints[condition], age_s=0.0
             )
+
+    def measured_windows(self, condition: Condition) -> int:
+        """Spec windows measured so far for a condition: where its next sequential look starts."""
+        return len(self.windows.get(("spec", condition), []))
 
     def spec(self, condition: Condition) -> tuple[EngineFigures, SpecCounters]:
         """The spec side of a condition, its repeats combined, and its counters summed over them."""
@@ -91,6 +97,9 @@ class ConfigMeasurement:
             warnings=run_warnings(spec, vanilla, config.run),
             speedup_basis=speedup_basis(spec, vanilla),
             lossless_check=check,
+            interval_level=config.run.interval_level,
+            window_order=self.order,
+            min_p99_requests=config.run.min_p99_requests,
             engine_args=dict(self.spec_side.engine_args),
             speculative_config=dict(self.spec_side.speculative_config or {}),
         )

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 #: Where saved runs (and, with --spec-baseline-dir, baselines) live by default, under the rootdir.
 DEFAULT_BASELINE_DIR = ".specdecode"
+#: What an inconclusive verdict does to its test (--spec-inconclusive), the default first.
+INCONCLUSIVE_POLICIES = ("fail", "warn")
 #: The names `history.HistoryStore` accepts for a saved run (a test keeps the two equal).
 RUN_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -99,8 +101,7 @@ class Options:
     max_engines: int = 1
     endpoint: str | None = None
     baseline_endpoint: str | None = None
-    confident: bool = False
-    strict: bool = False
+    inconclusive: str = "fail"
     baseline_dir: Path | None = None  # None: vanilla is measured every session (see docs/reading-the-numbers.md)
     history_dir: Path | None = None
     refresh_baseline: bool = False
@@ -130,11 +131,10 @@ def add_options(parser: pytest.Parser) -> None:
                     help="measure this running OpenAI-compatible vLLM server as the speculative side; starts nothing")
     group.addoption("--spec-baseline-endpoint", metavar="URL", type=endpoint_url, default=None,
                     help="with --spec-endpoint: the running vanilla server to compare against")
-    group.addoption("--spec-verdict", choices=("point", "confident"), default="point",
-                    help="point: compare the measured value; confident: fail only when the whole 95%% bootstrap "
-                         "interval misses the threshold, warn 'inconclusive' when it straddles (default point)")
-    group.addoption("--spec-strict", action="store_true",
-                    help="with --spec-verdict=confident: an inconclusive gate fails")
+    group.addoption("--spec-inconclusive", choices=INCONCLUSIVE_POLICIES, default="fail",
+                    help="what a gate that could not be resolved either way does to its test: fail (default: a "
+                         "claim not shown is not passed) or warn (the test passes with an InconclusiveGate "
+                         "warning; the verdict stays 'inconclusive' in every report)")
     group.addoption("--spec-baseline-dir", metavar="DIR", type=output_dir, default=None,
                     help="reuse stored vanilla baselines from DIR (and keep saved runs there); without it vanilla "
                          "is measured every session, in windows paired with spec's (saved runs: <rootdir>/.specdecode)")
@@ -161,8 +161,7 @@ def options_from(config: pytest.Config) -> Options:
         max_engines=config.getoption("--spec-max-engines"),
         endpoint=config.getoption("--spec-endpoint"),
         baseline_endpoint=config.getoption("--spec-baseline-endpoint"),
-        confident=config.getoption("--spec-verdict") == "confident",
-        strict=config.getoption("--spec-strict"),
+        inconclusive=config.getoption("--spec-inconclusive"),
         baseline_dir=config.getoption("--spec-baseline-dir"),
         history_dir=config.getoption("--spec-baseline-dir") or config.rootpath / DEFAULT_BASELINE_DIR,
         refresh_baseline=config.getoption("--spec-refresh-baseline"),

@@ -40,9 +40,10 @@ class Step:
 
 
 def plan_windows(
-    conditions: list[Condition], repeats: int, both_fit: bool, vanilla_conditions: set[Condition]
+    conditions: list[Condition], repeats: int, both_fit: bool, vanilla_conditions: set[Condition], first: int = 0
 ) -> list[Step]:
-    """The order of the measured windows, as data.
+    """The order of the measured windows, as data: repeats `first` to `repeats` - 1 (a sequential
+    look adds windows to those already measured).
 
     Both engines live at once: per condition and repeat, spec and vanilla alternate as ABBA, so a
     linear drift of the machine hits both sides alike. One engine at a time: every spec window
@@ -54,18 +55,23 @@ def plan_windows(
     steps: list[Step] = []
     if both_fit:
         for condition in conditions:
-            for repeat in range(repeats):
+            for repeat in range(first, repeats):
                 pair = [Step("spec", condition, repeat)]
                 if condition in vanilla_conditions:
                     vanilla = Step("vanilla", condition, repeat)
                     pair = [vanilla, *pair] if repeat % 2 == 0 else [*pair, vanilla]
                 steps += pair
         return steps
-    steps = [Step("spec", condition, repeat) for condition in conditions for repeat in range(repeats)]
+    steps = [Step("spec", condition, repeat) for condition in conditions for repeat in range(first, repeats)]
     return steps + [
         Step("vanilla", condition, repeat)
-        for condition in conditions if condition in vanilla_conditions for repeat in range(repeats)
+        for condition in conditions if condition in vanilla_conditions for repeat in range(first, repeats)
     ]
+
+
+def window_order(both_fit: bool) -> str:
+    """How `plan_windows` orders the windows, as the result model records it."""
+    return "abba" if both_fit else "blocks"
 
 
 def conditions(config: SpecConfig) -> list[Condition]:

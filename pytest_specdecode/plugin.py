@@ -8,6 +8,7 @@ test first needs a config, and vLLM and torch when the first engine starts.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,6 +105,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         defaults = _config_defaults(session, item)
         try:
             item.stash[GATES_KEY] = gates_from_marks(marks, defaults)
+            if (path := _config_path(item)) is not None:
+                session.gates_by_config.setdefault(path, []).extend(item.stash[GATES_KEY])
         except NoThreshold as exc:
             if _config_path(item) is not None:
                 raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
@@ -164,14 +167,21 @@ def spec_run(request: pytest.FixtureRequest, spec_config: Any) -> ConfigResult:
     from .config import ConfigError
     from .engines.base import EngineStartError
 
+    session = spec_session(request.config)
     try:
-        result = spec_session(request.config).result_for(spec_config.path)
+        result = session.result_for(spec_config.path)
     except (EngineStartError, ConfigError, BaselineError) as exc:
         problem = f"{spec_config.path.name}: {exc}"
     else:
         request.node.stash[RESULT_KEY] = result
-        return result
+        return result.bound_to(partial(_record, request.node, session.options.inconclusive))
     pytest.fail(problem, pytrace=False)
+
+
+def _record(item: pytest.Item, policy: str, verdicts: list[Verdict]) -> str:
+    """An assertion helper's verdicts, kept for the test's reports; the policy they are judged by."""
+    item.stash.setdefault(VERDICTS_KEY, []).extend(verdicts)
+    return policy
 
 
 def _engine_fixture(request: pytest.FixtureRequest, spec_config: Any, role: str) -> Engine:
@@ -199,19 +209,20 @@ def vanilla_engine(request: pytest.FixtureRequest, spec_config: Any) -> Engine:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """After the test body passes, its gate markers are judged against the measured result."""
+    """After the test body passes, its gate markers are judged against the measured result: the
+    markers it has now, so one added while it ran (`request.applymarker`) is judged too."""
     outcome = yield
-    gates = item.stash.get(GATES_KEY, None)
     result = item.stash.get(RESULT_KEY, None)
-    if not gates or result is None:
+    if result is None or not _has_gates(item):
         return outcome
     from .baseline import BaselineError
-    from .gates import GateUsageError
+    from .gates import GateUsageError, gates_from_marks
     from .verdicts import failures, verdicts_for
 
     session = spec_session(item.config)
     try:
         defaults = session.config_for(Path(result.config)).gates
+        gates = gates_from_marks((m for name in GATE_MARKERS for m in item.iter_markers(name)), defaults)
         verdicts = verdicts_for(session.options, item.nodeid, gates, result, defaults)
     except (GateUsageError, BaselineError) as exc:
         problem = f"{item.nodeid}: {exc}"
@@ -219,12 +230,12 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         problem = None
     if problem is not None:
         pytest.fail(problem, pytrace=False)
-    item.stash[VERDICTS_KEY] = verdicts
+    item.stash.setdefault(VERDICTS_KEY, []).extend(verdicts)
     for verdict in verdicts:
         item.user_properties.append(
             (f"specdecode:{verdict.gate}@{verdict.run}", f"measured={verdict.measured} {verdict.outcome}")
         )
-    failing = failures(session.options, verdicts)
+    failing = failures(session.options.inconclusive, verdicts)
     if failing:
         pytest.fail("\n".join(failing), pytrace=False)
     return outcome

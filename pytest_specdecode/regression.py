@@ -1,5 +1,12 @@
 """`--spec-save NAME` and `--spec-compare [NAME]`: a session's results stored by name, and what fell
-since a stored run, as one more verdict of each gated test."""
+since a stored run, as one more verdict of each gated test.
+
+A comparison is judged as `history.compare_runs` judges it (a two-sample interval of each drop at
+level 1 - `sequential.ALPHA`): it fails only when a drop's whole interval is past its limit, passes
+only when every figure's whole interval is within, and is inconclusive otherwise, including when
+no stored run matches the config or one of its conditions (a missing match never passes). Only a
+run the user named that was never saved is a usage error (`check_compare_target`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ from pathlib import Path
 
 from .baseline import BaselineError
 from .config import GatesSection
-from .history import HistoryStore, compare_runs
+from .history import Check, Comparison, HistoryStore, compare_runs, nothing_stored
 from .options import DEFAULT_BASELINE_DIR, Options
 from .results import ConfigResult, Verdict
 
@@ -27,28 +34,83 @@ def check_compare_target(options: Options) -> None:
     """The saved run to compare with must exist before any engine starts, not at the first gate."""
     name = options.compare
     if name and name != "latest":
-        folder = history(options).folder
-        if not any(folder.glob(f"{name}.*.json")):
-            raise BaselineError(f"{folder}: no saved run named {name!r} (--spec-save {name} stores one)")
+        store = history(options)
+        if not store.has_run(name):
+            raise BaselineError(f"{store.folder}: no saved run named {name!r} (--spec-save {name} stores one)")
+
+
+def compare(options: Options, result: ConfigResult, defaults: GatesSection) -> tuple[str, Comparison]:
+    """The stored run compared with (by default the latest of this config from this machine) and
+    the comparison; a stored run that does not match is an inconclusive comparison, not an error."""
+    store = history(options)
+    limits = defaults.max_acceptance_drop, defaults.max_speedup_drop
+    if options.compare == "latest":
+        found = store.latest(result.config_name, result.environment)
+        if found is None:
+            env = result.environment
+            return "latest", nothing_stored(
+                f"config {result.config_name!r} on this machine ({env.device}, vLLM {env.vllm}) in {store.folder}"
+            )
+        name, previous = found
+        return name, compare_runs(result, previous, *limits, previous_name=name)
+    name = f"{options.compare}.{result.config_name}"
+    previous = store.load_config(options.compare, result.config_name)
+    if previous is None:
+        if not store.has_run(options.compare):
+            raise BaselineError(f"{store.folder}: no saved run named {options.compare!r}")
+        return name, nothing_stored(f"config {result.config_name!r} in saved run {options.compare!r} ({store.path(name)})")
+    return name, compare_runs(result, previous, *limits, previous_name=name)
 
 
 def regression_verdict(options: Options, test: str, result: ConfigResult, defaults: GatesSection) -> Verdict:
-    """What fell since the stored run (by default the latest from this machine), as a verdict."""
-    store = history(options)
-    if options.compare == "latest":
-        found = store.latest(f".{result.config_name}", result.environment)
-        if found is None:
-            raise BaselineError(
-                f"{store.folder}: no stored run for {result.config_name} from this machine "
-                f"({result.environment.device}, vLLM {result.environment.vllm}) to compare with"
-            )
-        name, previous = found
-    else:
-        name = f"{options.compare}.{result.config_name}"
-        previous = store.load(name)
-    comparison = compare_runs(result, previous, defaults.max_acceptance_drop, defaults.max_speedup_drop)
+    """What fell since the stored run, as one verdict for the config: its outcome the worst of its
+    checks, its figures (measured drop, interval, level, n, threshold) those of the check that
+    decides it, its message every check's line (current and stored value, the drop, its interval
+    and level, the limit)."""
+    name, comparison = compare(options, result, defaults)
+    return _config_verdict(test, name, comparison, result, defaults)
+
+
+def _config_verdict(test: str, name: str, comparison: Comparison, result: ConfigResult, defaults: GatesSection) -> Verdict:
+    decisive = comparison.decisive if comparison.not_comparable is None else None
+    gate = f"no_regression(vs {name})"
+    if decisive is None:
+        message = "\n".join(comparison.messages) or f"inconclusive: {result.config_name}: no runs to compare with {name}"
+        return Verdict(
+            test=test, gate=gate, run=result.config_name, threshold=defaults.max_acceptance_drop, measured=None,
+            passed=False, message=message, outcome="inconclusive", config_name=result.config_name,
+        )
     outcome = comparison.outcome
     return Verdict(
-        test=test, gate=f"no_regression(vs {name})", run=result.config_name, threshold=defaults.max_acceptance_drop,
-        measured=None, passed=outcome == "pass", message="\n".join(comparison.messages), outcome=outcome,
+        test=test, gate=gate, run=result.config_name, threshold=decisive.limit, measured=decisive.drop,
+        passed=outcome == "pass", message="\n".join(comparison.messages), outcome=outcome,
+        interval=decisive.interval, level=decisive.level, n=decisive.n, interval_basis=_basis(decisive),
+        config_name=result.config_name,
     )
+
+
+def regression_verdicts(options: Options, test: str, result: ConfigResult, defaults: GatesSection) -> list[Verdict]:
+    """The same comparison as one verdict per figure and condition (acceptance and speedup of each
+    run), each naming its run by `config_name` and `condition`; a comparison that could not be made
+    at all is one inconclusive config-level verdict. For a caller that wants them apart."""
+    name, comparison = compare(options, result, defaults)
+    if comparison.not_comparable is not None or not comparison.checks:
+        return [_config_verdict(test, name, comparison, result, defaults)]
+    return [_check_verdict(test, name, check, result.config_name) for check in comparison.checks]
+
+
+def _check_verdict(test: str, name: str, check: Check, config_name: str) -> Verdict:
+    gate = {"acceptance": "max_acceptance_drop", "speedup": "max_speedup_drop", "TPOT speedup": "max_speedup_drop"}
+    return Verdict(
+        test=test, gate=f"{gate.get(check.figure, 'no_regression')}({check.limit:g}, vs {name})", run=check.label,
+        threshold=check.limit, measured=check.drop, passed=check.outcome == "pass", message=check.message,
+        outcome=check.outcome, interval=check.interval, level=check.level, n=check.n, interval_basis=_basis(check),
+        config_name=config_name, condition=check.condition,
+    )
+
+
+def _basis(check: Check) -> str | None:
+    if check.basis is None:
+        return None
+    unit = "points of acceptance" if check.figure == "acceptance" else f"fraction of {check.figure} lost"
+    return f"{check.figure} drop ({unit}): {check.basis}"

@@ -24,6 +24,7 @@ from .options import Options
 if TYPE_CHECKING:
     from .config import SpecConfig
     from .engines.base import Engine
+    from .gates import Gate
     from .measure import Measurer
     from .results import ConfigResult, Verdict
 
@@ -52,6 +53,8 @@ class SpecSession:
         self._measurer: Measurer | None = None
         self._owns_measurer = False
         self._seconds_before: dict[str, float] = {}
+        #: every gate marker collected, per config path: what sequential sampling measures until resolved
+        self.gates_by_config: dict[Path, list[Gate]] = {}
 
     def progress(self, line: str) -> None:
         """Written past pytest's capture: engines start and measure inside a test's setup, where a
@@ -75,7 +78,8 @@ class SpecSession:
         return {"session": total, **phases, "other": total - sum(phases.values())}
 
     def config_for(self, path: Path) -> SpecConfig:
-        """The validated config at `path`, loaded once (a broken one raises its ConfigError each time)."""
+        """The validated config at `path`, loaded once (a broken one raises its ConfigError each time,
+        and is a failed config of the session from its first load: the reports list it with its reason)."""
         from .config import ConfigError, load_config
 
         path = path.resolve()
@@ -84,6 +88,7 @@ class SpecSession:
                 self._configs[path] = self._load(load_config(path))
             except ConfigError as exc:
                 self._configs[path] = exc
+                self.errors[str(path)] = str(exc).removeprefix(f"{path}: ")  # keyed by the path: said once
         loaded = self._configs[path]
         if isinstance(loaded, ConfigError):
             raise loaded
@@ -146,7 +151,7 @@ class SpecSession:
             try:
                 self.results[key] = self._measure(config)
             except (EngineStartError, ConfigError, BaselineError) as exc:
-                self.errors[key] = str(exc)
+                self.errors[key] = str(exc).removeprefix(f"{key}: ")  # a ConfigError names the file too
                 raise
             except MeasurementInterrupted as interrupt:  # Ctrl-C or SIGTERM: keep what was finished
                 self.errors[key] = "interrupted before its measurement finished"
@@ -179,7 +184,7 @@ class SpecSession:
         self._validate(config)
         measurer = self.measurer()
         with device_lock(device_key(self.options.endpoint), self.progress):
-            result = measurer.measure(config)
+            result = measurer.measure(config, self.gates_by_config.get(config.path.resolve(), []))
         return result.model_copy(update={"environment": vllm_info.environment()})
 
     def _validate(self, config: SpecConfig) -> None:

@@ -32,9 +32,8 @@ from typing import Literal
 
 import numpy as np
 
-#: Fewer windows a side than this give no usable between-window spread: a t interval with one
-#: degree of freedom is a dozen standard errors wide, and with one window there is no spread at all.
-MIN_WINDOWS = 3
+from .sequential import MIN_WINDOWS
+
 #: Index arrays of shape (..., n), one per side, to the statistic of shape (...): scipy calls it
 #: vectorized, a few thousand resamples in one call, which costs milliseconds instead of seconds.
 Statistic = Callable[..., np.ndarray]
@@ -85,6 +84,42 @@ def log_ratio_interval(
         df = (var_s + var_v) ** 2 / (var_s**2 / (s.size - 1) + var_v**2 / (v.size - 1)) if se > 0 else 1.0
     half = float(stats.t.ppf(0.5 + level / 2, df)) * se
     return Interval(float(math.exp(centre - half)), float(math.exp(centre + half)), level)
+
+
+def pooled_ratio_interval(
+    spec: tuple[Sequence[float], Sequence[float]], vanilla: tuple[Sequence[float], Sequence[float]],
+    paired: bool, level: float,
+) -> Interval | None:
+    """An interval for (sum of spec numerators / sum of spec denominators) over the same for vanilla,
+    one (numerator, denominator) per window: the pooled ratio a report prints (tokens over time),
+    not the typical per-window ratio, so the printed point always lies inside its own interval.
+
+    The delta method on the log of each side's ratio of sums: window i of a side contributes
+    n (a_i / sum a - b_i / sum b) to it, and the spread of those contributions over the windows is
+    its standard error (the same linearisation the lossless check uses for tokens). Paired
+    (windows measured side by side, ABBA): a t interval over the per-pair differences of
+    contributions; unpaired (blocks, or a stored side): Welch's. None with fewer than `MIN_WINDOWS`
+    windows a side.
+    """
+    from scipy import stats
+
+    sides = []
+    for numerators, denominators in (spec, vanilla):
+        a, b = np.asarray(numerators, dtype=float), np.asarray(denominators, dtype=float)
+        if a.size < MIN_WINDOWS or a.size != b.size or a.sum() <= 0 or b.sum() <= 0:
+            return None
+        sides.append((a.sum() / b.sum(), a.size * (a / a.sum() - b / b.sum())))
+    (spec_ratio, spec_terms), (vanilla_ratio, vanilla_terms) = sides
+    centre = spec_ratio / vanilla_ratio
+    if paired and spec_terms.size == vanilla_terms.size:
+        differences = spec_terms - vanilla_terms
+        se, df = differences.std(ddof=1) / math.sqrt(differences.size), differences.size - 1
+    else:
+        var_s, var_v = spec_terms.var(ddof=1) / spec_terms.size, vanilla_terms.var(ddof=1) / vanilla_terms.size
+        se = math.sqrt(var_s + var_v)
+        df = (var_s + var_v) ** 2 / (var_s**2 / (spec_terms.size - 1) + var_v**2 / (vanilla_terms.size - 1)) if se > 0 else 1.0
+    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
+    return Interval(float(centre * math.exp(-half)), float(centre * math.exp(half)), level)
 
 
 class LatencyGroups:

@@ -7,6 +7,7 @@ nothing that could change them differs; the memo and the store use the same key.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Protocol
@@ -52,7 +53,7 @@ class VanillaSource:
 
     def __init__(self, baselines: BaselineCache | None = None) -> None:
         self.baselines = baselines
-        self._memo: dict[str, EngineFigures] = {}
+        self._memo: dict[str, tuple[EngineFigures, float]] = {}  # figures, and when they were kept
 
     def fingerprint(self, side: EngineSpec, prompts: list[Prompt], config: SpecConfig, condition: Condition) -> str:
         """Everything that shapes one condition's vanilla figures; with a store, the machine (or the
@@ -73,9 +74,11 @@ class VanillaSource:
         return fingerprint(parts)
 
     def known(self, key: str) -> tuple[EngineFigures, BaselineInfo] | None:
-        """Figures measured earlier in this process, else a stored baseline, else None."""
+        """Figures measured earlier in this process (for another config: "memo", never paired with
+        this config's spec windows), else a stored baseline, else None."""
         if key in self._memo:
-            return self._memo[key], BaselineInfo(source="measured", fingerprint=key, age_s=0.0)
+            figures, kept_at = self._memo[key]
+            return figures, BaselineInfo(source="memo", fingerprint=key, age_s=time.time() - kept_at)
         stored = self.baselines.load(key) if self.baselines is not None else None
         if stored is None:
             return None
@@ -85,7 +88,7 @@ class VanillaSource:
     def remember(self, key: str, figures: EngineFigures, new: bool, meta: dict) -> RunWarning | None:
         """Keep vanilla figures (with their scores) for later configs, and store fresh ones; a store
         that cannot be written (read-only, full) is a warning on the run, never a lost measurement."""
-        self._memo[key] = figures.model_copy(update={"source": "measured"})
+        self._memo[key] = figures.model_copy(update={"source": "measured"}), time.time()
         if not new or self.baselines is None:
             return None
         try:

@@ -13,23 +13,24 @@ from .results import ConfigResult, Verdict
 
 
 class InconclusiveGate(UserWarning):
-    """A confident verdict whose interval straddles the threshold (a failure with --spec-strict)."""
+    """A verdict whose interval straddles its threshold, with --spec-inconclusive=warn (by default it fails)."""
 
 
 def verdicts_for(
     options: Options, test: str, gates: list[Gate], result: ConfigResult, defaults: GatesSection
 ) -> list[Verdict]:
     """Raises GateUsageError or BaselineError for a gate that cannot be judged as written."""
-    verdicts = [verdict for gate in gates for verdict in judge(gate, result, test, options.confident)]
+    verdicts = [verdict for gate in gates for verdict in judge(gate, result, test)]
     if options.compare:
         verdicts.append(regression_verdict(options, test, result, defaults))
     return verdicts
 
 
-def failures(options: Options, verdicts: list[Verdict]) -> list[str]:
-    """The messages of the verdicts that fail the test; an inconclusive one that does not is warned about."""
-    failing = {"fail", "inconclusive"} if options.strict else {"fail"}
+def failures(inconclusive: str, verdicts: list[Verdict]) -> list[str]:
+    """The messages of the verdicts that fail the test under the `--spec-inconclusive` policy; an
+    inconclusive verdict the policy lets through is warned about, never counted as a pass."""
+    failing = {"fail", "inconclusive"} if inconclusive == "fail" else {"fail"}
     for verdict in verdicts:
-        if verdict.outcome == "inconclusive" and not options.strict:
+        if verdict.outcome == "inconclusive" and verdict.outcome not in failing:
             warnings.warn(InconclusiveGate(verdict.message), stacklevel=2)
     return [verdict.message for verdict in verdicts if verdict.outcome in failing]

@@ -15,7 +15,8 @@ class Report(Model):
     """The `--spec-report` JSON: every run as the result model holds it, and what the gates made of it."""
 
     schema_version: int = SCHEMA_VERSION
-    environment: Environment | dict = Field(default_factory=dict, description="the first config's; {} when none ran")
+    environment: Environment | dict = Field(default_factory=dict, description="the first measured config's; when "
+                                            "none was measured, the installed one's (see artifacts.installed_environment)")
     runs: list[dict[str, Any]] = Field(description="each run as dumped, per-request token ids left out, "
                                        "with the lossless verdict (a method on the check, so not in the dump)")
     engine_start_s: dict[str, dict[str, float]]
@@ -31,10 +32,11 @@ REPORT_EXCLUDES = {"gates": {"__all__": {"message"}}}
 
 def build_report(
     results: list[ConfigResult], verdicts: list[Verdict], timing: dict[str, float] | None = None,
-    failures: dict[str, str] | None = None,
+    failures: dict[str, str] | None = None, environment: Environment | None = None,
 ) -> Report:
+    """`environment` stands in when no result carries one (nothing measured, or only failed configs)."""
     return Report(
-        environment=next((r.environment for r in results), {}),
+        environment=next((r.environment for r in results), environment or {}),
         runs=[_run_dict(run) for result in results for run in result.runs],
         engine_start_s={r.config_name: r.engine_start_s for r in results},
         break_even={r.config_name: r.break_even for r in results},
@@ -47,14 +49,12 @@ def build_report(
 def _run_dict(run: RunResult) -> dict[str, Any]:
     """The run as dumped (Python values: the report's one JSON policy applies when it is written)."""
     without_ids = {"samples": {"__all__": {"output_token_ids"}}}
-    dumped = run.model_dump(exclude={"spec": without_ids, "vanilla": without_ids})
-    if run.lossless_check is not None:
-        dumped["lossless_check"]["verdict"] = run.lossless_check.verdict()
-    return dumped
+    return run.model_dump(exclude={"spec": without_ids, "vanilla": without_ids})
 
 
 def write_json(
     path: Path, results: list[ConfigResult], verdicts: list[Verdict], timing: dict[str, float] | None = None,
-    failures: dict[str, str] | None = None,
+    failures: dict[str, str] | None = None, environment: Environment | None = None,
 ) -> None:
-    write_document(path, build_report(results, verdicts, timing, failures), indent=2, exclude=REPORT_EXCLUDES)
+    report = build_report(results, verdicts, timing, failures, environment)
+    write_document(path, report, indent=2, exclude=REPORT_EXCLUDES)

@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from ..results import MIN_P99_REQUESTS, SWEEP_NOISE, BaselineInfo, BreakEven, ConfigResult, RunWarning
+from ..results import SWEEP_NOISE, BaselineInfo, BreakEven, ConfigResult, RunWarning
 from .table import fmt
 
 
@@ -17,7 +17,7 @@ def sections(results: list[ConfigResult], whole: bool) -> list[tuple[str, str, l
     `whole`: warnings with their remedies (the step summary) or their first clause (the terminal)."""
     return [
         ("vanilla", "Vanilla", vanilla_lines(results)),
-        ("95% intervals", "95% intervals", interval_lines(results)),
+        ("intervals", "Intervals", interval_lines(results)),
         ("scheduled", "TTFT from the scheduled send (paced levels)", scheduled_ttft_lines(results)),
         ("lossless", "Lossless check (T>0)", lossless_lines(results)),
         ("warnings", "Warnings", warning_lines(results, whole)),
@@ -42,8 +42,8 @@ def scheduled_ttft_lines(results: Iterable[ConfigResult]) -> list[str]:
 
 
 def interval_lines(results: Iterable[ConfigResult]) -> list[str]:
-    """Every run's 95% intervals and what they rest on, in point mode too: a point figure read
-    without its interval looks more certain than it is."""
+    """Every run's intervals, at the level its verdicts read them, and what they rest on: a figure
+    read without its interval looks more certain than it is."""
     lines = []
     for run in (run for result in results for run in result.runs if run.valid):
         parts = [
@@ -54,7 +54,7 @@ def interval_lines(results: Iterable[ConfigResult]) -> list[str]:
         ]
         shown = [f"{name} {ci[0]:{spec}}..{ci[1]:{spec}}" for name, ci, spec in parts if ci is not None]
         if shown:
-            lines.append(f"{run.label}: " + ", ".join(shown) + f" [{run.interval_basis}]")
+            lines.append(f"{run.label} at {run.interval_level:.3g}: " + ", ".join(shown) + f" [{run.interval_basis}]")
     return lines
 
 
@@ -96,13 +96,12 @@ def lossless_lines(results: Iterable[ConfigResult]) -> list[str]:
         check = run.lossless_check
         if check is None:
             lines.append(f"{run.label}: not measured ([run] lossless_check is off)")
-        elif check.not_measured is not None:
-            lines.append(f"{run.label}: not measured: {check.not_measured}")
+        elif check.verdict == "not measured":
+            lines.append(f"{run.label}: {check.summary()}")
         else:
             lines.append(
-                f"{run.label}: {check.n_pairs} pairs, {check.distinct_samples} distinct; target log-prob/token "
-                f"spec {fmt(check.spec_mean_logprob)} vs vanilla {fmt(check.vanilla_mean_logprob)}; "
-                f"p={fmt(check.p_value, '.2g')}, alpha {check.alpha:g}"
+                f"{run.label}: {check.summary()}; {check.distinct_samples} distinct pairs; target log-prob/token "
+                f"spec {fmt(check.spec_mean_logprob)} vs vanilla {fmt(check.vanilla_mean_logprob)}"
             )
     return lines
 
@@ -173,7 +172,7 @@ def _paying(point: BreakEven) -> str:
     if first is None:
         text = f"speculation pays at every level, up to {unit}={last:g}" + ("" if name == "speedup" else f" ({name})")
     else:
-        interval = f", 95% interval {point.speedup_ci[0]:.2f}-{point.speedup_ci[1]:.2f}" if point.speedup_ci else ""
+        interval = f", interval {point.speedup_ci[0]:.2f}-{point.speedup_ci[1]:.2f}" if point.speedup_ci else ""
         figure = f"({name} {point.speedup_at_first_level_not_paying:.2f}x{interval})"
         text = (
             f"speculation stops paying at {unit}={first:g} {figure}, pays up to {unit}={last:g}"
@@ -196,7 +195,7 @@ def _tail(point: BreakEven) -> str:
         parts.append(f"E2E P99 within {tolerance} of vanilla's at every level")
     if point.p99_not_judged:
         levels = ", ".join(f"{unit}={level:g}" for level in point.p99_not_judged)
-        parts.append(f"E2E P99 not judged at {levels} (fewer than {MIN_P99_REQUESTS} requests a side)")
+        parts.append(f"E2E P99 not judged at {levels} (fewer than [run] min_p99_requests requests a side)")
     return "; ".join(parts)
 
 

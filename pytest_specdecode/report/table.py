@@ -40,19 +40,20 @@ def _speedup(run: RunResult) -> str:
 
 
 def _lossless(run: RunResult) -> str:
-    """T=0 is checked token for token (a share); T>0 only as a distribution, so a verdict with its p."""
+    """T=0 is checked token for token (a share); T>0 as a distribution: the check's verdict, short
+    (`LosslessCheck.summary` is the long form)."""
     if run.temperature == 0:
         return "-" if run.outputs_match is None else f"match {run.outputs_match:.2f}"
     check = run.lossless_check
     if check is None:
         return "not measured"
-    verdict = check.verdict()
+    verdict = check.verdict
     if verdict == "lossless":
-        return f"lossless p={check.p_value:.2g}"
+        return f"lossless +-{check.margin:g}"
     if verdict == "not lossless":
         return f"NOT LOSSLESS p={check.p_value:.2g}"
-    if verdict == "not enough requests":
-        return f"too few ({check.n_pairs}<{check.min_pairs})"
+    if verdict == "inconclusive":
+        return f"inconclusive ({check.n_pairs} pairs)"
     return verdict
 
 

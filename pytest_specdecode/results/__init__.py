@@ -7,7 +7,7 @@ where speculation stops paying (`break_even`) and what gates made of it (`verdic
 these are written to share `schema`.
 """
 
-from .break_even import BREAK_EVEN_METRIC, LOAD_AXES, MIN_P99_REQUESTS, SWEEP_NOISE, BreakEven, LoadAxis, break_even
+from .break_even import BREAK_EVEN_METRIC, LOAD_AXES, SWEEP_NOISE, BreakEven, LoadAxis, break_even
 from .config_result import ConfigResult, Environment
 from .figures import LATENCY_METRICS, EngineFigures, LatencyMetric, RequestSample, SpecCounters, Window
 from .outputs import LOSSLESS_STATISTIC, Divergence, LosslessCheck
@@ -15,7 +15,7 @@ from .run import BaselineInfo, Condition, RunResult, RunWarning, SpeedupMetric
 from .verdict import Verdict
 
 __all__ = [
-    "BREAK_EVEN_METRIC", "LATENCY_METRICS", "LOAD_AXES", "MIN_P99_REQUESTS", "SWEEP_NOISE",
+    "BREAK_EVEN_METRIC", "LATENCY_METRICS", "LOAD_AXES", "SWEEP_NOISE",
     "BaselineInfo", "BreakEven", "Condition", "ConfigResult", "Divergence", "EngineFigures", "Environment", "LatencyMetric", "LoadAxis",
     "LOSSLESS_STATISTIC", "LosslessCheck", "RequestSample", "RunResult", "RunWarning", "SpecCounters", "SpeedupMetric", "Verdict", "Window",
     "break_even",

@@ -13,9 +13,6 @@ LoadAxis = Literal["concurrency", "request_rate"]
 LOAD_AXES: tuple[LoadAxis, ...] = ("concurrency", "request_rate")
 #: The speedup break-even reads on each load axis: throughput speedup is not defined at paced rates.
 BREAK_EVEN_METRIC: dict[LoadAxis, SpeedupMetric] = {"concurrency": "throughput", "request_rate": "tpot"}
-#: With fewer requests a side, a P99 is an interpolation towards the single slowest request: one
-#: outlier decides it, so break-even does not read a tail from it.
-MIN_P99_REQUESTS = 20
 #: A rise in speedup from one level to the next smaller than this is taken as noise (a level of a
 #: few dozen requests moves a speedup by several percent), not as a non-monotone sweep.
 SWEEP_NOISE = 0.05
@@ -38,7 +35,7 @@ class BreakEven(Model):
         description="highest level below the first crossing (the highest level when all pay); None if none pays"
     )
     speedup_at_first_level_not_paying: float | None = None
-    speedup_ci: tuple[float, float] | None = Field(default=None, description="that level's 95% interval")
+    speedup_ci: tuple[float, float] | None = Field(default=None, description="that level's interval, at its run's interval_level")
     monotone: bool = Field(
         description=f"speedup never rises by more than {SWEEP_NOISE:.0%} from one level to the next, "
         "and never pays again once it stopped"
@@ -49,7 +46,7 @@ class BreakEven(Model):
         description="lowest judged level whose E2E P99 exceeds vanilla's by more than p99_tolerance"
     )
     p99_not_judged: list[float] = Field(
-        default_factory=list, description=f"levels with fewer than {MIN_P99_REQUESTS} requests on a side"
+        default_factory=list, description="levels with fewer than [run] min_p99_requests requests on a side"
     )
 
 
@@ -63,7 +60,7 @@ def break_even(
     paying, first, after = speedups[:crossing], speedups[crossing : crossing + 1], speedups[crossing + 1 :]
     pays_again = [level for level, value, _ in after if value >= 1]
     rises = any(later > earlier * (1 + SWEEP_NOISE) for (_, earlier, _), (_, later, _) in zip(speedups, speedups[1:]))
-    judged = [(level, run) for level, run in sweep if _p99_judged(run)]
+    judged = [(level, run) for level, run in sweep if run.p99_judged]
     regressing = [level for level, run in judged if (run.p99_regression["e2e"] or 0) > p99_tolerance]
     return BreakEven(
         temperature=temperature,
@@ -77,12 +74,8 @@ def break_even(
         pays_again_at=pays_again,
         p99_tolerance=p99_tolerance,
         first_level_p99_regresses=regressing[0] if regressing else None,
-        p99_not_judged=[level for level, run in sweep if not _p99_judged(run)],
+        p99_not_judged=[level for level, run in sweep if not run.p99_judged],
     )
-
-
-def _p99_judged(run: RunResult) -> bool:
-    return min(run.spec.e2e_ms.count, run.vanilla.e2e_ms.count) >= MIN_P99_REQUESTS
 
 
 def _speedup_interval(run: RunResult, metric: SpeedupMetric) -> tuple[float, float] | None:

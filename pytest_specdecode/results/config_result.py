@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 
-from pydantic import Field, computed_field
+from pydantic import Field, PrivateAttr, computed_field
 
 from ..schema import Model
 from .break_even import LOAD_AXES, BreakEven, break_even
 from .run import RunResult
+from .verdict import Verdict
+
+#: Takes an assertion helper's verdicts to the test's report; returns the --spec-inconclusive policy.
+VerdictSink = Callable[[list[Verdict]], str]
 
 
 class Environment(Model):
@@ -32,6 +37,20 @@ class ConfigResult(Model):
     p99_regression_tolerance: float = Field(
         default=0.05, ge=0, description="the config's [gates] p99_regression_tolerance (same default), for break_even"
     )
+
+    _sink: VerdictSink | None = PrivateAttr(default=None)
+
+    def bound_to(self, sink: VerdictSink) -> ConfigResult:
+        """This result as one test sees it: the `assert_*` helpers' verdicts go to `sink` (the
+        test's report) and are judged under the policy it returns."""
+        bound = self.model_copy()
+        bound._sink = sink
+        return bound
+
+    def record(self, verdicts: list[Verdict]) -> str:
+        """Hand an assertion helper's verdicts to the test's report; the inconclusive policy.
+        A result built by hand (no session) fails what it cannot resolve, the safe default."""
+        return "fail" if self._sink is None else self._sink(verdicts)
 
     @computed_field
     @property

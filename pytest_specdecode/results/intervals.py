@@ -1,5 +1,6 @@
-"""A run's 95% intervals: from the spread between measured windows where there are enough of them,
-else from the requests within them (a bootstrap that cannot see window-to-window noise).
+"""A run's intervals, at the level its verdicts are judged at: from the spread between measured
+windows where there are enough of them, else from the requests within them (a bootstrap that
+cannot see window-to-window noise, so timed verdicts do not rest on it).
 
 This is where the result model meets the pure maths of `uncertainty`: each function here picks the
 numbers a figure is computed from (window rates, per-request TPOTs, latency values per request) and
@@ -9,7 +10,6 @@ hands them over. Each interval is of the figure exactly as `run.RunResult` reads
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import partial
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from ..uncertainty import (
     Statistic,
     bootstrap_interval,
     log_ratio_interval,
+    pooled_ratio_interval,
 )
 from .figures import EngineFigures, LatencyMetric, RequestSample
 
@@ -33,56 +34,66 @@ def windows_resolve(spec: EngineFigures, vanilla: EngineFigures) -> bool:
     return min(len(spec.windows), len(vanilla.windows)) >= MIN_WINDOWS
 
 
-def interval_basis(spec: EngineFigures, vanilla: EngineFigures, paired: bool) -> str:
-    """What the timed intervals (speedup, TPOT speedup, P99 regression) are computed from."""
+def interval_basis(spec: EngineFigures, vanilla: EngineFigures, pairing: str | None) -> str:
+    """What the timed intervals (speedup, TPOT speedup, P99 regression) are computed from;
+    `pairing` is `RunResult.pairing`'s reason the windows are not paired, None when they are."""
     n_spec, n_vanilla = len(spec.windows), len(vanilla.windows)
-    if windows_resolve(spec, vanilla) and paired:
-        return f"{n_spec} window pairs (t interval over per-pair log ratios)"
+    if not windows_resolve(spec, vanilla):
+        return (
+            f"requests within {n_spec} spec / {n_vanilla} vanilla window(s): window-to-window noise not covered, "
+            f"so timed verdicts are inconclusive; [run] repeats >= {MIN_WINDOWS} resolves them"
+        )
+    starts = "engine-start noise not covered (one start a side)"
+    if pairing is None:
+        return f"{n_spec} ABBA window pairs (paired t on the pooled ratio's window contributions); {starts}"
+    return f"{n_spec} spec vs {n_vanilla} vanilla windows, unpaired: {pairing} (Welch); {starts}"
+
+
+def speedup_ci(spec: EngineFigures, vanilla: EngineFigures, paired: bool, level: float) -> list[float] | None:
+    """Spec tokens/s over vanilla tokens/s, pooled over each side's windows (tokens over time)."""
     if windows_resolve(spec, vanilla):
-        return f"{n_spec} spec vs {n_vanilla} stored vanilla windows, unpaired (Welch interval on log values)"
-    return (
-        f"requests within {n_spec} spec / {n_vanilla} vanilla window(s): window-to-window noise not covered; "
-        f"confident verdicts need [run] repeats >= {MIN_WINDOWS}"
-    )
+        return _bounds(pooled_ratio_interval(_tokens_and_time(spec), _tokens_and_time(vanilla), paired, level))
+    return _bounds(speedup_interval(spec, vanilla, Resampling(level=level)))
 
 
-def speedup_ci(spec: EngineFigures, vanilla: EngineFigures, paired: bool) -> list[float] | None:
-    """Spec tokens/s over vanilla tokens/s."""
-    return _bounds(_timed(spec, vanilla, paired, _window_rates, lambda: speedup_interval(spec, vanilla)))
-
-
-def tpot_speedup_ci(spec: EngineFigures, vanilla: EngineFigures, paired: bool) -> list[float] | None:
-    """Vanilla mean TPOT over spec mean TPOT: per window, vanilla's mean over spec's."""
-    per_window = partial(_per_window, metric="tpot", summary=_mean)
-    return _bounds(_timed(vanilla, spec, paired, per_window, lambda: tpot_speedup_interval(spec, vanilla)))
+def tpot_speedup_ci(spec: EngineFigures, vanilla: EngineFigures, paired: bool, level: float) -> list[float] | None:
+    """Vanilla mean TPOT over spec mean TPOT, each mean over all of a side's requests: per window,
+    requests with a TPOT over the sum of their TPOTs, pooled as for the throughput speedup."""
+    if windows_resolve(spec, vanilla):
+        return _bounds(pooled_ratio_interval(_tpot_sums(spec), _tpot_sums(vanilla), paired, level))
+    return _bounds(tpot_speedup_interval(spec, vanilla, Resampling(level=level)))
 
 
 def p99_regression_ci(
-    spec: EngineFigures, vanilla: EngineFigures, metric: LatencyMetric, paired: bool
+    spec: EngineFigures, vanilla: EngineFigures, metric: LatencyMetric, paired: bool, level: float
 ) -> list[float] | None:
-    """Spec P99 / vanilla P99 - 1; per window, each window's own P99."""
+    """Spec P99 / vanilla P99 - 1; per window, each window's own P99 (the typical per-window ratio:
+    a tail pooled over windows has no per-window decomposition to linearise)."""
     if windows_resolve(spec, vanilla):
-        found = log_ratio_interval(_per_window(spec, metric, _p99), _per_window(vanilla, metric, _p99), paired)
+        found = log_ratio_interval(
+            _per_window(spec, metric, _p99), _per_window(vanilla, metric, _p99), paired, level
+        )
         return None if found is None else [found.low - 1.0, found.high - 1.0]
-    return _bounds(p99_regression_interval(spec, vanilla, metric))
+    return _bounds(p99_regression_interval(spec, vanilla, metric, Resampling(level=level)))
 
 
-def acceptance_rate_ci(point: float | None, spec: EngineFigures) -> list[float] | None:
+def acceptance_rate_ci(
+    point: float | None, spec: EngineFigures, level: float, position: int | None = None
+) -> list[float] | None:
     """Counters are not timed, so requests are the unit. Clipped to [0, 1], which a rate cannot
     leave (a few requests can spread a bootstrap past it)."""
-    found = _bounds(acceptance_interval(point, spec))
+    found = _bounds(acceptance_interval(point, spec, Resampling(level=level), position))
     return None if found is None else [max(0.0, found[0]), min(1.0, found[1])]
 
 
-def _timed(
-    top: EngineFigures, bottom: EngineFigures, paired: bool, per_window: Callable[[EngineFigures], list[float]],
-    requests: Callable[[], Interval | None],
-) -> Interval | None:
-    """The shape every timed ratio's interval shares: top / bottom over window pairs when there are
-    enough windows, else the request bootstrap (only then computed: it costs a bootstrap)."""
-    if windows_resolve(top, bottom):
-        return log_ratio_interval(per_window(top), per_window(bottom), paired)
-    return requests()
+def percentile_ci(values: Sequence[float], percentile: int, level: float) -> list[float] | None:
+    """A percentile of per-request values, resampling the requests."""
+    data = np.asarray(values, dtype=float)
+
+    def statistic(idx: np.ndarray) -> np.ndarray:
+        return np.percentile(data[idx], percentile, axis=-1)
+
+    return _bounds(bootstrap_interval([[0] * data.size], statistic, Resampling(level=level)))
 
 
 def speedup_interval(
@@ -140,24 +151,32 @@ def p99_regression_interval(
 
 
 def acceptance_interval(
-    point: float | None, spec: EngineFigures, resampling: Resampling = DEFAULT_RESAMPLING
+    point: float | None, spec: EngineFigures, resampling: Resampling = DEFAULT_RESAMPLING, position: int | None = None
 ) -> Interval | None:
-    """The spread of vLLM's counter-based acceptance rate `point`, from how it varies across requests.
+    """The spread of a counter-based acceptance figure `point` (the rate, or one draft position's
+    share), from how it varies across requests.
 
     Per request we only see tokens per step (streamed chunks), not how many tokens were drafted:
     methods such as n-gram propose nothing on some steps, so chunk sizes alone would understate
     acceptance. The interval therefore resamples requests for the *relative* change of accepted
-    tokens per step (a ratio of sums, every step weighed alike) and scales the counter-based point
-    estimate by it: centred on `RunResult.acceptance_rate`, as wide as the requests disagree.
+    tokens per step (or, at a position, of steps that accepted past it; a ratio of sums, every step
+    weighed alike) and scales the counter-based point estimate by it: centred on the run's figure,
+    as wide as the requests disagree. A position no step ever accepted reads 0..0 when its counters
+    say 0 too.
     """
     stepped = [s for s in spec.samples if len(s.chunk_tokens) > 1]
     if point is None or not stepped:
         return None
-    accepted = np.array([sum(s.chunk_tokens[1:]) - len(s.chunk_tokens[1:]) for s in stepped], dtype=float)
+
+    def accepted_in(step_tokens: int) -> int:
+        accepted = step_tokens - 1
+        return accepted if position is None else int(accepted > position)
+
+    accepted = np.array([sum(accepted_in(t) for t in s.chunk_tokens[1:]) for s in stepped], dtype=float)
     steps = np.array([len(s.chunk_tokens[1:]) for s in stepped], dtype=float)
     overall = accepted.sum() / steps.sum()
     if overall == 0:
-        return None
+        return Interval(0.0, 0.0, resampling.level) if point == 0 else None
 
     def statistic(idx: np.ndarray) -> np.ndarray:
         return point * (accepted[idx].sum(axis=-1) / steps[idx].sum(axis=-1)) / overall
@@ -210,8 +229,20 @@ def _repeats(samples: Sequence[RequestSample]) -> list[int]:
     return [s.repeat for s in samples]
 
 
-def _window_rates(figures: EngineFigures) -> list[float]:
-    return [w.output_tokens / w.duration_s for w in figures.windows if w.duration_s > 0]
+def _tokens_and_time(figures: EngineFigures) -> tuple[list[float], list[float]]:
+    """Per window: output tokens and duration, whose sums make `EngineFigures.tokens_per_s`."""
+    return [w.output_tokens for w in figures.windows], [w.duration_s for w in figures.windows]
+
+
+def _tpot_sums(figures: EngineFigures) -> tuple[list[float], list[float]]:
+    """Per window: how many requests have a TPOT, and the sum of their TPOTs."""
+    counts: dict[int, int] = {}
+    sums: dict[int, float] = {}
+    for sample in figures.samples:
+        if sample.tpot_s is not None:
+            counts[sample.repeat] = counts.get(sample.repeat, 0) + 1
+            sums[sample.repeat] = sums.get(sample.repeat, 0.0) + sample.tpot_s
+    return [counts[r] for r in sorted(counts)], [sums[r] for r in sorted(counts)]
 
 
 def _per_window(

@@ -3,13 +3,20 @@ greedy outputs part from vanilla's (`divergence.py` finds and scores those)."""
 
 from __future__ import annotations
 
+import math
+from typing import Literal
+
 from pydantic import Field, computed_field
 
 from ..schema import Model
+from ..sequential import ALPHA, LOSSLESS_MARGIN
 
 LOSSLESS_STATISTIC = (
     "target log-probability per output token, spec - vanilla; paired t-test on the requests' linearised contributions"
 )
+
+
+LosslessVerdict = Literal["lossless", "not lossless", "inconclusive", "not measured"]
 
 
 class LosslessCheck(Model):
@@ -18,6 +25,10 @@ class LosslessCheck(Model):
     Each request's output, on both sides, is scored by the target model; each side's figure is its
     log-probability per output token over all its tokens. Request i of both sides shares prompt and
     seed, so the difference is tested over pairs (see docs/reading-the-numbers.md).
+
+    An equivalence question, not a significance test alone: "lossless" needs the whole interval of
+    the difference inside +-margin; "not lossless" needs the difference shown (p < alpha, the
+    interval clear of 0); anything else is "inconclusive", with the pairs that would resolve it.
     """
 
     statistic: str = LOSSLESS_STATISTIC
@@ -26,20 +37,68 @@ class LosslessCheck(Model):
     spec_mean_logprob: float | None = None
     vanilla_mean_logprob: float | None = None
     mean_difference: float | None = Field(default=None, description="spec - vanilla, log-probability per output token")
-    mean_difference_ci: list[float] | None = Field(default=None, description="95% interval of mean_difference")
+    mean_difference_ci: list[float] | None = Field(
+        default=None, description="interval of mean_difference at level 1 - alpha"
+    )
     p_value: float | None = None
-    min_pairs: int = Field(description="pairs needed before any p-value can fall below alpha")
-    alpha: float = 0.01
+    min_pairs: int = Field(description="pairs below which the check judges nothing")
+    alpha: float = Field(default=ALPHA, description="the false-alarm rate this check was judged at (its interval's level is 1 - alpha)")
+    margin: float = Field(default=LOSSLESS_MARGIN, description="the equivalence margin, nats/token")
     not_measured: str | None = Field(default=None, description="why there is no verdict, when there is none")
 
-    def verdict(self, alpha: float | None = None) -> str:
-        """`lossless`, `not lossless`, `not enough requests` or `not measured` at false-alarm rate alpha."""
-        alpha = self.alpha if alpha is None else alpha
+    @computed_field
+    @property
+    def verdict(self) -> LosslessVerdict:
+        """lossless within +-margin, not lossless (a difference shown), inconclusive, or not measured.
+
+        Inside the margin wins over a shown difference: a bias the interval pins below the margin is
+        one the user declared negligible (numerics of two engines differ by a little)."""
         if self.not_measured is not None:
             return "not measured"
-        if self.p_value is None or self.n_pairs < self.min_pairs:
-            return "not enough requests"
-        return "not lossless" if self.p_value < alpha else "lossless"
+        if self.mean_difference_ci is None or self.n_pairs < self.min_pairs:
+            return "inconclusive"
+        low, high = self.mean_difference_ci
+        if -self.margin <= low and high <= self.margin:
+            return "lossless"
+        if self.p_value is not None and self.p_value < self.alpha:
+            return "not lossless"
+        return "inconclusive"
+
+    @computed_field
+    @property
+    def pairs_to_resolve(self) -> int | None:
+        """Inconclusive checks: about how many pairs would bring the interval inside +-margin, if
+        the difference stays what it is now; None when it could not (the point is past the margin)."""
+        if self.verdict != "inconclusive":
+            return None
+        if self.mean_difference_ci is None or self.mean_difference is None or self.n_pairs < self.min_pairs:
+            return self.min_pairs
+        room = self.margin - abs(self.mean_difference)
+        half = (self.mean_difference_ci[1] - self.mean_difference_ci[0]) / 2
+        return max(self.n_pairs + 1, math.ceil(self.n_pairs * (half / room) ** 2)) if room > 0 else None
+
+    def summary(self) -> str:
+        """The one rendering of the check every report and gate message uses."""
+        verdict = self.verdict
+        if verdict == "not measured":
+            return f"not measured: {self.not_measured}"
+        level = f"{1 - self.alpha:.3g}"
+        if self.mean_difference_ci is None or self.mean_difference is None:
+            return (f"inconclusive: {self.n_pairs} pairs, the check needs at least {self.min_pairs} "
+                    "(raise num_prompts or max_repeats)")
+        low, high = self.mean_difference_ci
+        figure = (f"spec - vanilla {self.mean_difference:+.3f} nats/token ({level} interval {low:+.3f}..{high:+.3f}, "
+                  f"p = {self.p_value:.2g}, {self.n_pairs} pairs)")
+        if verdict == "lossless":
+            return f"lossless within +-{self.margin:g}: {figure}"
+        if verdict == "not lossless":
+            return f"not lossless: {figure}, p < alpha {self.alpha:.2g}"
+        if self.n_pairs < self.min_pairs:
+            return f"inconclusive: {figure}; the check judges from {self.min_pairs} pairs on"
+        needed = self.pairs_to_resolve
+        resolve = (f"about {needed} pairs would resolve +-{self.margin:g}" if needed is not None
+                   else f"the estimate lies past the margin +-{self.margin:g}; more pairs would show it")
+        return f"inconclusive: {figure}: resolves +-{(high - low) / 2:.2f} with {self.n_pairs} pairs, {resolve}"
 
 
 class Divergence(Model):

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, computed_field
 
 from ..schema import Model
+from ..sequential import ALPHA, MIN_P99_REQUESTS
 from ..stats import Distribution, ratio
 from . import intervals
 from .figures import LATENCY_METRICS, EngineFigures, SpecCounters
@@ -48,11 +49,13 @@ class RunWarning(Model):
 
 #: What `LosslessCheck.statistic` says today; a stored check that says otherwise was judged by an earlier test.
 class BaselineInfo(Model):
-    """Where a run's vanilla figures came from: measured in this session, or a stored baseline."""
+    """Where a run's vanilla figures came from: measured for this config in its own windows, reused
+    from an earlier config of this process (memo), or a stored baseline (cached). Only "measured"
+    windows are paired with spec's."""
 
-    source: Literal["measured", "cached"]
+    source: Literal["measured", "memo", "cached"]
     fingerprint: str
-    age_s: float
+    age_s: float = Field(description="seconds since the vanilla windows were measured")
 
 
 #: RunResult's intervals, computed once per object: a bootstrap of ITL P99s takes half a second.
@@ -86,6 +89,17 @@ class RunResult(Model):
     divergences: list[Divergence] | None = Field(
         default=None, description="greedy runs: where each request that differs from vanilla first parts; "
         "None when not looked at (outputs match, or no live vanilla engine to score with)"
+    )
+    interval_level: float = Field(
+        default=1 - ALPHA, description="the confidence level of every interval of this run: 1 - alpha over the "
+        "config's sequential looks"
+    )
+    window_order: Literal["abba", "blocks"] = Field(
+        default="abba", description="how the plan ordered the windows: abba (both engines live, spec and vanilla "
+        "alternate per repeat) or blocks (every spec window, then every vanilla window)"
+    )
+    min_p99_requests: int = Field(
+        default=MIN_P99_REQUESTS, description="[run] min_p99_requests: fewer requests a side and no P99 is judged"
     )
     engine_args: dict[str, Any] = Field(default_factory=dict, description="what both engines were started with")
     speculative_config: dict[str, Any] = Field(default_factory=dict)
@@ -147,6 +161,16 @@ class RunResult(Model):
     def per_request_acceptance(self) -> Distribution:
         return Distribution.of(self.per_request_acceptance_values())
 
+    def position_acceptance_ci(self, position: int) -> list[float] | None:
+        """Interval of one draft position's acceptance, from how it varies across requests."""
+        positions = self.per_position_acceptance
+        point = positions[position] if position < len(positions) else None
+        return intervals.acceptance_rate_ci(point, self.spec, self.interval_level, position)
+
+    def per_request_acceptance_ci(self, percentile: int) -> list[float] | None:
+        """Interval of one percentile of per-request acceptance, from resampling the requests."""
+        return intervals.percentile_ci(self.per_request_acceptance_values(), percentile, self.interval_level)
+
     @computed_field
     @property
     def per_request_acceptance_k(self) -> int:
@@ -202,12 +226,28 @@ class RunResult(Model):
             copied.__dict__.pop(name, None)
         return copied
 
+    @computed_field
+    @property
+    def pairing(self) -> str | None:
+        """Why the windows are not paired, or None when they are: spec window r and vanilla window r
+        were measured side by side (ABBA) in this config's own windows."""
+        if self.baseline is not None and self.baseline.source != "measured":
+            return f"vanilla reused ({self.baseline.source})"
+        if self.window_order != "abba":
+            return "windows in blocks (one engine at a time)"
+        if len(self.spec.windows) != len(self.vanilla.windows):
+            return "unequal window counts"
+        return None
+
     @property
     def _paired(self) -> bool:
-        """Vanilla windows measured in this session, one per spec window: pair r is spec r with vanilla r."""
-        return (self.baseline is None or self.baseline.source == "measured") and len(self.spec.windows) == len(
-            self.vanilla.windows
-        )
+        return self.pairing is None
+
+    @computed_field
+    @property
+    def p99_judged(self) -> bool:
+        """Whether both sides have enough requests for a P99 that is not just the slowest request."""
+        return min(self.spec.num_requests, self.vanilla.num_requests) >= self.min_p99_requests
 
     @computed_field
     @property
@@ -220,35 +260,39 @@ class RunResult(Model):
     @property
     def interval_basis(self) -> str:
         """What the timed intervals (speedup, TPOT speedup, P99 regression) are computed from."""
-        return intervals.interval_basis(self.spec, self.vanilla, self._paired)
+        return intervals.interval_basis(self.spec, self.vanilla, self.pairing)
 
     @computed_field  # type: ignore[prop-decorator]
     @cached_property
     def speedup_ci(self) -> list[float] | None:
-        """95% interval of `speedup`; none at a paced request rate, where there is no speedup."""
-        return None if self.speedup is None else intervals.speedup_ci(self.spec, self.vanilla, self._paired)
+        """Interval of `speedup`; none at a paced request rate, where there is no speedup."""
+        if self.speedup is None:
+            return None
+        return intervals.speedup_ci(self.spec, self.vanilla, self._paired, self.interval_level)
 
     @computed_field  # type: ignore[prop-decorator]
     @cached_property
     def tpot_speedup_ci(self) -> list[float] | None:
-        """95% interval of `tpot_speedup` (vanilla TPOT over spec TPOT)."""
-        return None if self.tpot_speedup is None else intervals.tpot_speedup_ci(self.spec, self.vanilla, self._paired)
+        """Interval of `tpot_speedup` (vanilla TPOT over spec TPOT)."""
+        if self.tpot_speedup is None:
+            return None
+        return intervals.tpot_speedup_ci(self.spec, self.vanilla, self._paired, self.interval_level)
 
     @computed_field  # type: ignore[prop-decorator]
     @cached_property
     def p99_regression_ci(self) -> dict[str, list[float] | None]:
-        """Per latency metric, the 95% interval of `p99_regression`."""
+        """Per latency metric, the interval of `p99_regression`."""
         return {
             metric: None if self.p99_regression[metric] is None
-            else intervals.p99_regression_ci(self.spec, self.vanilla, metric, self._paired)
+            else intervals.p99_regression_ci(self.spec, self.vanilla, metric, self._paired, self.interval_level)
             for metric in LATENCY_METRICS
         }
 
     @computed_field  # type: ignore[prop-decorator]
     @cached_property
     def acceptance_rate_ci(self) -> list[float] | None:
-        """95% interval of `acceptance_rate`, from how it varies across requests."""
-        return intervals.acceptance_rate_ci(self.acceptance_rate, self.spec)
+        """Interval of `acceptance_rate`, from how it varies across requests."""
+        return intervals.acceptance_rate_ci(self.acceptance_rate, self.spec, self.interval_level)
 
     @computed_field
     @property

@@ -23,10 +23,13 @@ class Verdict(Model, frozen=True):
     passed: bool
     message: str = Field(default="", description="why it missed; kept out of the JSON report, which has the figures")
     outcome: Literal["pass", "fail", "inconclusive"] = Field(
-        default="pass", description="inconclusive: a confident verdict whose interval straddles the threshold"
+        default="pass", description="pass or fail: the interval lies wholly on one side of the threshold; inconclusive: it "
+        "straddles it, or there is no interval to decide with"
     )
     interval: tuple[float, float] | None = None
-    interval_basis: str | None = Field(default=None, description="confident verdicts: what decided them")
+    level: float | None = Field(default=None, description="the interval's confidence level: 1 - alpha over the looks")
+    n: int | None = Field(default=None, description="how many units the interval rests on (windows, pairs, requests)")
+    interval_basis: str | None = Field(default=None, description="what the interval was computed from")
     config_name: str | None = None
     condition: Condition | None = None
 

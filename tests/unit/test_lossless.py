@@ -18,36 +18,62 @@ def test_outputs_the_target_finds_far_less_likely_are_not_lossless():
     vanilla = scored([-1.2 + 0.05 * (i % 5) for i in range(16)])
     spec = scored([-4.1 + 0.1 * (i % 4) for i in range(16)])
     check = check_lossless(spec, vanilla)
-    assert check.verdict() == "not lossless" and check.p_value < 1e-6
+    assert check.verdict == "not lossless" and check.p_value < 1e-6
     assert check.mean_difference == pytest.approx(check.spec_mean_logprob - check.vanilla_mean_logprob)
     low, high = check.mean_difference_ci
     assert low < check.mean_difference < high < 0
 
 
-def test_a_difference_within_the_noise_is_lossless_and_the_threshold_is_the_callers():
+def test_lossless_needs_the_whole_interval_inside_the_margin_not_just_no_rejection():
+    """Finding 1: "not rejected" was reported and gated as "lossless". Ten pairs whose difference is
+    within the noise are not shown different, but their interval reaches past the default margin
+    of 0.1: inconclusive, with the pairs that would resolve it; lossless at a margin of 0.25, which
+    the interval lies inside."""
     vanilla = scored([-1.0, -1.5, -0.8, -1.2, -1.1, -1.4, -0.9, -1.3, -1.0, -1.2])
     spec = scored([-1.1, -1.3, -0.9, -1.2, -1.0, -1.5, -0.8, -1.3, -1.1, -1.1])
-    check = check_lossless(spec, vanilla)
-    assert check.verdict() == "lossless"
-    assert check.verdict(alpha=0.999) == "not lossless"  # alpha is the false-alarm rate the gate accepts
+    assert check_lossless(spec, vanilla, margin=0.25).verdict == "lossless"
+    tight = check_lossless(spec, vanilla)
+    assert tight.p_value > 0.5 and tight.verdict == "inconclusive" and tight.margin == 0.1
+    low, high = tight.mean_difference_ci
+    assert tight.summary() == (
+        f"inconclusive: spec - vanilla {tight.mean_difference:+.3f} nats/token (0.99 interval {low:+.3f}..{high:+.3f}, "
+        f"p = {tight.p_value:.2g}, 10 pairs): resolves +-{(high - low) / 2:.2f} with 10 pairs, about "
+        f"{tight.pairs_to_resolve} pairs would resolve +-0.1"
+    )
+    assert tight.pairs_to_resolve > 10
 
 
-def test_too_few_pairs_is_its_own_verdict():
+def test_the_interval_is_at_the_tests_own_level():
+    """Finding 1: a 95% interval beside a test at alpha 0.01 could exclude 0 while p >= alpha."""
+    from scipy import stats
+
+    spec = scored([-1.0, -1.3, -0.6, -1.0, -1.2, -0.7, -1.4, -1.0, -0.9, -1.1])
+    vanilla = scored([-1.3, -1.2, -1.0, -1.2, -1.2, -1.2, -1.2, -1.1, -1.2, -1.3])
+    for alpha in (0.01, 0.05):
+        check = check_lossless(spec, vanilla, alpha=alpha)
+        low, high = check.mean_difference_ci
+        half = stats.t.ppf(1 - alpha / 2, 9) * (high - low) / 2 / stats.t.ppf(1 - alpha / 2, 9)
+        assert (check.p_value < alpha) == (low > 0 or high < 0)
+        assert high - low == pytest.approx(2 * half)
+
+
+def test_too_few_pairs_is_inconclusive_whatever_the_difference():
     check = check_lossless(scored([-5.0] * (MIN_PAIRS - 1)), scored([-1.0] * (MIN_PAIRS - 1)))
-    assert check.verdict() == "not enough requests"
+    assert check.verdict == "inconclusive" and check.pairs_to_resolve == MIN_PAIRS
+    assert f"the check judges from {MIN_PAIRS} pairs on" in check.summary()
 
 
 def test_a_missing_score_is_not_measured_never_a_verdict():
     spec = scored([-1.0] * 10)
     vanilla = scored([-1.0] * 9 + [None])
     check = check_lossless(spec, vanilla)
-    assert check.verdict() == "not measured" and "1 of 10" in check.not_measured
+    assert check.verdict == "not measured" and "1 of 10" in check.not_measured
 
 
-def test_identical_pairs_are_no_evidence_and_distinct_samples_are_counted():
+def test_identical_pairs_have_a_zero_difference_inside_any_margin_and_distinct_samples_are_counted():
     same = scored([-1.0] * 10, ids=[(1, 2, 3, 4)] * 10)
     check = check_lossless(same, same)
-    assert check.p_value == 1.0 and check.verdict() == "lossless"
+    assert check.p_value == 1.0 and check.verdict == "lossless"
     assert check.distinct_samples == 1
 
 
@@ -83,7 +109,7 @@ def test_one_short_unlikely_answer_does_not_hide_a_broken_sampler():
     per_request = stats.ttest_rel([m for m, _ in BROKEN_SPEC], [m for m, _ in vanilla]).pvalue
     assert per_request > 0.01  # what the check computed before
     check = check_lossless(measured(BROKEN_SPEC), measured(vanilla))
-    assert check.verdict() == "not lossless" and check.p_value < 1e-5
+    assert check.verdict == "not lossless" and check.p_value < 1e-5
     assert check.mean_difference < -1.5 and check.mean_difference_ci[1] < -1.0
 
 

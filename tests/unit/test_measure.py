@@ -17,7 +17,7 @@ def make_config(name="ngram", run=None, **workload):
         "model": {"name": "target", "seed": 0},
         "speculative": {"method": "ngram", "num_speculative_tokens": 3},
         "workload": {"prompts": "builtin:chat", "num_prompts": 4, "max_tokens": 8, **workload},
-        "run": {"warmup": 2, **(run or {})},
+        "run": {"warmup": 2, "repeats": 1, **(run or {})},  # one window unless a test asks for more
     }
     return parse_config(raw, Path(f"/configs/{name}.toml"))
 

@@ -16,13 +16,13 @@ def test_report_json_terminal_and_markdown_read_the_same_result(tmp_path):
     assert [r["temperature"] for r in data["runs"]] == [0.0, 0.8]
     assert data["runs"][0]["acceptance_rate"] == measured.runs[0].acceptance_rate
     assert data["gates"][1] == {"test": "test_x", "gate": "min_acceptance(0.3)", "run": "cfg T=0.8",
-                                "threshold": 0.3, "measured": None, "passed": False, "outcome": "fail", "interval": None,
-                                "interval_basis": None, "config_name": "cfg",
+                                "threshold": 0.3, "measured": None, "passed": False, "outcome": "inconclusive",
+                                "interval": None, "level": None, "n": None, "interval_basis": None, "config_name": "cfg",
                                 "condition": {"temperature": 0.8, "concurrency": None, "request_rate": None}}
     lines = terminal_lines([measured], verdicts)
     assert lines[0].split()[:3] == ["run", "accept", "mean"]
     assert any("INVALID" in line and "cfg T=0.8" in line for line in lines)
-    assert "FAIL test_x: min_acceptance(0.3) at cfg T=0.8: measured -" in lines
+    assert "INCONCLUSIVE test_x: min_acceptance(0.3) at cfg T=0.8: measured -" in lines
     text = markdown([measured], verdicts)
     assert "| cfg T=0 | 0.433 |" in text and "**Missed or inconclusive gates**" in text
 
@@ -38,16 +38,16 @@ def test_break_even_line_names_the_first_crossing_and_a_non_monotone_sweep():
         run(0.0, concurrency=32, spec_duration=1.7, spec_e2e=1.5, n=20),  # 1.06x again
     ]
     line, = break_even_lines([result(*runs)])
-    assert line.startswith("cfg T=0: speculation stops paying at c=16 (speedup 0.72x, 95% interval ")
+    assert line.startswith("cfg T=0: speculation stops paying at c=16 (speedup 0.72x, interval ")
     assert line.endswith("), pays up to c=1; non-monotone sweep: pays again at c=32; E2E P99 regresses (> 5%) from c=16")
     assert f"break-even {line}" in terminal_lines([result(*runs)], [])
 
 
 def test_break_even_line_for_a_sweep_that_always_pays_with_too_few_requests_for_a_tail():
-    runs = [run(0.0, request_rate=rate, spec_e2e=0.5) for rate in (1.0, 4.0)]  # TPOT speedup 2x; 4 requests a level
+    runs = [run(0.0, request_rate=rate, spec_e2e=0.5, n=4) for rate in (1.0, 4.0)]  # TPOT speedup 2x; 12 requests a level
     assert break_even_lines([result(*runs)]) == [
         "cfg T=0: speculation pays at every level, up to rate=4 (TPOT speedup); "
-        "E2E P99 not judged at rate=1, rate=4 (fewer than 20 requests a side)"
+        "E2E P99 not judged at rate=1, rate=4 (fewer than [run] min_p99_requests requests a side)"
     ]
 
 
@@ -76,11 +76,12 @@ def _row(measured, label):
     return dict(zip(COLUMNS, row))
 
 
-def test_lossless_column_shows_the_match_share_at_t0_and_the_check_verdict_with_p_when_sampled():
+def test_lossless_column_shows_the_match_share_at_t0_and_the_check_verdict_when_sampled():
     measured = result(
         run(0.0),
-        run(0.1, lossless_check=_check(p_value=0.41, spec_mean_logprob=-1.234, vanilla_mean_logprob=-1.21)),
-        run(0.2, lossless_check=_check(p_value=2e-7)),
+        run(0.1, lossless_check=_check(p_value=0.41, spec_mean_logprob=-1.234, vanilla_mean_logprob=-1.21,
+                                       mean_difference=-0.024, mean_difference_ci=[-0.08, 0.03])),
+        run(0.2, lossless_check=_check(p_value=2e-7, mean_difference=-2.0, mean_difference_ci=[-2.5, -1.5])),
         run(0.3, lossless_check=_check(n_pairs=5, p_value=0.3)),
         run(0.4, lossless_check=_check(n_pairs=0, distinct_samples=0, not_measured="no vanilla engine to score outputs with")),
         run(0.5),
@@ -88,12 +89,13 @@ def test_lossless_column_shows_the_match_share_at_t0_and_the_check_verdict_with_
     unmeasured_t0 = run(0.0).model_copy(update={"config_name": "ids", "outputs_match": None})
     cells = {label: _row(measured, label)["lossless"] for label in ("cfg T=0", "cfg T=0.1", "cfg T=0.2", "cfg T=0.3", "cfg T=0.4", "cfg T=0.5")}
     assert cells == {
-        "cfg T=0": "match 1.00", "cfg T=0.1": "lossless p=0.41", "cfg T=0.2": "NOT LOSSLESS p=2e-07",
-        "cfg T=0.3": "too few (5<8)", "cfg T=0.4": "not measured", "cfg T=0.5": "not measured",
+        "cfg T=0": "match 1.00", "cfg T=0.1": "lossless +-0.1", "cfg T=0.2": "NOT LOSSLESS p=2e-07",
+        "cfg T=0.3": "inconclusive (5 pairs)", "cfg T=0.4": "not measured", "cfg T=0.5": "not measured",
     }
     assert _row(result(unmeasured_t0), "ids T=0")["lossless"] == "-"
     lines = terminal_lines([measured], [])
-    assert "lossless cfg T=0.1: 40 pairs, 40 distinct; target log-prob/token spec -1.234 vs vanilla -1.210; p=0.41, alpha 0.01" in lines
+    assert ("lossless cfg T=0.1: lossless within +-0.1: spec - vanilla -0.024 nats/token (0.99 interval -0.080..+0.030, "
+            "p = 0.41, 40 pairs); 40 distinct pairs; target log-prob/token spec -1.234 vs vanilla -1.210") in lines
     assert "lossless cfg T=0.4: not measured: no vanilla engine to score outputs with" in lines
     assert "lossless cfg T=0.5: not measured ([run] lossless_check is off)" in lines
     text = markdown([measured], [])
@@ -176,7 +178,7 @@ def test_json_report_is_strict_json_and_carries_what_each_run_was_judged_by(tmp_
     assert math.isinf(RunResult.model_validate(written).request_rate)
     assert written["warnings"] == [{"code": "short_window", "message": "spec window of 0.45 s"}]
     assert written["speedup_basis"] == "output tokens/s, equal lengths"
-    assert written["lossless_check"]["p_value"] == 0.41 and written["lossless_check"]["verdict"] == "lossless"
+    assert written["lossless_check"]["p_value"] == 0.41 and written["lossless_check"]["verdict"] == "inconclusive"
     assert written["baseline"] == {"source": "cached", "fingerprint": "a1b2c3d4", "age_s": 10.0}
     assert written["engine_args"] == {"enforce_eager": True}
     assert written["speculative_config"] == {"method": "ngram", "num_speculative_tokens": 3}
@@ -202,16 +204,16 @@ def test_engine_line_per_config_tells_an_eager_run_from_a_cuda_graph_run():
 def test_every_run_shows_its_intervals_and_inconclusive_verdicts_are_counted_apart(tmp_path):
     from .simulate import simulated_run
 
-    resolved = simulated_run(0, repeats=3, window_noise=0.05)
+    resolved = simulated_run(0, repeats=8, window_noise=0.05)
     single = simulated_run(1, repeats=1, window_noise=0.05, true_speedup=1.0).model_copy(update={"temperature": 0.8})
     measured = result(resolved, single)
-    verdicts = judge(parse_gate("min_speedup", (1.1,), {}), measured, "test_x", confident=True)
+    verdicts = judge(parse_gate("min_speedup", (1.1,), {}), measured, "test_x")
     assert [v.outcome for v in verdicts] == ["pass", "inconclusive"]
     lines = terminal_lines([measured], verdicts)
-    interval_lines = [line for line in lines if line.startswith("95% intervals")]
+    interval_lines = [line for line in lines if line.startswith("intervals")]
     assert len(interval_lines) == 2
     assert f"speedup {resolved.speedup_ci[0]:.2f}..{resolved.speedup_ci[1]:.2f}" in interval_lines[0]
-    assert "[3 window pairs (t interval over per-pair log ratios)]" in interval_lines[0]
+    assert "[8 ABBA window pairs (paired t on the pooled ratio's window contributions); engine-start noise not covered" in interval_lines[0]
     assert "window-to-window noise not covered" in interval_lines[1]
     assert lines[-1] == "gates: 1 passed, 1 inconclusive"
     assert any("1/1 passed" in line for line in lines) and any("0/1 passed, 1 inconclusive" in line for line in lines)
@@ -222,7 +224,7 @@ def test_every_run_shows_its_intervals_and_inconclusive_verdicts_are_counted_apa
     for key in ("speedup_ci", "tpot_speedup_ci", "acceptance_rate_ci", "p99_regression_ci", "interval_basis"):
         assert key in data["runs"][0]
     assert data["runs"][0]["speedup_ci"] == resolved.speedup_ci
-    assert data["gates"][0]["interval_basis"].startswith("3 window pairs")
+    assert data["gates"][0]["interval_basis"].startswith("8 ABBA window pairs")
 
 
 def test_paced_levels_report_ttft_from_the_scheduled_send_apart():

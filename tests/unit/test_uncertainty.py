@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pytest_specdecode import uncertainty
-from pytest_specdecode.gates import Gate, confident_outcome, gate_interval, judge, passes
+from pytest_specdecode.gates import Gate, interval_outcome, judge
 from pytest_specdecode.results import (
     LATENCY_METRICS,
     BaselineInfo,
@@ -64,11 +64,11 @@ def steady_sample(repeat: int = 0, chunks: tuple[int, ...] = (1, 3, 3, 2)) -> Re
                          chunk_tokens=list(chunks), repeat=repeat)
 
 
-def test_point_verdict_flips_across_seeds_while_confident_verdict_holds():
+def test_a_point_verdict_would_flip_across_seeds_while_the_interval_verdict_holds():
     gate = Gate("min_speedup", 1.3, metric="throughput")
     runs = [noisy_run(seed) for seed in range(12)]
-    point = [passes(gate, run.speedup) for run in runs]
-    confident = [confident_outcome(gate, _pair(speedup_interval(run.spec, run.vanilla))) for run in runs]
+    point = [run.speedup >= gate.threshold for run in runs]
+    confident = [interval_outcome(gate, _pair(speedup_interval(run.spec, run.vanilla))) for run in runs]
 
     assert True in point and False in point
     assert not {"pass", "fail"} <= set(confident)
@@ -79,7 +79,7 @@ def test_point_verdict_flips_across_seeds_while_confident_verdict_holds():
 def test_clear_difference_gives_a_stable_confident_verdict(true_speedup, expected):
     runs = [noisy_run(seed, true_speedup) for seed in range(5)]
     gate = Gate("min_speedup", 1.3, metric="throughput")
-    outcomes = {confident_outcome(gate, _pair(speedup_interval(r.spec, r.vanilla))) for r in runs}
+    outcomes = {interval_outcome(gate, _pair(speedup_interval(r.spec, r.vanilla))) for r in runs}
     assert outcomes == {expected}
 
 
@@ -126,8 +126,9 @@ def test_identical_requests_fall_back_to_percentile_without_warnings():
 def test_a_run_without_windows_reports_the_request_interval():
     run = noisy_run(0)
     assert not run.windows_resolve
-    assert run.speedup_ci == list(_pair(speedup_interval(run.spec, run.vanilla)))
-    assert run.acceptance_rate_ci == list(_pair(acceptance_interval(run.acceptance_rate, run.spec)))
+    level = Resampling(level=run.interval_level)
+    assert run.speedup_ci == list(_pair(speedup_interval(run.spec, run.vanilla, level)))
+    assert run.acceptance_rate_ci == list(_pair(acceptance_interval(run.acceptance_rate, run.spec, level)))
 
 
 def test_a_seed_reproduces_its_interval():
@@ -171,18 +172,20 @@ def test_a_repeat_of_one_request_still_gives_an_interval():
         ("max_p99_regression", 0.1, (0.1, 0.3), "inconclusive"),
     ],
 )
-def test_confident_outcome(kind, threshold, interval, expected):
-    assert confident_outcome(Gate(kind, threshold), interval) == expected
+def test_interval_outcome(kind, threshold, interval, expected):
+    assert interval_outcome(Gate(kind, threshold), interval) == expected
 
 
-def test_gate_interval_reads_the_gated_figure_and_names_its_basis():
-    run = noisy_run(2)
-    assert gate_interval(Gate("min_speedup", 1.3, metric="throughput"), run) == (tuple(run.speedup_ci), run.interval_basis)
-    assert gate_interval(Gate("min_speedup", 1.3, metric="tpot"), run)[0] == tuple(run.tpot_speedup_ci)
-    assert gate_interval(Gate("max_p99_regression", 0.1, metric="itl"), run)[0] == tuple(run.p99_regression_ci["itl"])
-    assert gate_interval(Gate("min_acceptance", 0.5), run)[0] == tuple(run.acceptance_rate_ci)
-    assert gate_interval(Gate("min_acceptance", 0.5, position=0), run) == (None, None)
-    assert gate_interval(Gate("lossless", 1.0), run) == (None, None)
+def test_a_verdict_carries_the_interval_of_the_gated_figure_its_level_and_basis():
+    run = simulated_run(2, repeats=4, window_noise=0.05)
+    result = ConfigResult(config="sim.toml", config_name="sim", runs=[run])
+    [speedup] = judge(Gate("min_speedup", 1.3, metric="throughput"), result)
+    assert speedup.interval == tuple(run.speedup_ci) and speedup.interval_basis == run.interval_basis
+    assert speedup.level == run.interval_level == 0.99 and speedup.n == 4
+    assert judge(Gate("min_speedup", 1.3, metric="tpot"), result)[0].interval == tuple(run.tpot_speedup_ci)
+    [p99] = judge(Gate("max_p99_regression", 0.1, metric="itl"), result)
+    assert p99.interval == tuple(run.p99_regression_ci["itl"])
+    assert judge(Gate("min_acceptance", 0.5), result)[0].interval == tuple(run.acceptance_rate_ci)
 
 
 def _pair(interval: Interval | None) -> tuple[float, float]:
@@ -199,7 +202,7 @@ def test_window_pair_intervals_cover_the_true_speedup_under_window_noise(window_
     runs = [simulated_run(seed, repeats=3, window_noise=window_noise) for seed in range(150)]
     assert sum(covers(run.speedup_ci, 1.3) for run in runs) / len(runs) >= 0.9
     assert sum(covers(run.tpot_speedup_ci, 1.3) for run in runs) / len(runs) >= 0.9
-    assert all(run.windows_resolve and run.interval_basis.startswith("3 window pairs") for run in runs)
+    assert all(run.windows_resolve and run.interval_basis.startswith("3 ABBA window pairs") for run in runs)
 
 
 def test_request_resampling_alone_misses_window_noise():
@@ -222,25 +225,52 @@ def test_more_repeats_narrow_the_window_interval_around_the_truth():
     assert widths[5] < widths[3]
 
 
-def test_fewer_than_three_window_pairs_make_a_confident_timed_verdict_inconclusive():
+def test_fewer_than_three_window_pairs_make_a_timed_verdict_inconclusive():
     clear = simulated_run(0, repeats=2, window_noise=0.0, true_speedup=3.0)
     result = ConfigResult(config="sim.toml", config_name="sim", runs=[clear])
-    [verdict] = judge(Gate("min_speedup", 1.3, metric="throughput"), result, confident=True)
+    [verdict] = judge(Gate("min_speedup", 1.3, metric="throughput"), result)
     assert not clear.windows_resolve
     assert verdict.outcome == "inconclusive"
     assert "window-to-window noise not covered" in verdict.interval_basis
-    [acceptance] = judge(Gate("min_acceptance", 0.1), result, confident=True)
+    [acceptance] = judge(Gate("min_acceptance", 0.1), result)
     assert acceptance.outcome == "pass"  # counted, not timed: requests are its unit
     resolved = ConfigResult(config="sim.toml", config_name="sim", runs=[simulated_run(0, 3, 0.0, true_speedup=3.0)])
-    [confident] = judge(Gate("min_speedup", 1.3, metric="throughput"), resolved, confident=True)
-    assert confident.outcome == "pass" and confident.interval_basis.startswith("3 window pairs")
+    [decided] = judge(Gate("min_speedup", 1.3, metric="throughput"), resolved)
+    assert decided.outcome == "pass" and decided.interval_basis.startswith("3 ABBA window pairs")
 
 
-def test_a_stored_vanilla_side_is_compared_unpaired():
+@pytest.mark.parametrize("source", ["cached", "memo"])
+def test_reused_vanilla_sides_are_compared_unpaired(source):
+    """Finding 5: vanilla reused from an earlier config was labelled `measured`, age 0, and paired."""
     run = simulated_run(1, repeats=3, window_noise=0.05)
-    cached = run.model_copy(update={"baseline": BaselineInfo(source="cached", fingerprint="a" * 24, age_s=60.0)})
-    assert "unpaired" in cached.interval_basis
-    assert cached.speedup_ci is not None and cached.speedup_ci != run.speedup_ci
+    reused = run.model_copy(update={"baseline": BaselineInfo(source=source, fingerprint="a" * 24, age_s=60.0)})
+    assert reused.pairing == f"vanilla reused ({source})" and "unpaired" in reused.interval_basis
+    assert reused.speedup_ci is not None and reused.speedup_ci != run.speedup_ci
+
+
+def test_block_ordered_windows_are_not_called_pairs():
+    """Finding 6: windows measured in blocks (one engine at a time) were still "window pairs"."""
+    run = simulated_run(1, repeats=3, window_noise=0.05).model_copy(update={"window_order": "blocks"})
+    assert run.pairing == "windows in blocks (one engine at a time)"
+    assert "pairs" not in run.interval_basis and "unpaired" in run.interval_basis
+
+
+@pytest.mark.parametrize("stall", [1.5, 3.0, 30.0])
+def test_one_stalled_window_leaves_the_printed_speedup_inside_its_own_interval(stall):
+    """Finding 6: the point is pooled tokens over pooled time, the interval was the typical
+    (geometric-mean) per-pair ratio's; one long stall of ten windows put the point outside its own
+    interval, so the printed figure and the verdict disagreed. The interval is now the pooled ratio's."""
+    run = simulated_run(4, repeats=10, window_noise=0.02)
+    windows = list(run.spec.windows)
+    windows[3] = windows[3].model_copy(update={"duration_s": windows[3].duration_s * stall})
+    stalled = run.model_copy(update={"spec": run.spec.model_copy(
+        update={"windows": windows, "duration_s": sum(w.duration_s for w in windows)})})
+    low, high = stalled.speedup_ci
+    assert low <= stalled.speedup <= high
+    if stall == 30.0:
+        rates = [[w.output_tokens / w.duration_s for w in side.windows] for side in (stalled.spec, stalled.vanilla)]
+        typical = log_ratio_interval(*rates, paired=True)  # what the interval was, at its 95%
+        assert not typical.low <= stalled.speedup <= typical.high
 
 
 def test_log_ratio_interval_needs_three_windows_and_positive_values():

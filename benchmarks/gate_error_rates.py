@@ -23,7 +23,6 @@ against the noise model, not vLLM.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import subprocess
 import sys
@@ -41,16 +40,10 @@ from gate_sim import SETTINGS, Noise, SimulatedCondition, fit  # noqa: E402
 
 from pytest_specdecode import lossless, sequential  # noqa: E402
 from pytest_specdecode.gates import Gate, judge  # noqa: E402
+from pytest_specdecode.history import compare_runs  # noqa: E402
 from pytest_specdecode.results import ConfigResult  # noqa: E402
 
-try:
-    from pytest_specdecode.history import compare_runs  # noqa: E402
-    if "max_speedup_drop" not in inspect.signature(compare_runs).parameters:
-        compare_runs = None
-except ImportError:
-    compare_runs = None
-
-MARGIN = getattr(sequential, "LOSSLESS_MARGIN", 0.25)
+MARGIN = sequential.LOSSLESS_MARGIN
 MISSES = (0.05, 0.10, 0.20)
 SAFE = (0.20, 0.10, 0.05)
 
@@ -87,9 +80,8 @@ GATES: dict[str, list[Gate]] = {
     "cpu-ngram": [Gate("min_speedup", 0.4, metric="throughput"), Gate("max_p99_regression", 0.10, metric="e2e"),
                   Gate("min_acceptance", 0.3), Gate("lossless", 1.0, temperature=0.8)],
 }
-if compare_runs is not None:  # --spec-compare's speedup check, max_speedup_drop 0.10, a true speedup of 1.3
-    for _gates in GATES.values():
-        _gates.append(Gate("compare", 0.10))
+for _gates in GATES.values():  # --spec-compare's speedup check, max_speedup_drop 0.10, a true speedup of 1.3
+    _gates.append(Gate("compare", 0.10))
 
 
 def cases(config: str) -> list[Case]:
@@ -112,10 +104,6 @@ def cases(config: str) -> list[Case]:
     return found
 
 
-_CONFIDENT = "confident" in inspect.signature(judge).parameters
-_MARGIN_ARG = "margin" in inspect.signature(lossless.check_lossless).parameters
-
-
 def _compared(result: ConfigResult, stored: ConfigResult | None) -> str:
     """The speedup check of --spec-compare: this run against the stored one."""
     checks = [c for c in compare_runs(result, stored, 1.0, 0.10).checks if "speedup" in c.figure]
@@ -126,14 +114,12 @@ def verdict(case: Case, condition: SimulatedCondition, level: float, stored: Con
     """The plugin's verdict on the condition as measured so far."""
     run = condition.run_result(case.temperature, level)
     if case.delta is not None:
-        kwargs = {"margin": MARGIN} if _MARGIN_ARG else {}
-        check = lossless.check_lossless(run.spec.samples, run.vanilla.samples, 1 - level, **kwargs)
+        check = lossless.check_lossless(run.spec.samples, run.vanilla.samples, 1 - level, MARGIN)
         run = run.model_copy(update={"lossless_check": check})
     result = ConfigResult(config=run.config, config_name=run.config_name, runs=[run])
     if case.compare_drop is not None:
         return _compared(result, stored)
-    extra = {"confident": True} if _CONFIDENT else {}
-    return judge(case.gate, result, **extra)[0].outcome
+    return judge(case.gate, result)[0].outcome
 
 
 def trial(case: Case, seed: int, noise: Noise, repeats: int, max_repeats: int, num_prompts: int | None) -> tuple[str, int]:

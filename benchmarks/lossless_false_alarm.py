@@ -172,7 +172,7 @@ def scored_round(engine: OfflineEngine, prompts: list[str], sampling: Sampling, 
 
 def false_alarms(checks: Sequence[LosslessCheck]) -> dict[str, Any]:
     """Per alpha: rejections among the trials that reached a verdict, with an exact 95% interval."""
-    judged = [check for check in checks if check.verdict() in ("lossless", "not lossless")]
+    judged = [check for check in checks if check.p_value is not None and check.n_pairs >= check.min_pairs]
     rates: dict[str, Any] = {"trials": len(checks), "judged": len(judged)}
     for alpha in ALPHAS:
         alarms = sum(check.p_value is not None and check.p_value < alpha for check in judged)

@@ -252,7 +252,6 @@ def reference_comparison(entries: list[dict[str, Any]], groups: dict[str, dict[s
         z = sum(v[key] for v in specs) / math.sqrt(len(specs))
         return {"z": z, "p_two_sided": float(2 * stats.norm.sf(abs(z)))}
 
-    z_ = [v["z"] for v in specs]
     diffs_ = np.array([v["difference"] for v in specs])
     ses_ = np.array([v["difference"] / v["z"] for v in specs])
     w = 1 / ses_**2

@@ -97,13 +97,13 @@ def _acceptance(gate: Gate, run: RunResult) -> float | None:
 def _acceptance_interval(gate: Gate, run: RunResult) -> FoundInterval:
     """Every acceptance figure's interval comes from resampling the requests (the unit whose
     drafts share a prompt), scaled onto vLLM's counters where the figure is a counter share."""
+    prompts = run.spec.num_prompts
     if gate.position is not None:
-        return (run.position_acceptance_ci(gate.position), "requests (bootstrap, centred on vLLM's counters)",
-                run.spec.num_requests)
+        return run.position_acceptance_ci(gate.position), f"{prompts} prompts (bootstrap, centred on vLLM's counters)", prompts
     if gate.percentile is not None:
         return (run.per_request_acceptance_ci(gate.percentile), "requests (bootstrap of the percentile)",
                 run.per_request_acceptance.count)
-    return run.acceptance_rate_ci, "requests (bootstrap, centred on vLLM's counters)", run.spec.num_requests
+    return run.acceptance_rate_ci, f"{prompts} prompts (bootstrap, centred on vLLM's counters)", prompts
 
 
 def _speedup_metric(gate: Gate) -> SpeedupMetric:
@@ -332,18 +332,18 @@ def _windows_to_resolve(gate: Gate, run: RunResult, evidence: _Evidence) -> str 
     if evidence.interval is None or evidence.value is None or not evidence.n:
         return None
     low, high = evidence.interval
-    logs = KINDS[gate.kind].name == "min_speedup"
-    centre = evidence.value
-    threshold = gate.threshold
-    if logs:
-        low, high, centre, threshold = (math.log(x) for x in (low, high, centre, threshold))
+    centre, threshold = evidence.value, gate.threshold
+    if KINDS[gate.kind].timed:  # ratios, whose intervals are symmetric in logs: speedup, and 1 + a P99 regression
+        shift = 1.0 if KINDS[gate.kind].at_most else 0.0
+        low, high, centre, threshold = (math.log(shift + x) for x in (low, high, centre, threshold))
     room = abs(centre - threshold)
     half = (high - low) / 2
-    unit = "windows a side" if KINDS[gate.kind].timed else "requests"
+    unit = "windows a side" if KINDS[gate.kind].timed else "prompts" if gate.percentile is None else "requests"
     if room == 0:
         return f"the figure sits on the threshold: more {unit} narrow the interval, not move it"
     needed = math.ceil(evidence.n * (half / room) ** 2)
-    return f"about {needed} {unit} would resolve it at this spread ([run] max_repeats / num_prompts)"
+    more = "[run] max_repeats" if KINDS[gate.kind].timed else "[workload] num_prompts"
+    return f"about {needed} {unit} would resolve it at this spread ({more})"
 
 
 def interval_outcome(gate: Gate, interval: tuple[float, float]) -> str:

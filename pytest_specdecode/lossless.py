@@ -22,8 +22,8 @@ difference, spec - vanilla:
 
 The verdict is an equivalence question (`LosslessCheck.verdict`): "lossless within +-margin" only
 when the whole (1 - alpha) interval of the difference lies inside the declared margin, "not
-lossless" when the difference is shown (p < alpha), else inconclusive, with about how many pairs
-would resolve it. One alpha for the test and the interval, so the two can never disagree.
+lossless" only when it lies wholly beyond it, else inconclusive, with about how many pairs would
+resolve it. One alpha for the test and the interval, so the two can never disagree.
 """
 
 from __future__ import annotations

@@ -89,26 +89,6 @@ def _config_verdict(test: str, name: str, comparison: Comparison, result: Config
     )
 
 
-def regression_verdicts(options: Options, test: str, result: ConfigResult, defaults: GatesSection) -> list[Verdict]:
-    """The same comparison as one verdict per figure and condition (acceptance and speedup of each
-    run), each naming its run by `config_name` and `condition`; a comparison that could not be made
-    at all is one inconclusive config-level verdict. For a caller that wants them apart."""
-    name, comparison = compare(options, result, defaults)
-    if comparison.not_comparable is not None or not comparison.checks:
-        return [_config_verdict(test, name, comparison, result, defaults)]
-    return [_check_verdict(test, name, check, result.config_name) for check in comparison.checks]
-
-
-def _check_verdict(test: str, name: str, check: Check, config_name: str) -> Verdict:
-    gate = {"acceptance": "max_acceptance_drop", "speedup": "max_speedup_drop", "TPOT speedup": "max_speedup_drop"}
-    return Verdict(
-        test=test, gate=f"{gate.get(check.figure, 'no_regression')}({check.limit:g}, vs {name})", run=check.label,
-        threshold=check.limit, measured=check.drop, passed=check.outcome == "pass", message=check.message,
-        outcome=check.outcome, interval=check.interval, level=check.level, n=check.n, interval_basis=_basis(check),
-        config_name=config_name, condition=check.condition,
-    )
-
-
 def _basis(check: Check) -> str | None:
     if check.basis is None:
         return None

@@ -10,7 +10,7 @@ sample from the target's distribution at T=0.8 too.
 import pytest
 
 
-@pytest.mark.lossless(alpha=0.01)
+@pytest.mark.lossless
 def test_lossless_at_every_temperature(spec_run):
     pass
 

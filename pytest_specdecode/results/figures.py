@@ -118,6 +118,14 @@ class EngineFigures(Model):
     def num_requests(self) -> int:
         return len(self.samples)
 
+    @property
+    def num_prompts(self) -> int:
+        """Distinct prompts: every window sends the workload's prompts once."""
+        per_window: dict[int, int] = {}
+        for sample in self.samples:
+            per_window[sample.repeat] = per_window.get(sample.repeat, 0) + 1
+        return max(per_window.values(), default=0)
+
     @computed_field
     @property
     def output_tokens(self) -> int:

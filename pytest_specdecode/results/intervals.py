@@ -158,30 +158,49 @@ def acceptance_interval(
 
     Per request we only see tokens per step (streamed chunks), not how many tokens were drafted:
     methods such as n-gram propose nothing on some steps, so chunk sizes alone would understate
-    acceptance. The interval therefore resamples requests for the *relative* change of accepted
-    tokens per step (or, at a position, of steps that accepted past it; a ratio of sums, every step
-    weighed alike) and scales the counter-based point estimate by it: centred on the run's figure,
-    as wide as the requests disagree. A position no step ever accepted reads 0..0 when its counters
-    say 0 too.
+    acceptance. The interval therefore resamples for the *relative* change of accepted tokens per
+    step (or, at a position, of steps that accepted past it; a ratio of sums, every step weighed
+    alike) and scales the counter-based point estimate by it: centred on the run's figure, as wide
+    as the prompts disagree. The unit resampled is the prompt, all its windows' requests together:
+    at T=0 every window repeats the same greedy outputs, so counting them as new requests would
+    narrow the interval with no new information. A position no step ever accepted reads 0..0 when
+    its counters say 0 too.
     """
-    stepped = [s for s in spec.samples if len(s.chunk_tokens) > 1]
-    if point is None or not stepped:
+    if point is None:
         return None
 
     def accepted_in(step_tokens: int) -> int:
         accepted = step_tokens - 1
         return accepted if position is None else int(accepted > position)
 
-    accepted = np.array([sum(accepted_in(t) for t in s.chunk_tokens[1:]) for s in stepped], dtype=float)
-    steps = np.array([len(s.chunk_tokens[1:]) for s in stepped], dtype=float)
-    overall = accepted.sum() / steps.sum()
+    accepted: dict[int, float] = {}
+    steps: dict[int, float] = {}
+    for prompt, sample in _by_prompt(spec.samples):
+        if len(sample.chunk_tokens) > 1:
+            accepted[prompt] = accepted.get(prompt, 0.0) + sum(accepted_in(t) for t in sample.chunk_tokens[1:])
+            steps[prompt] = steps.get(prompt, 0.0) + len(sample.chunk_tokens[1:])
+    if not steps:
+        return None
+    per_prompt_accepted, per_prompt_steps = np.array([accepted[p] for p in steps]), np.array(list(steps.values()))
+    overall = per_prompt_accepted.sum() / per_prompt_steps.sum()
     if overall == 0:
         return Interval(0.0, 0.0, resampling.level) if point == 0 else None
 
     def statistic(idx: np.ndarray) -> np.ndarray:
-        return point * (accepted[idx].sum(axis=-1) / steps[idx].sum(axis=-1)) / overall
+        return point * (per_prompt_accepted[idx].sum(axis=-1) / per_prompt_steps[idx].sum(axis=-1)) / overall
 
-    return bootstrap_interval([_repeats(stepped)], statistic, resampling)
+    return bootstrap_interval([[0] * len(steps)], statistic, resampling)
+
+
+def _by_prompt(samples: Sequence[RequestSample]) -> list[tuple[int, RequestSample]]:
+    """Each request with the index of its prompt: requests of one window follow the prompts' order,
+    and windows follow each other, so a request's prompt is its place within its window."""
+    seen: dict[int, int] = {}
+    placed = []
+    for sample in samples:
+        placed.append((seen.get(sample.repeat, 0), sample))
+        seen[sample.repeat] = seen.get(sample.repeat, 0) + 1
+    return placed
 
 
 def _speedup_statistic(spec: EngineFigures, vanilla: EngineFigures) -> Statistic | None:

@@ -62,11 +62,14 @@ def test_every_matching_run_gets_a_verdict_and_temperature_selects():
 def test_position_gate_reads_per_position_acceptance_with_an_interval_from_the_requests():
     measured = run()
     steps = [[1, 3, 3, 1, 2], [1, 2, 2, 1, 1], [1, 3, 1, 2, 3]]  # requests differ in how far they accept
-    samples = [s.model_copy(update={"chunk_tokens": steps[i % 3]}) for i, s in enumerate(measured.spec.samples)]
+    samples = [s.model_copy(update={"chunk_tokens": steps[i % 8 % 3]}) for i, s in enumerate(measured.spec.samples)]
     measured = measured.model_copy(update={"spec": measured.spec.model_copy(update={"samples": samples})})
     verdict, = judge(parse_gate("min_acceptance", (0.9,), {"position": 1}), result(measured))
     assert verdict.measured == pytest.approx(20 / 50) and verdict.outcome == "fail"
     assert verdict.interval[0] < 0.4 < verdict.interval[1] < 0.9
+    # three windows of the same greedy outputs are one window's evidence, not three: same interval
+    one = measured.model_copy(update={"spec": measured.spec.model_copy(update={"samples": samples[:8]})})
+    assert judge(parse_gate("min_acceptance", (0.9,), {"position": 1}), result(one))[0].interval == verdict.interval
     assert "per-position acceptance falls below 0.5 at position 1" in verdict.message
 
 

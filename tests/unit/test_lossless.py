@@ -129,3 +129,18 @@ def test_with_equal_lengths_it_is_the_paired_t_test_on_per_request_means():
     assert check.p_value == pytest.approx(stats.ttest_rel(spec, vanilla).pvalue)
     low, high = check.mean_difference_ci
     assert low < check.mean_difference < high
+
+
+def test_a_shown_shift_smaller_than_the_margin_is_never_not_lossless():
+    """A -0.05 shift (numerics, a few more long answers) is shown different once there are enough
+    pairs; failing on p < alpha alone would fail a correct engine more often the more it measured.
+    Not lossless needs the whole interval beyond the margin."""
+    def sides(n):
+        return (scored([-1.06 + 0.05 * ((i * 3) % 7 - 3) for i in range(n)]),
+                scored([-1.0 + 0.05 * ((i * 5) % 7 - 3) for i in range(n)]))
+
+    shown = check_lossless(*sides(40))
+    assert shown.p_value < 0.01 and shown.mean_difference == pytest.approx(-0.059, abs=0.001)
+    assert shown.verdict == "inconclusive"  # its interval reaches just past -0.1
+    assert "a difference is shown (p < 0.01), not that it exceeds +-0.1" in shown.summary()
+    assert check_lossless(*sides(60)).verdict == "lossless"  # more pairs: inside the margin, not failed

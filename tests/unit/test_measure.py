@@ -149,3 +149,34 @@ def test_an_interrupt_keeps_the_conditions_whose_windows_had_all_finished():
     assert str(caught.value) == "received SIGTERM"  # what pytest prints is still the signal's message
     (greedy,) = caught.value.partial.runs
     assert greedy.temperature == 0.0 and greedy.num_drafts == 12 and greedy.outputs_match == 1.0
+
+
+def test_an_inconclusive_gate_gets_more_windows_for_its_condition_only_up_to_the_budget():
+    """Sample until resolved: one window cannot decide a speedup gate; the next look (3 windows of a
+    budget of 4) can, so T=0 stops there, and T=0.8, which no gate reads, keeps its one window."""
+    from pytest_specdecode.gates import parse_gate
+
+    said = []
+    measurer = Measurer(EnginePool({"offline": FakeFactory()}, max_live=2), progress=said.append)
+    gate = parse_gate("min_speedup", (1.5,), {"temperature": 0.0})
+    result = measurer.measure(make_config(run={"repeats": 1, "max_repeats": 4}), [gate])
+    greedy, sampled = result.runs
+    assert (len(greedy.spec.windows), len(greedy.vanilla.windows), len(sampled.spec.windows)) == (3, 3, 1)
+    assert greedy.window_order == "abba" and greedy.pairing is None
+    assert greedy.interval_level == pytest.approx(1 - 0.01 / 3)  # alpha spent over the looks 1, 3 and 4
+    assert any("min_speedup(1.5, temperature=0.0, metric=throughput) inconclusive after 1 windows; measuring up "
+               "to 3 (max_repeats 4)" in line for line in said)
+    assert {s.repeat for s in greedy.spec.samples} == {0, 1, 2}
+
+
+def test_a_gate_that_stays_inconclusive_stops_at_the_budget_and_one_with_no_figure_takes_nothing():
+    from pytest_specdecode.gates import parse_gate
+
+    config = make_config(run={"repeats": 1, "max_repeats": 2}, temperatures=[0.0])
+    speedup = Measurer(EnginePool({"offline": FakeFactory()}, max_live=1)).measure(config, [parse_gate("min_speedup", (1.5,), {})])
+    run, = speedup.runs
+    assert len(run.spec.windows) == 2 and run.window_order == "blocks"  # two windows: still no interval
+    assert run.pairing == "windows in blocks (one engine at a time)"
+    no_figure = Measurer(EnginePool({"offline": FakeFactory()}, max_live=1)).measure(
+        config, [parse_gate("min_acceptance", (0.5,), {"position": 9})])  # K = 3: no position 9 to measure
+    assert len(no_figure.runs[0].spec.windows) == 1

@@ -346,6 +346,17 @@ def _windows_to_resolve(gate: Gate, run: RunResult, evidence: _Evidence) -> str 
     return f"about {needed} {unit} would resolve it at this spread ({more})"
 
 
+def more_windows_help(gate: Gate, verdict: Verdict) -> bool:
+    """Whether measuring more windows of its condition could resolve an inconclusive verdict. Not
+    when it has no figure (invalid run, check switched off, a position not drafted), nor for a
+    greedy figure over outputs: at T=0 every window repeats the same outputs, so acceptance and
+    output matching learn nothing from another window (more prompts would)."""
+    if verdict.measured is None or verdict.condition is None:
+        return False
+    greedy_outputs = gate.kind in ("min_acceptance", "lossless") and verdict.condition.temperature == 0
+    return not greedy_outputs
+
+
 def interval_outcome(gate: Gate, interval: tuple[float, float]) -> str:
     """Pass or fail only when the whole interval is on one side of the threshold."""
     low, high = interval

@@ -19,7 +19,7 @@ from .divergence import score_divergences
 from .engines.base import Engine, EngineSpec, EngineStartError, Sampling
 from .engines.metrics import EngineCounters
 from .engines.pool import EnginePool
-from .gates import Gate, GateUsageError, judge
+from .gates import Gate, GateUsageError, judge, more_windows_help
 from .lossless import check_lossless, not_measured
 from .measurement import ConfigMeasurement
 from .models import resolve_model
@@ -144,9 +144,9 @@ class Measurer:
     def _next_looks(
         self, state: ConfigMeasurement, runs: list[RunResult], gates: Sequence[Gate]
     ) -> dict[int, list[Condition]]:
-        """The conditions a gate left inconclusive on a figure it has, grouped by the window count
-        of their next look; none once their budget is spent. A verdict with no figure at all
-        (invalid run, check switched off) is not one more window can resolve."""
+        """The conditions a gate left inconclusive where more windows could resolve it
+        (`gates.more_windows_help`), grouped by the window count of their next look; none once
+        their budget is spent."""
         if not gates:
             return {}
         result = self._assemble(state, runs)
@@ -158,7 +158,7 @@ class Measurer:
             except GateUsageError:
                 continue  # the test that carries it reports it
             for verdict in verdicts:
-                if verdict.outcome == "inconclusive" and verdict.measured is not None and verdict.condition is not None:
+                if verdict.outcome == "inconclusive" and more_windows_help(gate, verdict):
                     unresolved.setdefault(run_conditions[verdict.condition], []).append(verdict.gate)
         run, looks = state.config.run, {}
         for condition, labels in unresolved.items():

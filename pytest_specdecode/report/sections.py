@@ -77,6 +77,8 @@ def _vanilla_source(baseline: BaselineInfo | None) -> str:
         return "not recorded"
     if baseline.source == "measured":
         return "measured"
+    if baseline.source == "memo":
+        return f"reused from an earlier config of this session, measured {_age(baseline.age_s)} ago (unpaired)"
     return f"cached {_age(baseline.age_s)} ago ({baseline.fingerprint[:6]})"
 
 

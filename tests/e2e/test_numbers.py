@@ -77,7 +77,7 @@ def test_self_draft_is_exact_at_t0_and_vllm_cpu_sampling_is_caught_at_t08(pytest
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines([
         "*lossless(1, temperature=0.8) at self-draft T=0.8: not lossless: spec - vanilla -* nats/token "
-        "(0.997 interval -*..-*, p = *, * pairs), p < alpha 0.0033",
+        "(0.997 interval -*..-*, p = *, * pairs), beyond +-0.1",
         "*spec outputs score * vs vanilla * nats/token under the target*",
         "*spec:    '*",
         "*vanilla: '*",

@@ -275,3 +275,17 @@ def test_a_verdict_survives_the_trip_through_plain_values_and_names_its_run_by_c
     assert Verdict.model_validate(verdict.model_dump(mode="json")) == verdict
     assert verdict.of("cfg", Condition(temperature=0.8)) and not verdict.of("cfg", Condition(temperature=0.0))
     assert Verdict(test="t", gate="no_regression(vs x)", run="cfg", threshold=0.05, measured=None, passed=True).condition is None
+
+
+def test_more_windows_are_asked_for_only_where_they_can_resolve_a_verdict():
+    """Greedy windows repeat the same outputs: acceptance and output matching at T=0 learn nothing
+    from another window, a timed figure or a sampled one does; a verdict with no figure never."""
+    from pytest_specdecode.gates import more_windows_help
+
+    measured = result(run(0.0, windows=1), run(0.8, windows=1))
+    speedup = judge(parse_gate("min_speedup", (1.5,), {}), measured)
+    acceptance = judge(parse_gate("min_acceptance", (0.5,), {}), measured)
+    missing = judge(parse_gate("min_acceptance", (0.5,), {"position": 7}), measured)
+    assert [more_windows_help(parse_gate("min_speedup", (1.5,), {}), v) for v in speedup] == [True, True]
+    assert [more_windows_help(parse_gate("min_acceptance", (0.5,), {}), v) for v in acceptance] == [False, True]
+    assert not any(more_windows_help(parse_gate("min_acceptance", (0.5,), {"position": 7}), v) for v in missing)

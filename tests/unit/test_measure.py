@@ -180,3 +180,4 @@ def test_a_gate_that_stays_inconclusive_stops_at_the_budget_and_one_with_no_figu
     no_figure = Measurer(EnginePool({"offline": FakeFactory()}, max_live=1)).measure(
         config, [parse_gate("min_acceptance", (0.5,), {"position": 9})])  # K = 3: no position 9 to measure
     assert len(no_figure.runs[0].spec.windows) == 1
+

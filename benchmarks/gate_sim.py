@@ -104,7 +104,7 @@ def fit(results: Path = RESULTS) -> Noise:
     tokens = {"mixed": [], "copy": []}
     for path in sorted(RESULTS.glob("*.json")):
         for run in _runs(path):
-            regime = "gpu-server" if run.get("mode") == "server" else "gpu-offline"
+            regime = "cpu" if path.name.startswith("cpu") else "gpu-server" if run.get("mode") == "server" else "gpu-offline"
             seen = set()
             for role in ("spec", "vanilla"):
                 side = run[role]
@@ -236,7 +236,7 @@ class Setting:
 SETTINGS = {
     "eagle": Setting("eagle", "gpu-offline", 64, 64, "mixed", 256, "gpu", 4),
     "gpu-ngram c=1": Setting("gpu-ngram c=1", "gpu-server", 64, 1, "copy", 256, "gpu", 5),
-    "cpu-ngram": Setting("cpu-ngram", "cpu", 8, 8, "copy", 48, "cpu", 3),
+    "cpu-ngram": Setting("cpu-ngram", "cpu", 16, 16, "copy", 48, "cpu", 3),
 }
 
 

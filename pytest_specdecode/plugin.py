@@ -179,9 +179,19 @@ def spec_run(request: pytest.FixtureRequest, spec_config: Any) -> ConfigResult:
 
 
 def _record(item: pytest.Item, policy: str, verdicts: list[Verdict]) -> str:
-    """An assertion helper's verdicts, kept for the test's reports; the policy they are judged by."""
-    item.stash.setdefault(VERDICTS_KEY, []).extend(verdicts)
+    """An assertion helper's verdicts, kept for the test's reports under its node id; the policy
+    they are judged by."""
+    _keep(item, [verdict.model_copy(update={"test": verdict.test or item.nodeid}) for verdict in verdicts])
     return policy
+
+
+def _keep(item: pytest.Item, verdicts: list[Verdict]) -> None:
+    """Verdicts for the test's report (and xdist's controller) and its JUnit properties."""
+    item.stash.setdefault(VERDICTS_KEY, []).extend(verdicts)
+    for verdict in verdicts:
+        item.user_properties.append(
+            (f"specdecode:{verdict.gate}@{verdict.run}", f"measured={verdict.measured} {verdict.outcome}")
+        )
 
 
 def _engine_fixture(request: pytest.FixtureRequest, spec_config: Any, role: str) -> Engine:
@@ -230,11 +240,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         problem = None
     if problem is not None:
         pytest.fail(problem, pytrace=False)
-    item.stash.setdefault(VERDICTS_KEY, []).extend(verdicts)
-    for verdict in verdicts:
-        item.user_properties.append(
-            (f"specdecode:{verdict.gate}@{verdict.run}", f"measured={verdict.measured} {verdict.outcome}")
-        )
+    _keep(item, verdicts)
     failing = failures(session.options.inconclusive, verdicts)
     if failing:
         pytest.fail("\n".join(failing), pytrace=False)

@@ -162,7 +162,7 @@ def tiny_toml(pytester: pytest.Pytester, ngram_toml: Path) -> Path:
     tiny = pytester.path / "tiny.toml"
     tiny.write_text(
         ngram_toml.read_text()
-        .replace("num_prompts = 4", "num_prompts = 2")
+        .replace("num_prompts = 16", "num_prompts = 2")
         .replace("max_tokens = 32", "max_tokens = 12")
         .replace("temperatures = [0.0, 0.8]", "temperatures = [0.0]")
     )

@@ -17,7 +17,7 @@ EAGLE3 = """
 [model]
 name = "builtin:smollm2-135m"
 max_model_len = 1024
-gpu_memory_utilization = 0.1
+gpu_memory_utilization = 0.15
 seed = 0
 
 [speculative]

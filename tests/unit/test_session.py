@@ -68,3 +68,47 @@ def test_a_shared_measurers_time_is_reported_per_session(pytester, session_files
     timing = json.loads((pytester.path / "r.json").read_text())["timing_s"]
     assert 0 <= timing["engine_start"] < timing["session"] < 500
     assert timing["other"] >= 0
+
+
+HELPER_AND_RUNTIME_MARKER = """
+import pytest
+from pytest_specdecode import assert_min_speedup
+
+def test_helper(spec_run):
+    assert_min_speedup(spec_run, 1.5)
+
+def test_marker_added_while_running(request, spec_run):
+    request.applymarker(pytest.mark.min_speedup(3.0))
+"""
+
+
+class ScriptedWithoutVllm(ScriptedEndpoints):
+    """Also the environment a measured result records, read without importing vLLM: a second
+    in-process import of vLLM (pytester restores sys.modules between runs) re-registers its torch
+    types and fails."""
+
+    @pytest.fixture(autouse=True, scope="session")
+    def _no_vllm_import(self):
+        from pytest_specdecode.engines import vllm_info
+        from pytest_specdecode.results import Environment
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(vllm_info, "environment", lambda: Environment(device="scripted"))
+            yield
+
+
+def test_helper_verdicts_reach_the_reports_and_a_marker_added_at_run_time_is_judged(pytester):
+    """Finding 7: the `assert_*` helpers' verdicts never reached any report, and a marker added
+    with `request.applymarker` was measured but never judged (the test passed). Scripted engines:
+    spec 2x vanilla's speed in three identical windows, so every interval is decisive."""
+    pytester.makefile(".toml", c=CONFIG)
+    pytester.makepyfile(test_gates=HELPER_AND_RUNTIME_MARKER)
+    result = pytester.runpytest(*ARGS, "--spec-baseline-endpoint=http://127.0.0.1:10", "--spec-report=r.json",
+                                "--junitxml=j.xml", plugins=[ScriptedWithoutVllm()])
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*min_speedup(3, metric=throughput) at c T=0: measured 2.000 (0.99* interval "
+                                 "2.000..2.000), below threshold 3*"])
+    gates = {(g["test"].split("::")[-1], g["gate"], g["outcome"]) for g in json.loads((pytester.path / "r.json").read_text())["gates"]}
+    assert gates == {("test_helper[c]", "min_speedup(1.5, metric=throughput)", "pass"),
+                     ("test_marker_added_while_running[c]", "min_speedup(3, metric=throughput)", "fail")}
+    assert 'name="specdecode:min_speedup(1.5, metric=throughput)@c T=0"' in (pytester.path / "j.xml").read_text()

@@ -21,12 +21,10 @@ from .session import REPORT_ATTR, SpecSession
 
 if TYPE_CHECKING:
     from .engines.base import Engine
-    from .gates import Gate
     from .results import ConfigResult, Verdict
 
 SESSION_KEY = pytest.StashKey[SpecSession]()
 SIGTERM_KEY = pytest.StashKey[Any]()
-GATES_KEY = pytest.StashKey["list[Gate]"]()
 RESULT_KEY = pytest.StashKey["ConfigResult"]()
 VERDICTS_KEY = pytest.StashKey["list[Verdict]"]()
 
@@ -94,7 +92,8 @@ def _has_gates(node: Any) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Validate every gate marker now: a bad threshold is a usage error before anything starts."""
+    """Validate every gate marker now (a bad threshold is a usage error before anything starts),
+    and record each config's gates: sequential sampling measures until they are resolved."""
     gated = [(item, marks) for item in items if (marks := [m for name in GATE_MARKERS for m in item.iter_markers(name)])]
     if not gated:
         return
@@ -104,15 +103,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item, marks in gated:
         defaults = _config_defaults(session, item)
         try:
-            item.stash[GATES_KEY] = gates_from_marks(marks, defaults)
-            if (path := _config_path(item)) is not None:
-                session.gates_by_config.setdefault(path, []).extend(item.stash[GATES_KEY])
+            gates = gates_from_marks(marks, defaults)
         except NoThreshold as exc:
             if _config_path(item) is not None:
                 raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
             # no config at all: the test is skipped when it runs (_specdecode_gates), as the docs promise
         except GateUsageError as exc:
             raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
+        else:
+            if (path := _config_path(item)) is not None:  # what sequential sampling measures until resolved
+                session.gates_by_config.setdefault(path, []).extend(gates)
 
 
 def _config_path(item: pytest.Item) -> Path | None:
@@ -142,7 +142,7 @@ def _specdecode_gates(request: pytest.FixtureRequest, _specdecode_config_path: P
 
     It names the config fixture so that a gated test without `spec_run` is parametrized too.
     """
-    if request.node.stash.get(GATES_KEY, None) or _has_gates(request.node):
+    if _has_gates(request.node):
         request.getfixturevalue("spec_run")
 
 

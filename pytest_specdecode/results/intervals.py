@@ -175,7 +175,7 @@ def acceptance_interval(
 
     accepted: dict[int, float] = {}
     steps: dict[int, float] = {}
-    for prompt, sample in _by_prompt(spec.samples):
+    for prompt, sample in prompts_of(spec.samples):
         if len(sample.chunk_tokens) > 1:
             accepted[prompt] = accepted.get(prompt, 0.0) + sum(accepted_in(t) for t in sample.chunk_tokens[1:])
             steps[prompt] = steps.get(prompt, 0.0) + len(sample.chunk_tokens[1:])
@@ -192,7 +192,7 @@ def acceptance_interval(
     return bootstrap_interval([[0] * len(steps)], statistic, resampling)
 
 
-def _by_prompt(samples: Sequence[RequestSample]) -> list[tuple[int, RequestSample]]:
+def prompts_of(samples: Sequence[RequestSample]) -> list[tuple[int, RequestSample]]:
     """Each request with the index of its prompt: requests of one window follow the prompts' order,
     and windows follow each other, so a request's prompt is its place within its window."""
     seen: dict[int, int] = {}

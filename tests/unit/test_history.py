@@ -182,11 +182,20 @@ def test_an_acceptance_drop_beyond_the_limit_fails_with_both_values_the_interval
     assert check.outcome == "fail" and check.limit == 0.05 and check.level == pytest.approx(1 - ALPHA)
     assert check.drop == pytest.approx(check.previous - check.current)
     assert 0.05 < check.interval[0] < check.drop < check.interval[1]
-    assert check.n == 2 * 3 * 16
+    assert check.n == 16  # prompts, paired: the same 16 prompts in both runs, each over its 3 windows
     assert re.match(
         r"acceptance at cpu-ngram T=0.8: 0.7\d\d in nightly.cpu-ngram, 0.5\d\d now, drop \+0.1\d\d points "
-        r"\(99% interval \+0.1\d\d to \+0.1\d\d from 48 \+ 48 requests .*\); limit 0.05 points: fail", check.message,
+        r"\(99% interval \+0.\d\d\d to \+0.\d\d\d from 16 prompts paired .*\); limit 0.05 points: fail", check.message,
     )
+
+
+def test_an_unchanged_greedy_config_compares_exactly_on_acceptance():
+    """The CPU demo's real A/A: the same 16 prompts, the same greedy outputs, acceptance 0.907 both
+    times, read "drop +0.000 (99 % interval -0.326 to +0.326 from 48 + 48 requests)": the runs
+    were compared as two samples of requests. Paired by prompt, an unchanged greedy config passes."""
+    same = run(acceptance=0.74)
+    check = by_figure(compare_runs(result(same), result(same), *LIMITS), "acceptance")
+    assert check.outcome == "pass" and check.interval == (0.0, 0.0)
 
 
 @pytest.mark.parametrize("vanilla", ["measured", "cached"])

@@ -174,10 +174,17 @@ class RunSection(_Section):
         default=True, description="at T>0, score both sides' outputs with the vanilla engine and test their distributions"
     )
 
+    @model_validator(mode="after")
+    def _budget_covers_repeats(self) -> RunSection:
+        if self.max_repeats is not None and self.max_repeats < self.repeats:
+            raise ValueError(f"max_repeats ({self.max_repeats}) is below repeats ({self.repeats}): it is the most "
+                             "windows sequential sampling may take, repeats the first look")
+        return self
+
     @property
     def window_budget(self) -> int:
-        """The most windows a condition may take (sequential sampling), never fewer than `repeats`."""
-        return max(self.repeats, self.max_repeats if self.max_repeats is not None else 2 * self.repeats)
+        """The most windows a condition may take (sequential sampling)."""
+        return self.max_repeats if self.max_repeats is not None else 2 * self.repeats
 
     @property
     def interval_level(self) -> float:

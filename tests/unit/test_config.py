@@ -111,3 +111,14 @@ def test_hub_ids_and_existing_folders_pass(tmp_path):
     config = parse_config(raw, tmp_path / "c.toml")
     assert config.model.name == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert config.speculative.model == str(tmp_path / "draft")
+
+
+def test_sequential_sampling_defaults_and_a_budget_below_the_first_look_is_an_error():
+    raw = {"model": {"name": "org/m"}, "speculative": {"method": "ngram", "num_speculative_tokens": 3}}
+    run = parse_config(raw, Path("c.toml")).run
+    assert (run.repeats, run.window_budget, round(run.interval_level, 5)) == (3, 6, round(1 - 0.01 / 3, 5))
+    assert parse_config({**raw, "run": {"repeats": 3, "max_repeats": 3}}, Path("c.toml")).run.interval_level == 0.99
+    with pytest.raises(ConfigError, match=r"max_repeats \(2\) is below repeats \(4\)"):
+        parse_config({**raw, "run": {"repeats": 4, "max_repeats": 2}}, Path("c.toml"))
+    with pytest.raises(ConfigError, match="lossless_alpha: unknown key"):  # one alpha: sequential.ALPHA
+        parse_config({**raw, "gates": {"lossless_alpha": 0.05}}, Path("c.toml"))

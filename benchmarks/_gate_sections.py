@@ -93,12 +93,21 @@ def runs_table(report: dict) -> list[str]:
 
 
 def gates_table(report: dict) -> list[str]:
+    """Each verdict with its interval and level; one stored before verdicts carried a level was a
+    point verdict of the earlier rule, and says so (today's rule might call it inconclusive)."""
     rows = [
         [f"`{gate['test'].split('::')[-1]}`", gate["gate"], gate["run"], f"{gate['threshold']:g}", fmt(gate["measured"]),
-         gate["outcome"]]
+         _interval(gate), gate["outcome"] if "level" in gate else f"{gate['outcome']} (earlier rule: point verdict)"]
         for gate in report["gates"]
     ]
-    return table(["test", "gate", "run", "threshold", "measured", "verdict"], rows)
+    return table(["test", "gate", "run", "threshold", "measured", "interval", "verdict"], rows)
+
+
+def _interval(gate: dict) -> str:
+    if not gate.get("interval"):
+        return "-"
+    low, high = gate["interval"]
+    return f"{fmt(low)}..{fmt(high)} at {gate['level']:.3g}" if gate.get("level") else f"{fmt(low)}..{fmt(high)}"
 
 
 def timing_lines(report: dict) -> list[str]:

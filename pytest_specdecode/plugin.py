@@ -249,11 +249,17 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
-    """The report carries the result and verdicts, so xdist's controller sees what workers measured."""
+    """The report carries the result and verdicts (call) and its config's failure (any phase), so
+    xdist's controller sees what workers measured and which configs failed, and why."""
     report = yield
     result = item.stash.get(RESULT_KEY, None)
+    path = _config_path(item)
+    error = spec_session(item.config).errors.get(str(path)) if path is not None else None
+    failed = {str(path): error} if error is not None else {}
     if report.when == "call" and (result is not None or VERDICTS_KEY in item.stash):
-        setattr(report, REPORT_ATTR, (result, item.stash.get(VERDICTS_KEY, [])))
+        setattr(report, REPORT_ATTR, (result, item.stash.get(VERDICTS_KEY, []), failed))
+    elif failed:
+        setattr(report, REPORT_ATTR, (None, [], failed))
     return report
 
 

@@ -204,10 +204,12 @@ class SpecSession:
         carried = getattr(report, REPORT_ATTR, None)
         if carried is None:
             return
-        result, verdicts = carried
+        result, verdicts, failed = carried
         if result is not None:
             self.results.setdefault(result.config, result)
         self.verdicts.extend(verdicts)
+        for path, reason in failed.items():
+            self.errors.setdefault(path, reason)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> Iterator[None]:

@@ -64,3 +64,15 @@ def test_that_environment_is_a_measured_runs_though_neither_vllm_nor_torch_was_i
     pytester.runpytest_subprocess(*ARGS, "--spec-config=c.toml").assert_outcomes(errors=1)
     assert (pytester.path / "modules.txt").read_text() == ""
     assert report(pytester)["environment"] == vllm_info.environment().model_dump(mode="json")
+
+
+def test_a_config_that_fails_on_an_xdist_worker_reaches_the_controllers_report(pytester):
+    """Was: workers load configs and start engines, but test reports carried only results and
+    verdicts back, so the controller's report said `failed_configs: {}` under `-n`."""
+    pytester.makefile(".toml", c=MISSING_MODEL)
+    pytester.makepyfile(GATED)
+    outcome = pytester.runpytest_subprocess(*ARGS, "-n", "2", "--spec-config=c.toml")
+    outcome.assert_outcomes(errors=1)
+    path = str((pytester.path / "c.toml").resolve())
+    assert list(report(pytester)["failed_configs"]) == [path]
+    assert "path does not exist" in report(pytester)["failed_configs"][path]

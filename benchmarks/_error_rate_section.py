@@ -19,11 +19,12 @@ FILES = (
 #: The same 5 % noise with a larger window budget: why max_repeats stays at twice repeats.
 LONGER = "gate-error-rates-window-cv-0.05-max-repeats-10.json"
 
-INTRO = """## How often does a gate lie?
+TITLE = "How often does a gate lie?"
+INTRO = "## " + TITLE + """
 
 A CI gate is judged by two numbers: how often it fails a config that did not get worse (a false
 alarm gets the gate deleted) and how often it passes a real miss (a miss gets it ignored). Each
-table below runs the plugin's own verdict code (`gates.judge`, the intervals, sequential sampling
+table below runs the plugin's own verdict code (`gates.kinds.judge`, the intervals, sequential sampling
 with its looks) on simulated windows, requests and engine starts, at the shipped examples'
 defaults ([run] repeats 3, max_repeats 6: looks at 3, 5 and 6 windows, every interval at level
 {level}; lossless margin {margin} nats/token). *Truth vs threshold* is the true value's distance from
@@ -64,30 +65,40 @@ def _rows(data: dict[str, Any]) -> list[dict[str, Any]]:
     return data.get("rows", [])
 
 
-def error_rate_section() -> list[str]:
-    """The section, or nothing before the script has run."""
-    found = [(data, name, label, flag) for name, label, flag in FILES if (data := load(name))]
+def headline() -> dict[str, str] | None:
+    """The figures the section's prose and the page's first screen both quote, or None before the
+    script has run: the worst wrong pass and wrong fail over every table, detection of a 20 % miss."""
+    found = [data for name, _, _ in FILES if (data := load(name))]
     if not found:
-        return []
-    from gate_error_rates import markdown
-
-    rows = [row for data, _, _, _ in found for row in _rows(data)]
+        return None
+    rows = [row for data in found for row in _rows(data)]
     wrong_pass = [row["pass_rate"] for row in rows if row["truth_vs_threshold"] < 0]
     wrong_fail = [row["fail_rate"] for row in rows if row["truth_vs_threshold"] > 0]
     timed = [row for row in rows if row["gate"].startswith(("min_speedup", "max_p99", "compare")) and _is_miss(row)]
     acceptance = [row for row in rows if row["gate"].startswith("min_acceptance") and _is_miss(row)]
     shifted = [row for row in rows if row["gate"].startswith("lossless") and row["truth_vs_threshold"] <= -0.4 + 1e-9]
-    settings = found[0][0]["settings"]
+    settings = found[0]["settings"]
     longer = _rows(load(LONGER) or {})
     longer_fail = max((row["fail_rate"] for row in longer if row["truth_vs_threshold"] > 0), default=None)
     longer_timed = [row for row in longer if row["gate"].startswith(("min_speedup", "max_p99", "compare")) and _is_miss(row)]
-    lines = [INTRO.format(
+    return dict(
         level=f"{settings['interval_level']:.4g}", margin=f"{settings['lossless_margin']:g}",
         worst_pass=_pct(max(wrong_pass, default=0.0)), worst_fail=_pct(max(wrong_fail, default=0.0)),
         timed_detection=_span(timed), acceptance_detection=_span(acceptance), lossless_detection=_span(shifted),
         longer=LONGER, longer_fail=_pct(longer_fail) if longer_fail is not None else "(not run)",
         longer_detection=_span(longer_timed),
-    )]
+    )
+
+
+def error_rate_section() -> list[str]:
+    """The section, or nothing before the script has run."""
+    figures = headline()
+    if figures is None:
+        return []
+    from gate_error_rates import markdown
+
+    found = [(data, name, label, flag) for name, label, flag in FILES if (data := load(name))]
+    lines = [INTRO.format(**figures)]
     for data, name, label, flag in found:
         seconds = data["settings"].get("seconds")
         lines += [
@@ -115,7 +126,6 @@ def _span(rows: list[dict[str, Any]]) -> str:
 
 def _pct(rate: float) -> str:
     return f"{rate * 100:.0f} %"
-
 
 
 LEAD_INTRO = """## Lossless at T>0: the margin, and why stored checks lean spec < vanilla

@@ -51,7 +51,7 @@ def lossless_cell(run: dict) -> str:
     the run's own scored samples (alpha 0.01, margin 0.1: `sequential`), so a cell never shows a
     verdict today's code would not give. Where the report did not keep the scores, the stored p is
     shown and marked as not judged again."""
-    from pytest_specdecode.lossless import check_lossless
+    from pytest_specdecode.measure.lossless import check_lossless
     from pytest_specdecode.results import LosslessCheck, RequestSample
 
     if run["temperature"] == 0 or not run.get("lossless_check"):

@@ -132,10 +132,10 @@ def child(kind: str, config_path: Path, role: str, arguments_file: Path, result:
 
 def plugin_start(config_path: Path, role: str) -> Any:
     """The session's path: config check against vLLM, engine defaults, environment, then the engine."""
-    from pytest_specdecode.config import load_config
+    from pytest_specdecode.config.spec import load_config
     from pytest_specdecode.engines import vllm_info
     from pytest_specdecode.engines.offline import OfflineEngine
-    from pytest_specdecode.measure import engine_specs
+    from pytest_specdecode.measure.measurer import engine_specs
 
     config = load_config(config_path)
     vllm_info.validate_against_vllm(config)
@@ -154,9 +154,9 @@ def bare_start(arguments_file: Path) -> Any:
 def bare_arguments(config_path: Path, role: str) -> dict[str, Any]:
     """What the plugin would pass to `LLM` (builtin: names resolved, CPU defaults merged), minus
     the stats logging the plugin turns on for its counters: a user's script leaves it off."""
-    from pytest_specdecode.config import load_config
+    from pytest_specdecode.config.spec import load_config
     from pytest_specdecode.engines import vllm_info
-    from pytest_specdecode.measure import engine_specs
+    from pytest_specdecode.measure.measurer import engine_specs
 
     spec, vanilla = engine_specs(load_config(config_path), vllm_info.engine_defaults())
     side = spec if role == "spec" else vanilla

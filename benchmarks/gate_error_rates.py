@@ -38,9 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit  # noqa: E402
 from gate_sim import SETTINGS, Noise, SimulatedCondition, fit  # noqa: E402
 
-from pytest_specdecode import lossless, sequential  # noqa: E402
-from pytest_specdecode.gates import Gate, judge  # noqa: E402
-from pytest_specdecode.history import compare_runs  # noqa: E402
+from pytest_specdecode.config import sequential  # noqa: E402
+from pytest_specdecode.measure import lossless  # noqa: E402
+from pytest_specdecode.gates.kinds import Gate, judge  # noqa: E402
+from pytest_specdecode.gates.history import compare_runs  # noqa: E402
 from pytest_specdecode.results import ConfigResult  # noqa: E402
 
 MARGIN = sequential.LOSSLESS_MARGIN

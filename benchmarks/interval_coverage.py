@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import emit  # noqa: E402
 from gate_sim import SETTINGS, Noise, SimulatedCondition, fit  # noqa: E402
 
-from pytest_specdecode.sequential import ALPHA  # noqa: E402
+from pytest_specdecode.config.sequential import ALPHA  # noqa: E402
 
 TRUE_SPEEDUP = 1.3
 WINDOW_CV = 0.05

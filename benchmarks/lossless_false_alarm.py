@@ -36,14 +36,14 @@ from typing import Any
 
 from _common import emit
 
-from pytest_specdecode.config import load_config
+from pytest_specdecode.config.spec import load_config
 from pytest_specdecode.engines import vllm_info
 from pytest_specdecode.engines.base import Sampling
 from pytest_specdecode.engines.offline import OfflineEngine
-from pytest_specdecode.lossless import check_lossless
-from pytest_specdecode.measure import engine_specs
+from pytest_specdecode.measure.lossless import check_lossless
+from pytest_specdecode.measure.measurer import engine_specs
 from pytest_specdecode.results import LOSSLESS_STATISTIC, LosslessCheck, RequestSample
-from pytest_specdecode.workload import load_prompts, render
+from pytest_specdecode.config.workload import load_prompts, render
 
 ALPHAS = (0.01, 0.05)
 RESAMPLED_TRIALS = 2000

@@ -18,12 +18,12 @@ from pathlib import Path
 
 from _common import emit
 
-from pytest_specdecode.config import load_config
+from pytest_specdecode.config.spec import load_config
 from pytest_specdecode.engines import vllm_info
 from pytest_specdecode.engines.base import Sampling
 from pytest_specdecode.engines.offline import OfflineEngine
-from pytest_specdecode.measure import engine_specs
-from pytest_specdecode.workload import load_prompts, render
+from pytest_specdecode.measure.measurer import engine_specs
+from pytest_specdecode.config.workload import load_prompts, render
 
 
 def main() -> None:

@@ -21,14 +21,14 @@ from pathlib import Path
 
 from _common import emit
 
-from pytest_specdecode.config import load_config
+from pytest_specdecode.config.spec import load_config
 from pytest_specdecode.engines import vllm_info
 from pytest_specdecode.engines.base import Sampling
 from pytest_specdecode.engines.server import ServerEngine
-from pytest_specdecode.load import LoadLevel
-from pytest_specdecode.measure import engine_specs
+from pytest_specdecode.config.load import LoadLevel
+from pytest_specdecode.measure.measurer import engine_specs
 from pytest_specdecode.results import EngineFigures
-from pytest_specdecode.workload import load_prompts, render
+from pytest_specdecode.config.workload import load_prompts, render
 
 
 def plugin_figures(engine: ServerEngine, prompts: list[str], sampling: Sampling, concurrency: int) -> dict:

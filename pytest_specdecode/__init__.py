@@ -11,19 +11,19 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "ConfigError": "config",
-    "SpecConfig": "config",
-    "load_config": "config",
-    "GateFailure": "assertions",
-    "assert_lossless": "assertions",
-    "assert_max_p99_regression": "assertions",
-    "assert_min_acceptance": "assertions",
-    "assert_min_speedup": "assertions",
+    "ConfigError": "config.spec",
+    "SpecConfig": "config.spec",
+    "load_config": "config.spec",
+    "GateFailure": "gates.assertions",
+    "assert_lossless": "gates.assertions",
+    "assert_max_p99_regression": "gates.assertions",
+    "assert_min_acceptance": "gates.assertions",
+    "assert_min_speedup": "gates.assertions",
     "ConfigResult": "results",
     "RunResult": "results",
     "Verdict": "results",
     "Sampling": "engines.base",
-    "InconclusiveGate": "verdicts",
+    "InconclusiveGate": "gates.policy",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

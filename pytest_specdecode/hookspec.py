@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from .measure import Measurer
+    from .measure.measurer import Measurer
 
 
 @pytest.hookspec(firstresult=True)
@@ -15,7 +15,7 @@ def pytest_specdecode_measurer(config: pytest.Config) -> Measurer | None:
     """The measurer (engines, and what was measured on them) for this session to use.
 
     Called once, when the session first needs an engine. Return a
-    `pytest_specdecode.measure.Measurer` to use engines that outlive the session or come from
+    `pytest_specdecode.measure.measurer.Measurer` to use engines that outlive the session or come from
     elsewhere: a plugin's own test suite runs many in-process pytester sessions and shares one set
     of engines between them; an `EnginePool` takes a factory per mode, so engines can be any
     object with the `Engine` protocol. Whoever returns a measurer owns it: the session neither

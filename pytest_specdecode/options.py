@@ -18,7 +18,9 @@ from urllib.parse import urlsplit
 import pytest
 
 if TYPE_CHECKING:
-    from .measure import Endpoints
+    from .gates.compare import CompareTarget
+    from .gates.history import HistoryStore
+    from .measure.measurer import Endpoints
 
 #: Where saved runs (and, with --spec-baseline-dir, baselines) live by default, under the rootdir.
 DEFAULT_BASELINE_DIR = ".specdecode"
@@ -110,8 +112,21 @@ class Options:
     compare: str | None = None
 
     @property
+    def history(self) -> HistoryStore:
+        """Where --spec-save stores runs and --spec-compare finds them."""
+        from .gates.history import HistoryStore
+
+        return HistoryStore(self.history_dir or self.baseline_dir or Path(DEFAULT_BASELINE_DIR))
+
+    @property
+    def compare_target(self) -> CompareTarget | None:
+        from .gates.compare import CompareTarget
+
+        return CompareTarget(self.history, self.compare) if self.compare else None
+
+    @property
     def endpoints(self) -> Endpoints | None:
-        from .measure import Endpoints
+        from .measure.measurer import Endpoints
 
         return Endpoints(self.endpoint, self.baseline_endpoint) if self.endpoint else None
 

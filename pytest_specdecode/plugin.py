@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import interrupts
-from .markers import GATE_MARKERS, MARKER_HELP
+from .gates.markers import GATE_MARKERS, MARKER_HELP
 from .options import add_options, options_from
 from .session import REPORT_ATTR, SpecSession
 
@@ -55,11 +55,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{MARKER_HELP[name]} (pytest-specdecode gate)")
     options = options_from(config)
     if options.compare and options.compare != "latest":
-        from .baseline import BaselineError
-        from .regression import check_compare_target
+        from .results.schema import BaselineError
+        from .gates.compare import check_compare_target
 
         try:
-            check_compare_target(options)
+            check_compare_target(options.compare_target)
         except BaselineError as exc:
             raise pytest.UsageError(str(exc)) from None
     session = config.stash[SESSION_KEY] = SpecSession(config, options)
@@ -97,7 +97,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     gated = [(item, marks) for item in items if (marks := [m for name in GATE_MARKERS for m in item.iter_markers(name)])]
     if not gated:
         return
-    from .gates import GateUsageError, NoThreshold, gates_from_marks
+    from .gates.kinds import GateUsageError, NoThreshold, gates_from_marks
 
     session = spec_session(config)
     for item, marks in gated:
@@ -120,7 +120,7 @@ def _config_path(item: pytest.Item) -> Path | None:
 
 
 def _config_defaults(session: SpecSession, item: pytest.Item) -> Any:
-    from .config import ConfigError
+    from .config.spec import ConfigError
 
     path = _config_path(item)
     if path is None:
@@ -148,8 +148,8 @@ def _specdecode_gates(request: pytest.FixtureRequest, _specdecode_config_path: P
 
 @pytest.fixture
 def spec_config(request: pytest.FixtureRequest, _specdecode_config_path: Path | None) -> Any:
-    """The validated config (`pytest_specdecode.config.SpecConfig`) this test is parametrized with."""
-    from .config import ConfigError
+    """The validated config (`pytest_specdecode.config.spec.SpecConfig`) this test is parametrized with."""
+    from .config.spec import ConfigError
 
     if _specdecode_config_path is None:
         pytest.skip(NO_CONFIG_REASON)
@@ -163,8 +163,8 @@ def spec_config(request: pytest.FixtureRequest, _specdecode_config_path: Path | 
 @pytest.fixture
 def spec_run(request: pytest.FixtureRequest, spec_config: Any) -> ConfigResult:
     """The measured spec-vs-vanilla comparison; measured once per config per session."""
-    from .baseline import BaselineError
-    from .config import ConfigError
+    from .results.schema import BaselineError
+    from .config.spec import ConfigError
     from .engines.base import EngineStartError
 
     session = spec_session(request.config)
@@ -195,7 +195,7 @@ def _keep(item: pytest.Item, verdicts: list[Verdict]) -> None:
 
 
 def _engine_fixture(request: pytest.FixtureRequest, spec_config: Any, role: str) -> Engine:
-    from .config import ConfigError
+    from .config.spec import ConfigError
     from .engines.base import EngineStartError
 
     try:
@@ -225,15 +225,15 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     result = item.stash.get(RESULT_KEY, None)
     if result is None or not _has_gates(item):
         return outcome
-    from .baseline import BaselineError
-    from .gates import GateUsageError, gates_from_marks
-    from .verdicts import failures, verdicts_for
+    from .results.schema import BaselineError
+    from .gates.kinds import GateUsageError, gates_from_marks
+    from .gates.policy import failures, verdicts_for
 
     session = spec_session(item.config)
     try:
         defaults = session.config_for(Path(result.config)).gates
         gates = gates_from_marks((m for name in GATE_MARKERS for m in item.iter_markers(name)), defaults)
-        verdicts = verdicts_for(session.options, item.nodeid, gates, result, defaults)
+        verdicts = verdicts_for(item.nodeid, gates, result, defaults, session.options.compare_target)
     except (GateUsageError, BaselineError) as exc:
         problem = f"{item.nodeid}: {exc}"
     else:

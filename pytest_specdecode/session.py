@@ -22,10 +22,10 @@ import pytest
 from .options import Options
 
 if TYPE_CHECKING:
-    from .config import SpecConfig
+    from .config.spec import SpecConfig
     from .engines.base import Engine
-    from .gates import Gate
-    from .measure import Measurer
+    from .gates.kinds import Gate
+    from .measure.measurer import Measurer
     from .results import ConfigResult, Verdict
 
 #: The attribute on a TestReport that carries the test's result and verdicts (see transport.py).
@@ -80,7 +80,7 @@ class SpecSession:
     def config_for(self, path: Path) -> SpecConfig:
         """The validated config at `path`, loaded once (a broken one raises its ConfigError each time,
         and is a failed config of the session from its first load: the reports list it with its reason)."""
-        from .config import ConfigError, load_config
+        from .config.spec import ConfigError, load_config
 
         path = path.resolve()
         if path not in self._configs:
@@ -112,7 +112,7 @@ class SpecSession:
             self._owns_measurer = measurer is None
             if measurer is None:
                 from .engines.pool import DEFAULT_FACTORIES, EnginePool
-                from .measure import Measurer
+                from .measure.measurer import Measurer
 
                 measurer = Measurer(EnginePool(dict(DEFAULT_FACTORIES), self.options.max_engines))
             measurer.progress = self.progress
@@ -129,8 +129,8 @@ class SpecSession:
     def _baselines(self) -> Any:
         if self.options.baseline_dir is None:
             return None
-        from .baseline import BaselineStore
-        from .vanilla import FreshBaselines
+        from .measure.baseline import BaselineStore
+        from .measure.vanilla import FreshBaselines
 
         return FreshBaselines(
             BaselineStore(self.options.baseline_dir), self.options.baseline_max_age_s, self.options.refresh_baseline
@@ -138,10 +138,10 @@ class SpecSession:
 
     def result_for(self, path: Path) -> ConfigResult:
         """The measured comparison for a config, measured on first request; a failure is remembered."""
-        from .baseline import BaselineError
-        from .config import ConfigError
+        from .measure.baseline import BaselineError
+        from .config.spec import ConfigError
         from .engines.base import EngineStartError
-        from .measure import MeasurementInterrupted
+        from .measure.measurer import MeasurementInterrupted
 
         config = self.config_for(path)
         key = str(config.path)
@@ -167,7 +167,7 @@ class SpecSession:
 
     def engine_for(self, path: Path, role: str) -> Engine:
         from .engines.base import EngineStartError
-        from .measure import engine_specs
+        from .measure.measurer import engine_specs
 
         config = self.config_for(path)
         self._validate(config)
@@ -178,7 +178,7 @@ class SpecSession:
         return self.measurer().pool.get(side)
 
     def _measure(self, config: SpecConfig) -> ConfigResult:
-        from .device_lock import device_key, device_lock
+        from .measure.device_lock import device_key, device_lock
         from .engines import vllm_info
 
         self._validate(config)
@@ -236,17 +236,18 @@ class SpecSession:
         return result
 
     def _write_artifacts(self) -> None:
-        from .artifacts import write_artifacts
+        from .report.artifacts import write_artifacts
 
         results = list(self.results.values())
         if results:
-            from .benchmark_export import add_to_benchmark_session
+            from .report.benchmark_export import add_to_benchmark_session
 
             add_to_benchmark_session(self.config, results)
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         write_artifacts(
-            self.options, results, self.verdicts, self.errors, self.timing(), self.config.getoption("--spec-plots"),
-            lambda problem: reporter.write_line(f"[specdecode] {problem}", red=True) if reporter else None,
+            results, self.verdicts, self.errors, self.timing(), report=self.options.report,
+            history=self.options.history, save_as=self.options.save, plots_dir=self.config.getoption("--spec-plots"),
+            complain=lambda problem: reporter.write_line(f"[specdecode] {problem}", red=True) if reporter else None,
         )
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:

@@ -11,8 +11,8 @@ import os
 import pytest
 
 from pytest_specdecode.engines.pool import DEFAULT_FACTORIES, EnginePool
-from pytest_specdecode.measure import Measurer
-from pytest_specdecode.models import MODEL_DIR_ENV, model_cache_dir
+from pytest_specdecode.measure.measurer import Measurer
+from pytest_specdecode.config.models import MODEL_DIR_ENV, model_cache_dir
 
 # pytester points HOME at each test's tmp dir: keep one model cache for every inner session
 os.environ.setdefault(MODEL_DIR_ENV, str(model_cache_dir()))

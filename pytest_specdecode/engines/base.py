@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from ..load import LoadLevel
+from ..config.load import LoadLevel
 from ..results import RequestSample
 
 if TYPE_CHECKING:

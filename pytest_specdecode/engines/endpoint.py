@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..load import LoadLevel, arrival_offsets, run_requests
+from ..config.load import LoadLevel, arrival_offsets, run_requests
 from .base import ClientStats, EngineSpec, EngineStartError, Generated, Sampling, auth_headers, mean_logprob
 from .completions import Stream, completion_body, prompt_logprobs
 from .metrics import EngineCounters, parse_counters, parse_kv_cache_tokens

@@ -12,7 +12,7 @@ import itertools
 import time
 from typing import Any
 
-from ..load import LoadLevel
+from ..config.load import LoadLevel
 from ..results import RequestSample
 from .base import EngineSpec, EngineStartError, Generated, Sampling, mean_logprob
 from .metrics import EngineCounters, collectors_text, parse_counters, vllm_collectors

@@ -27,6 +27,7 @@ class EnginePool:
         self._live: OrderedDict[str, Engine] = OrderedDict()
         self._failed: dict[str, str] = {}
         self.starts: list[tuple[str, str, float]] = []  # (key, role, seconds): the session's start bill
+        self._start_of: dict[str, int] = {}  # a live engine's index in `starts`
 
     def get(self, spec: EngineSpec) -> Engine:
         key = spec.key
@@ -46,8 +47,14 @@ class EnginePool:
             self._failed[key] = str(exc)
             raise
         self._live[key] = engine
+        self._start_of[key] = len(self.starts)
         self.starts.append((key, spec.role, engine.start_s))
         return engine
+
+    def start_index(self, spec: EngineSpec) -> int | None:
+        """Which of the session's engine starts (`starts`) the live engine for `spec` came from:
+        windows of one start share its process's state (caches, compiled graphs, clocks)."""
+        return self._start_of.get(spec.key) if spec.key in self._live else None
 
     def live(self) -> list[Engine]:
         return list(self._live.values())

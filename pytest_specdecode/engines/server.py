@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..load import LoadLevel
+from ..config.load import LoadLevel
 from .base import EngineSpec, Generated, Sampling
 from .endpoint import EndpointEngine
 from .metrics import EngineCounters

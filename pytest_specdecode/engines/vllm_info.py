@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, SpecConfig
+from ..config.spec import ConfigError, SpecConfig
 from ..results import Environment
 
 #: Engine defaults on a machine without a GPU, unless the config sets the key: a CUDA-graph

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field
 
 from ..results import BreakEven, ConfigResult, Environment, RunResult, Verdict
-from ..schema import SCHEMA_VERSION, Model, write_document
+from ..results.schema import SCHEMA_VERSION, Model, write_document
 
 
 class Report(Model):

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..schema import Model
 from .run import RunResult, SpeedupMetric
+from .schema import Model
 
 LoadAxis = Literal["concurrency", "request_rate"]
 LOAD_AXES: tuple[LoadAxis, ...] = ("concurrency", "request_rate")

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 from pydantic import Field, PrivateAttr, computed_field
 
-from ..schema import Model
 from .break_even import LOAD_AXES, BreakEven, break_even
 from .run import RunResult
+from .schema import Model
 from .verdict import Verdict
 
 #: Takes an assertion helper's verdicts to the test's report; returns the --spec-inconclusive policy.

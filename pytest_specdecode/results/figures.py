@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import Field, computed_field
 
-from ..schema import Model
-from ..stats import Distribution, ratio
+from .distribution import Distribution, ratio
+from .schema import Model
 
 LatencyMetric = Literal["e2e", "tpot", "ttft", "itl"]
 LATENCY_METRICS: tuple[LatencyMetric, ...] = ("e2e", "tpot", "ttft", "itl")
@@ -102,6 +102,12 @@ class Window(Model):
     client_lag_ms: float | None = Field(
         default=None, description="server mode: worst event-loop lag of the measuring client (late sends and reads)"
     )
+    repeat: int | None = Field(default=None, description="the plan's repeat this window measured (from 0): spec and "
+                               "vanilla windows of one repeat share their requests' seeds")
+    sequence: int | None = Field(default=None, description="the window's place in its config's measurement order "
+                                 "(from 0, both sides counted): ABBA shows as alternating sides")
+    engine_start: int | None = Field(default=None, description="which of the session's engine starts measured it "
+                                     "(in start order, from 0): windows of one start share one engine process")
 
 
 class EngineFigures(Model):

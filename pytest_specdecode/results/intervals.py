@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..stats import Distribution
-from ..uncertainty import (
+from .distribution import Distribution
+from .uncertainty import (
     DEFAULT_RESAMPLING,
     MIN_WINDOWS,
     Interval,

@@ -8,8 +8,8 @@ from typing import Literal
 
 from pydantic import Field, computed_field
 
-from ..schema import Model
-from ..sequential import ALPHA, LOSSLESS_MARGIN
+from ..config.sequential import ALPHA, LOSSLESS_MARGIN
+from .schema import Model
 
 LOSSLESS_STATISTIC = (
     "target log-probability per output token, spec - vanilla; paired t-test on the requests' linearised contributions"

@@ -12,12 +12,12 @@ from typing import Any, Literal
 
 from pydantic import Field, computed_field
 
-from ..schema import Model
-from ..sequential import ALPHA, MIN_P99_REQUESTS
-from ..stats import Distribution, ratio
+from ..config.sequential import ALPHA, MIN_P99_REQUESTS
 from . import intervals
+from .distribution import Distribution, ratio
 from .figures import LATENCY_METRICS, EngineFigures, SpecCounters
 from .outputs import Divergence, LosslessCheck
+from .schema import Model
 
 SpeedupMetric = Literal["throughput", "tpot"]
 
@@ -235,8 +235,8 @@ class RunResult(Model):
             return f"vanilla reused ({self.baseline.source})"
         if self.window_order != "abba":
             return "windows in blocks (one engine at a time)"
-        if len(self.spec.windows) != len(self.vanilla.windows):
-            return "unequal window counts"
+        if [w.repeat for w in self.spec.windows] != [w.repeat for w in self.vanilla.windows]:
+            return "unequal window counts"  # or repeats that do not match up
         return None
 
     @property

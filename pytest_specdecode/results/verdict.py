@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..schema import Model
 from .run import Condition
+from .schema import Model
 
 
 class Verdict(Model, frozen=True):

@@ -16,14 +16,14 @@ import torch  # noqa: F401
 import vllm.entrypoints.llm  # noqa: F401
 from xdist.scheduler import LoadScopeScheduling
 
-import pytest_specdecode.artifacts  # noqa: F401
+import pytest_specdecode.report.artifacts  # noqa: F401
 import pytest_specdecode.engines.offline  # noqa: F401
 import pytest_specdecode.engines.server  # noqa: F401
 import pytest_specdecode.engines.vllm_info  # noqa: F401
 import pytest_specdecode.transport  # noqa: F401
-import pytest_specdecode.verdicts  # noqa: F401
+import pytest_specdecode.gates.policy  # noqa: F401
 
-from pytest_specdecode.device_lock import CPU_BIND_ENV
+from pytest_specdecode.measure.device_lock import CPU_BIND_ENV
 from tests.conftest import is_engine_test
 
 CONFIGS = Path(__file__).parent / "configs"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_specdecode.models import resolve_model
+from pytest_specdecode.config.models import resolve_model
 
 EAGLE3 = """
 [model]

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pytest_specdecode.lossless import check_lossless
+from pytest_specdecode.measure.lossless import check_lossless
 from pytest_specdecode.results import RequestSample
 
 SELF_DRAFT = """
@@ -35,8 +35,8 @@ max_repeats = 5
 LOSSLESS_TESTS = """
 import pytest
 from pytest_specdecode.engines.base import Sampling
-from pytest_specdecode.lossless import check_lossless
-from pytest_specdecode.workload import load_prompts, render
+from pytest_specdecode.measure.lossless import check_lossless
+from pytest_specdecode.config.workload import load_prompts, render
 
 
 @pytest.mark.min_acceptance(0.95, temperature=0.0)
@@ -151,12 +151,12 @@ def test_where_greedy_outputs_part_is_scored_as_vllm_scores_the_two_tokens(ngram
     `score_divergences` finds when a spec answer takes the runner-up there (two prefills)."""
     from vllm import SamplingParams
 
-    from pytest_specdecode.config import load_config
-    from pytest_specdecode.divergence import score_divergences
+    from pytest_specdecode.config.spec import load_config
+    from pytest_specdecode.measure.divergence import score_divergences
     from pytest_specdecode.engines import vllm_info
-    from pytest_specdecode.measure import engine_specs
+    from pytest_specdecode.measure.measurer import engine_specs
     from pytest_specdecode.results import RequestSample
-    from pytest_specdecode.workload import load_prompts, render
+    from pytest_specdecode.config.workload import load_prompts, render
 
     config = load_config(ngram_toml)
     _, vanilla_side = engine_specs(config, vllm_info.engine_defaults())

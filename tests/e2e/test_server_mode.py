@@ -51,9 +51,9 @@ def test_server_mode_gates_per_load_level_and_reports_break_even(pytester, serve
 
 def test_endpoint_mode_measures_a_running_server_and_starts_nothing(pytester, server_toml, shared_engines):
     """`--spec-endpoint`: a deployment someone else runs (here the suite's own `vllm serve`)."""
-    from pytest_specdecode.config import load_config
+    from pytest_specdecode.config.spec import load_config
     from pytest_specdecode.engines import vllm_info
-    from pytest_specdecode.measure import engine_specs
+    from pytest_specdecode.measure.measurer import engine_specs
 
     spec_side, _ = engine_specs(load_config(server_toml), vllm_info.engine_defaults())
     server = shared_engines.pool.get(spec_side)

@@ -20,7 +20,7 @@ import time
 sys.path.insert(0, {str(REPO)!r})
 
 from pytest_specdecode.engines.pool import EnginePool
-from pytest_specdecode.measure import Measurer
+from pytest_specdecode.measure.measurer import Measurer
 from tests.unit.fakes import FakeEngine
 
 

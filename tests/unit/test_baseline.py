@@ -5,11 +5,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from pytest_specdecode import __version__, baseline
-from pytest_specdecode.baseline import BaselineError, BaselineStore, fingerprint, model_identity
+from pytest_specdecode import __version__
+from pytest_specdecode.measure import baseline
+from pytest_specdecode.measure.baseline import BaselineError, BaselineStore, fingerprint, model_identity
 from pytest_specdecode.engines.base import EngineSpec
 from pytest_specdecode.results import EngineFigures, Environment, RequestSample
-from pytest_specdecode.schema import SCHEMA_VERSION
+from pytest_specdecode.results.schema import SCHEMA_VERSION
 
 FP = "a" * 64
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_specdecode.config import ConfigError, load_config, parse_config
+from pytest_specdecode.config.spec import ConfigError, load_config, parse_config
 
 MINIMAL = """
 [model]

@@ -3,7 +3,7 @@
 import multiprocessing
 import time
 
-from pytest_specdecode.device_lock import device_key, device_lock
+from pytest_specdecode.measure.device_lock import device_key, device_lock
 
 
 def _hold(folder, key, started, seconds):

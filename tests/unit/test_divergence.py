@@ -2,10 +2,11 @@
 
 import pytest
 
-from pytest_specdecode.divergence import NEAR_TIE_NATS, describe, first_differences, score_divergences
+from pytest_specdecode.gates.explain import describe
+from pytest_specdecode.measure.divergence import NEAR_TIE_NATS, first_differences, score_divergences
 from pytest_specdecode.engines.pool import EnginePool
-from pytest_specdecode.gates import judge, parse_gate
-from pytest_specdecode.measure import Measurer
+from pytest_specdecode.gates.kinds import judge, parse_gate
+from pytest_specdecode.measure.measurer import Measurer
 from pytest_specdecode.results import RequestSample
 
 from .builders import result, run

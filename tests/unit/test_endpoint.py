@@ -6,7 +6,7 @@ from pytest_specdecode.engines.base import EngineSpec, EngineStartError
 from pytest_specdecode.engines.completions import completion_body
 from pytest_specdecode.engines.endpoint import EndpointEngine, EndpointError
 from pytest_specdecode.engines.serve import free_port
-from pytest_specdecode.load import LoadLevel
+from pytest_specdecode.config.load import LoadLevel
 from tests.unit.fake_openai import GREEDY, SPEC
 
 

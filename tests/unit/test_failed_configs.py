@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pytest_specdecode.artifacts import installed_environment
+from pytest_specdecode.report.artifacts import installed_environment
 from pytest_specdecode.engines import vllm_info
 
 GATED = "import pytest\n\n@pytest.mark.min_speedup(1.0)\ndef test_fast(spec_run):\n    pass\n"

@@ -5,8 +5,8 @@ import math
 import pytest
 
 from pytest_specdecode import GateFailure, assert_lossless, assert_max_p99_regression, assert_min_acceptance, assert_min_speedup
-from pytest_specdecode.config import GatesSection
-from pytest_specdecode.gates import GateUsageError, judge, parse_gate
+from pytest_specdecode.config.spec import GatesSection
+from pytest_specdecode.gates.kinds import GateUsageError, judge, parse_gate
 
 from .builders import result, run
 
@@ -97,7 +97,7 @@ def test_speedup_and_p99_regression_directions():
 
 
 def _checked(temperature, spec_logprob, n=10):
-    from pytest_specdecode.lossless import check_lossless
+    from pytest_specdecode.measure.lossless import check_lossless
     from pytest_specdecode.results import RequestSample
 
     def side(value, text):
@@ -134,7 +134,7 @@ def test_a_shown_difference_is_not_lossless_even_when_p_sits_above_a_looser_alph
     """Finding 1: the demo's broken sampler, -2.19 nats/token over 8 pairs with a 95% interval
     clear of 0 but p = 0.0125 >= 0.01, was printed and gated as `lossless`. With one alpha for test
     and interval it is inconclusive (its 0.99 interval reaches past 0), never lossless."""
-    from pytest_specdecode.lossless import check_lossless
+    from pytest_specdecode.measure.lossless import check_lossless
     from pytest_specdecode.results import RequestSample
 
     gaps = [-0.2, -0.4, -4.8, -0.3, -5.9, -0.5, -4.1, -1.3]  # spec - vanilla per pair, 16 tokens each
@@ -221,7 +221,7 @@ def test_a_timed_gate_on_one_window_is_inconclusive_whatever_its_point():
     """Finding 3: a 0.30x speedup against min_speedup(1.3) at repeats = 1 was inconclusive and the
     test passed. It is still inconclusive (one window cannot show it), and inconclusive now fails
     by default; with three windows the same collapse is a fail."""
-    from pytest_specdecode.verdicts import failures
+    from pytest_specdecode.gates.policy import failures
 
     slow = judge(parse_gate("min_speedup", (1.3,), {}), result(run(spec_duration=2 / 0.3, windows=1)))
     assert slow[0].outcome == "inconclusive" and slow[0].measured == pytest.approx(0.27)
@@ -260,8 +260,8 @@ def test_a_k_beyond_sixteen_is_warned_about_when_the_config_loads(tmp_path, pyte
 
 
 def test_every_registered_marker_is_a_row_of_the_gate_table_with_its_help():
-    from pytest_specdecode.gates import KINDS
-    from pytest_specdecode.markers import GATE_MARKERS, MARKER_HELP
+    from pytest_specdecode.gates.kinds import KINDS
+    from pytest_specdecode.gates.markers import GATE_MARKERS, MARKER_HELP
 
     assert set(KINDS) == set(GATE_MARKERS) == set(MARKER_HELP)
     assert all(kind.help.startswith(name) for name, kind in KINDS.items())
@@ -280,7 +280,7 @@ def test_a_verdict_survives_the_trip_through_plain_values_and_names_its_run_by_c
 def test_more_windows_are_asked_for_only_where_they_can_resolve_a_verdict():
     """Greedy windows repeat the same outputs: acceptance and output matching at T=0 learn nothing
     from another window, a timed figure or a sampled one does; a verdict with no figure never."""
-    from pytest_specdecode.gates import more_windows_help
+    from pytest_specdecode.gates.kinds import more_windows_help
 
     measured = result(run(0.0, windows=1), run(0.8, windows=1))
     speedup = judge(parse_gate("min_speedup", (1.5,), {}), measured)

@@ -8,17 +8,17 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from pytest_specdecode import history
-from pytest_specdecode.baseline import BaselineStore
-from pytest_specdecode.config import GatesSection
-from pytest_specdecode.history import HistoryStore, compare_runs
+from pytest_specdecode.gates import history
+from pytest_specdecode.measure.baseline import BaselineStore
+from pytest_specdecode.config.spec import GatesSection
+from pytest_specdecode.gates.history import HistoryStore, compare_runs
 from pytest_specdecode.options import Options
-from pytest_specdecode.regression import check_compare_target, regression_verdict
+from pytest_specdecode.gates.compare import CompareTarget, check_compare_target, regression_verdict
 from pytest_specdecode.results import (
     BaselineInfo, ConfigResult, EngineFigures, Environment, RequestSample, RunResult, SpecCounters, Window,
 )
-from pytest_specdecode.schema import BaselineError
-from pytest_specdecode.sequential import ALPHA
+from pytest_specdecode.results.schema import BaselineError
+from pytest_specdecode.config.sequential import ALPHA
 
 from .simulate import simulated_run
 from .test_baseline import FP, figures, one_line_naming
@@ -290,8 +290,8 @@ def test_an_empty_comparison_is_inconclusive():
 # -- the verdict -----------------------------------------------------------------------------------
 
 
-def options(tmp_path, compare="latest") -> Options:
-    return Options(history_dir=tmp_path, compare=compare)
+def options(tmp_path, compare="latest") -> CompareTarget:
+    return Options(history_dir=tmp_path, compare=compare).compare_target
 
 
 def test_latest_with_no_stored_run_is_an_inconclusive_verdict(tmp_path):

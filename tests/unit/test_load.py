@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from pytest_specdecode.load import LoadLevel, arrival_offsets, levels, run_requests
+from pytest_specdecode.config.load import LoadLevel, arrival_offsets, levels, run_requests
 
 
 def test_labels():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pytest_specdecode.lossless import MIN_PAIRS, check_lossless
+from pytest_specdecode.measure.lossless import MIN_PAIRS, check_lossless
 from pytest_specdecode.results import RequestSample
 
 

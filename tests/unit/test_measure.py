@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_specdecode.config import parse_config
+from pytest_specdecode.config.spec import parse_config
 from pytest_specdecode.engines.base import EngineStartError
 from pytest_specdecode.engines.pool import EnginePool
-from pytest_specdecode.measure import MeasurementInterrupted, Measurer
+from pytest_specdecode.measure.measurer import MeasurementInterrupted, Measurer
 
 from .fakes import FakeFactory
 
@@ -154,7 +154,7 @@ def test_an_interrupt_keeps_the_conditions_whose_windows_had_all_finished():
 def test_an_inconclusive_gate_gets_more_windows_for_its_condition_only_up_to_the_budget():
     """Sample until resolved: one window cannot decide a speedup gate; the next look (3 windows of a
     budget of 4) can, so T=0 stops there, and T=0.8, which no gate reads, keeps its one window."""
-    from pytest_specdecode.gates import parse_gate
+    from pytest_specdecode.gates.kinds import parse_gate
 
     said = []
     measurer = Measurer(EnginePool({"offline": FakeFactory()}, max_live=2), progress=said.append)
@@ -170,7 +170,7 @@ def test_an_inconclusive_gate_gets_more_windows_for_its_condition_only_up_to_the
 
 
 def test_a_gate_that_stays_inconclusive_stops_at_the_budget_and_one_with_no_figure_takes_nothing():
-    from pytest_specdecode.gates import parse_gate
+    from pytest_specdecode.gates.kinds import parse_gate
 
     config = make_config(run={"repeats": 1, "max_repeats": 2}, temperatures=[0.0])
     speedup = Measurer(EnginePool({"offline": FakeFactory()}, max_live=1)).measure(config, [parse_gate("min_speedup", (1.5,), {})])

@@ -1,7 +1,7 @@
 import pytest
 
-from pytest_specdecode.config import ConfigError
-from pytest_specdecode.models import MODEL_DIR_ENV, resolve_model
+from pytest_specdecode.config.spec import ConfigError
+from pytest_specdecode.config.models import MODEL_DIR_ENV, resolve_model
 
 
 def test_a_trained_head_that_is_not_in_the_model_folder_names_the_folder_and_the_recipe(tmp_path, monkeypatch):

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_specdecode.baseline import BaselineStore
-from pytest_specdecode.config import parse_config
-from pytest_specdecode.device_lock import device_key
+from pytest_specdecode.measure.baseline import BaselineStore
+from pytest_specdecode.config.spec import parse_config
+from pytest_specdecode.measure.device_lock import device_key
 from pytest_specdecode.engines import vllm_info
 from pytest_specdecode.engines.pool import EnginePool
-from pytest_specdecode.measure import Measurer
+from pytest_specdecode.measure.measurer import Measurer
 
 from .fakes import FakeFactory
 

@@ -5,7 +5,7 @@ import argparse
 import pytest
 
 from pytest_specdecode import options
-from pytest_specdecode.history import _RUN_NAME
+from pytest_specdecode.gates.history import _RUN_NAME
 
 
 @pytest.mark.parametrize(

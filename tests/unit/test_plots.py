@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_specdecode.plots import INSTALL_HINT, PlotsUnavailable, plots_note, write_plots
+from pytest_specdecode.report.plots import INSTALL_HINT, PlotsUnavailable, plots_note, write_plots
 from pytest_specdecode.results import ConfigResult, EngineFigures
 
 from .builders import figures, result, run
@@ -88,8 +88,8 @@ def test_file_names_are_safe_and_follow_the_config_name(tmp_path):
 
 
 def test_histogram_pools_the_samples_behind_per_request_acceptance():
-    from pytest_specdecode.plots import _acceptance_by_temperature
-    from pytest_specdecode.stats import Distribution
+    from pytest_specdecode.report.plots import _acceptance_by_temperature
+    from pytest_specdecode.results.distribution import Distribution
 
     measured = spread_run(0.0)
     pooled = _acceptance_by_temperature([measured, run(0.8)])

@@ -1,6 +1,6 @@
 import json
 
-from pytest_specdecode.gates import judge, parse_gate
+from pytest_specdecode.gates.kinds import judge, parse_gate
 from pytest_specdecode.report import break_even_lines, markdown, terminal_lines, write_json
 
 from .builders import result, run

@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from pytest_specdecode.config import GatesSection
+from pytest_specdecode.config.spec import GatesSection
 from pytest_specdecode.results import RequestSample, SpecCounters
-from pytest_specdecode.stats import Distribution
+from pytest_specdecode.results.distribution import Distribution
 
 from .builders import result, run
 

@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from pytest_specdecode.config import RunSection, parse_config
+from pytest_specdecode.config.spec import RunSection, parse_config
 from pytest_specdecode.engines.pool import EnginePool
-from pytest_specdecode.checks import counter_problem, invalid_reason, outputs_match, run_warnings, speedup_basis
-from pytest_specdecode.measure import Measurer
+from pytest_specdecode.measure.checks import counter_problem, invalid_reason, outputs_match, run_warnings, speedup_basis
+from pytest_specdecode.measure.measurer import Measurer
 from pytest_specdecode.results import EngineFigures, RequestSample, SpecCounters, Window
 
 from .fakes import FakeFactory

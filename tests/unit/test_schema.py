@@ -5,12 +5,12 @@ import json
 
 import pytest
 
-from pytest_specdecode.baseline import BaselineStore
-from pytest_specdecode.gates import judge, parse_gate
-from pytest_specdecode.history import HistoryStore
+from pytest_specdecode.measure.baseline import BaselineStore
+from pytest_specdecode.gates.kinds import judge, parse_gate
+from pytest_specdecode.gates.history import HistoryStore
 from pytest_specdecode.report import write_json
 from pytest_specdecode.results import Environment
-from pytest_specdecode.schema import SCHEMA_VERSION
+from pytest_specdecode.results.schema import SCHEMA_VERSION
 
 from .builders import figures, result, run
 

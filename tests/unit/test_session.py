@@ -6,7 +6,7 @@ import json
 import pytest
 
 from pytest_specdecode.engines.pool import DEFAULT_FACTORIES, EnginePool
-from pytest_specdecode.measure import Measurer
+from pytest_specdecode.measure.measurer import Measurer
 
 from .fakes import FakeFactory
 

@@ -3,8 +3,8 @@ import warnings
 import numpy as np
 import pytest
 
-from pytest_specdecode import uncertainty
-from pytest_specdecode.gates import Gate, interval_outcome, judge
+from pytest_specdecode.results import uncertainty
+from pytest_specdecode.gates.kinds import Gate, interval_outcome, judge
 from pytest_specdecode.results import (
     LATENCY_METRICS,
     BaselineInfo,
@@ -21,7 +21,7 @@ from pytest_specdecode.results.intervals import (
     speedup_interval,
     tpot_speedup_interval,
 )
-from pytest_specdecode.uncertainty import Interval, Resampling, log_ratio_interval
+from pytest_specdecode.results.uncertainty import Interval, Resampling, log_ratio_interval
 
 from .simulate import covers, simulated_run
 

@@ -5,14 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from pytest_specdecode.baseline import BaselineStore
-from pytest_specdecode.config import parse_config
+from pytest_specdecode.measure.baseline import BaselineStore
+from pytest_specdecode.config.spec import parse_config
 from pytest_specdecode.engines.base import EngineSpec, Sampling
-from pytest_specdecode.load import LoadLevel
-from pytest_specdecode.plan import Condition
+from pytest_specdecode.config.load import LoadLevel
+from pytest_specdecode.measure.plan import Recipe as Condition
 from pytest_specdecode.results import EngineFigures, Environment
-from pytest_specdecode.vanilla import VanillaSource
-from pytest_specdecode.workload import Prompt
+from pytest_specdecode.measure.vanilla import VanillaSource
+from pytest_specdecode.config.workload import Prompt
 
 SIDE = EngineSpec("org/model", {"dtype": "bfloat16", "max_model_len": 2048}, None, "offline")
 PROMPTS = [Prompt(text="hello"), Prompt(text="world")]
@@ -32,7 +32,7 @@ def environment(device="NVIDIA H100", vllm="0.11.0", torch="2.8.0"):
 def key(tmp_path, side=SIDE, prompts=PROMPTS, cfg=None, condition=CONDITION, env=None):
     import os
 
-    from pytest_specdecode.baseline import vllm_settings
+    from pytest_specdecode.measure.baseline import vllm_settings
 
     store = BaselineStore(tmp_path, env or environment(), settings=lambda: vllm_settings(os.environ))
     return VanillaSource(store).fingerprint(side, prompts, cfg or config(), condition)
@@ -103,7 +103,7 @@ def test_without_a_store_the_memo_serves_this_process_and_a_store_is_written_onc
 def test_a_baseline_store_that_cannot_be_written_is_a_warning_and_the_run_is_still_judged(tmp_path):
     """Was a raw OSError after vanilla had been measured, and the gate was never judged."""
     from pytest_specdecode.engines.pool import EnginePool
-    from pytest_specdecode.measure import Measurer
+    from pytest_specdecode.measure.measurer import Measurer
 
     from .fakes import FakeFactory
 

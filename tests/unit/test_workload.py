@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from pytest_specdecode.config import ConfigError, WorkloadSection
-from pytest_specdecode.workload import BUILTIN_SETS, Prompt, load_prompts, render
+from pytest_specdecode.config.spec import ConfigError, WorkloadSection
+from pytest_specdecode.config.workload import BUILTIN_SETS, Prompt, load_prompts, render
 
 
 class TemplateTokenizer:
@@ -58,7 +58,7 @@ class CountingTokenizer(TemplateTokenizer):
 
 def test_a_prompt_that_leaves_no_room_to_answer_is_named_before_any_engine():
     """Was a raw VLLMValidationError after an engine start, repeated for every test of the config."""
-    from pytest_specdecode.workload import check_lengths
+    from pytest_specdecode.config.workload import check_lengths
 
     texts = ["short prompt", "a b c d e f g h"]
     check_lengths(texts, CountingTokenizer(), 9, "/c/a.toml")
@@ -69,7 +69,7 @@ def test_a_prompt_that_leaves_no_room_to_answer_is_named_before_any_engine():
 
 
 def test_a_hub_id_is_not_loaded_for_the_length_check(tmp_path):
-    from pytest_specdecode.workload import local_tokenizer
+    from pytest_specdecode.config.workload import local_tokenizer
 
     assert local_tokenizer("org/not-here", {}) is None
     assert local_tokenizer(str(tmp_path), {}) is None  # a folder without a tokenizer: the engine says why

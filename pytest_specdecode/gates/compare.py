@@ -10,41 +10,42 @@ run the user named that was never saved is a usage error (`check_compare_target`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from .baseline import BaselineError
-from .config import GatesSection
+from ..config.spec import GatesSection
+from ..results import ConfigResult, Verdict
+from ..results.schema import BaselineError
 from .history import Check, Comparison, HistoryStore, compare_runs, nothing_stored
-from .options import DEFAULT_BASELINE_DIR, Options
-from .results import ConfigResult, Verdict
 
 
-def history(options: Options) -> HistoryStore:
-    return HistoryStore(options.history_dir or options.baseline_dir or Path(DEFAULT_BASELINE_DIR))
+@dataclass(frozen=True)
+class CompareTarget:
+    """`--spec-compare`'s argument and the store it reads: "latest", or a name saved with --spec-save."""
+
+    store: HistoryStore
+    name: str
 
 
-def save_runs(options: Options, results: list[ConfigResult]) -> list[Path]:
-    """Each config's result as NAME.<config>.json; nothing without --spec-save."""
-    if not options.save:
+def save_runs(store: HistoryStore, name: str | None, results: list[ConfigResult]) -> list[Path]:
+    """Each config's result as NAME.<config>.json; nothing without a name (--spec-save)."""
+    if not name:
         return []
-    return [history(options).save(f"{options.save}.{result.config_name}", result) for result in results]
+    return [store.save(f"{name}.{result.config_name}", result) for result in results]
 
 
-def check_compare_target(options: Options) -> None:
+def check_compare_target(target: CompareTarget) -> None:
     """The saved run to compare with must exist before any engine starts, not at the first gate."""
-    name = options.compare
-    if name and name != "latest":
-        store = history(options)
-        if not store.has_run(name):
-            raise BaselineError(f"{store.folder}: no saved run named {name!r} (--spec-save {name} stores one)")
+    if target.name != "latest" and not target.store.has_run(target.name):
+        raise BaselineError(f"{target.store.folder}: no saved run named {target.name!r} (--spec-save {target.name} stores one)")
 
 
-def compare(options: Options, result: ConfigResult, defaults: GatesSection) -> tuple[str, Comparison]:
+def compare(target: CompareTarget, result: ConfigResult, defaults: GatesSection) -> tuple[str, Comparison]:
     """The stored run compared with (by default the latest of this config from this machine) and
     the comparison; a stored run that does not match is an inconclusive comparison, not an error."""
-    store = history(options)
+    store = target.store
     limits = defaults.max_acceptance_drop, defaults.max_speedup_drop
-    if options.compare == "latest":
+    if target.name == "latest":
         found = store.latest(result.config_name, result.environment)
         if found is None:
             env = result.environment
@@ -53,21 +54,21 @@ def compare(options: Options, result: ConfigResult, defaults: GatesSection) -> t
             )
         name, previous = found
         return name, compare_runs(result, previous, *limits, previous_name=name)
-    name = f"{options.compare}.{result.config_name}"
-    previous = store.load_config(options.compare, result.config_name)
+    name = f"{target.name}.{result.config_name}"
+    previous = store.load_config(target.name, result.config_name)
     if previous is None:
-        if not store.has_run(options.compare):
-            raise BaselineError(f"{store.folder}: no saved run named {options.compare!r}")
-        return name, nothing_stored(f"config {result.config_name!r} in saved run {options.compare!r} ({store.path(name)})")
+        if not store.has_run(target.name):
+            raise BaselineError(f"{store.folder}: no saved run named {target.name!r}")
+        return name, nothing_stored(f"config {result.config_name!r} in saved run {target.name!r} ({store.path(name)})")
     return name, compare_runs(result, previous, *limits, previous_name=name)
 
 
-def regression_verdict(options: Options, test: str, result: ConfigResult, defaults: GatesSection) -> Verdict:
+def regression_verdict(target: CompareTarget, test: str, result: ConfigResult, defaults: GatesSection) -> Verdict:
     """What fell since the stored run, as one verdict for the config: its outcome the worst of its
     checks, its figures (measured drop, interval, level, n, threshold) those of the check that
     decides it, its message every check's line (current and stored value, the drop, its interval
     and level, the limit)."""
-    name, comparison = compare(options, result, defaults)
+    name, comparison = compare(target, result, defaults)
     return _config_verdict(test, name, comparison, result, defaults)
 
 

@@ -12,13 +12,13 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Protocol
 
+from ..config.spec import SpecConfig
+from ..config.workload import Prompt
+from ..engines.base import EngineSpec
+from ..results import BaselineInfo, EngineFigures, RunWarning
+from ..results.schema import SCHEMA_VERSION
 from .baseline import BaselineError, BaselineStore, fingerprint
-from .config import SpecConfig
-from .engines.base import EngineSpec
-from .plan import Condition
-from .results import BaselineInfo, EngineFigures, RunWarning
-from .schema import SCHEMA_VERSION
-from .workload import Prompt
+from .plan import Recipe
 
 
 class BaselineCache(Protocol):
@@ -55,7 +55,7 @@ class VanillaSource:
         self.baselines = baselines
         self._memo: dict[str, tuple[EngineFigures, float]] = {}  # figures, and when they were kept
 
-    def fingerprint(self, side: EngineSpec, prompts: list[Prompt], config: SpecConfig, condition: Condition) -> str:
+    def fingerprint(self, side: EngineSpec, prompts: list[Prompt], config: SpecConfig, condition: Recipe) -> str:
         """Everything that shapes one condition's vanilla figures; with a store, the machine (or the
         endpoint's server) and the model's content too."""
         parts = {

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import warnings
 
-from .config import GatesSection
-from .gates import Gate, judge
-from .options import Options
-from .regression import regression_verdict
-from .results import ConfigResult, Verdict
+from ..config.spec import GatesSection
+from ..results import ConfigResult, Verdict
+from .compare import CompareTarget, regression_verdict
+from .kinds import Gate, judge
 
 
 class InconclusiveGate(UserWarning):
@@ -17,12 +16,13 @@ class InconclusiveGate(UserWarning):
 
 
 def verdicts_for(
-    options: Options, test: str, gates: list[Gate], result: ConfigResult, defaults: GatesSection
+    test: str, gates: list[Gate], result: ConfigResult, defaults: GatesSection, compare: CompareTarget | None
 ) -> list[Verdict]:
-    """Raises GateUsageError or BaselineError for a gate that cannot be judged as written."""
+    """The markers' verdicts, and `--spec-compare`'s when given. Raises GateUsageError or
+    BaselineError for a gate that cannot be judged as written."""
     verdicts = [verdict for gate in gates for verdict in judge(gate, result, test)]
-    if options.compare:
-        verdicts.append(regression_verdict(options, test, result, defaults))
+    if compare is not None:
+        verdicts.append(regression_verdict(compare, test, result, defaults))
     return verdicts
 
 

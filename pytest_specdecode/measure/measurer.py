@@ -13,23 +13,30 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import Protocol
 
-from .config import SpecConfig
+from ..config.models import resolve_model
+from ..config.sequential import next_look
+from ..config.spec import SpecConfig
+from ..config.workload import WARMUP_PROMPT, Prompt, RenderedPrompts, check_lengths, load_prompts, local_tokenizer, render
+from ..engines.base import Engine, EngineSpec, EngineStartError, Sampling
+from ..engines.metrics import EngineCounters
+from ..engines.pool import EnginePool
+from ..results import ConfigResult, EngineFigures, LosslessCheck, RunResult, Verdict, Window
 from .divergence import score_divergences
-from .engines.base import Engine, EngineSpec, EngineStartError, Sampling
-from .engines.metrics import EngineCounters
-from .engines.pool import EnginePool
-from .gates import Gate, GateUsageError, judge, more_windows_help
 from .lossless import check_lossless, not_measured
-from .measurement import ConfigMeasurement
-from .models import resolve_model
-from .plan import Condition, Step, conditions, plan_windows, window_order
-from .results import ConfigResult, EngineFigures, LosslessCheck, RunResult, Window
-from .sequential import next_look
+from .plan import Recipe, Step, conditions, plan_windows, window_order
+from .state import ConfigMeasurement
 from .vanilla import BaselineCache, VanillaSource
-from .workload import WARMUP_PROMPT, Prompt, RenderedPrompts, check_lengths, load_prompts, local_tokenizer, render
 
 Progress = Callable[[str], None]
+
+
+class Undecided(Protocol):
+    """What sequential sampling asks of a gate (`gates.kinds.Gate` is one), so measuring needs no
+    gate kind: the verdicts on a result that more windows of their condition could resolve."""
+
+    def undecided(self, result: ConfigResult) -> list[Verdict]: ...
 
 
 class MeasurementInterrupted(KeyboardInterrupt):
@@ -101,7 +108,7 @@ class Measurer:
         #: where this process's time went, for the report's session breakdown
         self.seconds: dict[str, float] = {"engine_start": 0.0, "warmup": 0.0, "measurement": 0.0, "scoring": 0.0}
 
-    def measure(self, config: SpecConfig, gates: Sequence[Gate] = ()) -> ConfigResult:
+    def measure(self, config: SpecConfig, gates: Sequence[Undecided] = ()) -> ConfigResult:
         """The comparison for `config`, measured on first request (per content and endpoints).
 
         `gates`: the gates the session's tests put on this config; while one of them is
@@ -114,7 +121,7 @@ class Measurer:
         named = {"config": str(config.path), "config_name": config.name}
         return measured.model_copy(update={**named, "runs": [run.model_copy(update=named) for run in measured.runs]})
 
-    def _measure(self, config: SpecConfig, gates: Sequence[Gate]) -> ConfigResult:
+    def _measure(self, config: SpecConfig, gates: Sequence[Undecided]) -> ConfigResult:
         """Every planned window, then the runs; then more windows for the conditions a gate cannot
         yet decide, look after look; an interrupt still yields the conditions it finished."""
         state = self._prepare(config)
@@ -142,24 +149,19 @@ class Measurer:
             state.windows.setdefault((step.role, step.condition), []).append(window)
 
     def _next_looks(
-        self, state: ConfigMeasurement, runs: list[RunResult], gates: Sequence[Gate]
-    ) -> dict[int, list[Condition]]:
+        self, state: ConfigMeasurement, runs: list[RunResult], gates: Sequence[Undecided]
+    ) -> dict[int, list[Recipe]]:
         """The conditions a gate left inconclusive where more windows could resolve it
-        (`gates.more_windows_help`), grouped by the window count of their next look; none once
+        (`Undecided`), grouped by the window count of their next look; none once
         their budget is spent."""
         if not gates:
             return {}
         result = self._assemble(state, runs)
         run_conditions = {run.condition: condition for run, condition in zip(runs, state.conditions)}
-        unresolved: dict[Condition, list[str]] = {}
+        unresolved: dict[Recipe, list[str]] = {}
         for gate in gates:
-            try:
-                verdicts = judge(gate, result)
-            except GateUsageError:
-                continue  # the test that carries it reports it
-            for verdict in verdicts:
-                if verdict.outcome == "inconclusive" and more_windows_help(gate, verdict):
-                    unresolved.setdefault(run_conditions[verdict.condition], []).append(verdict.gate)
+            for verdict in gate.undecided(result):
+                unresolved.setdefault(run_conditions[verdict.condition], []).append(verdict.gate)
         run, looks = state.config.run, {}
         for condition, labels in unresolved.items():
             measured = state.measured_windows(condition)
@@ -178,13 +180,14 @@ class Measurer:
         prompts = load_prompts(config.workload)
         planned = conditions(config)
         tokenizer = local_tokenizer(spec_side.model, spec_side.engine_args)
-        if tokenizer is not None:
+        texts = None
+        if tokenizer is not None:  # rendered once, here, and sent as rendered
             texts = render(prompts, tokenizer, config.workload.chat_template)
             check_lengths(texts, tokenizer, spec_side.engine_args.get("max_model_len"), str(config.path))
         twin = vanilla_side or spec_side.vanilla_twin()
         fingerprints = {condition: self.vanilla.fingerprint(twin, prompts, config, condition) for condition in planned}
         state = ConfigMeasurement(
-            config, spec_side, vanilla_side, RenderedPrompts(prompts, config.workload.chat_template), planned,
+            config, spec_side, vanilla_side, RenderedPrompts(prompts, config.workload.chat_template, texts), planned,
             fingerprints, starts_before,
         )
         for condition in planned:
@@ -199,7 +202,7 @@ class Measurer:
         state.to_measure = {condition for condition in planned if condition not in state.vanilla}
         return state
 
-    def _runs(self, state: ConfigMeasurement, finished: list[Condition], lossless: bool) -> list[RunResult]:
+    def _runs(self, state: ConfigMeasurement, finished: list[Recipe], lossless: bool) -> list[RunResult]:
         """The measured windows of the `finished` conditions combined into runs, their vanilla sides remembered."""
         state.keep_measured_vanilla(finished)
         return [self._run(state, condition, lossless) for condition in finished]
@@ -217,7 +220,7 @@ class Measurer:
             },
         )
 
-    def _run(self, state: ConfigMeasurement, condition: Condition, lossless: bool) -> RunResult:
+    def _run(self, state: ConfigMeasurement, condition: Recipe, lossless: bool) -> RunResult:
         """One condition's run: its spec windows combined, its T>0 outputs scored, its vanilla side kept."""
         spec, counters = state.spec(condition)
         check = None
@@ -328,6 +331,9 @@ class Measurer:
             prefix_cache_reset=reset,
             client_cpu_s=client.cpu_s if client else None,
             client_lag_ms=client.lag_ms if client else None,
+            repeat=step.repeat,
+            sequence=sum(len(windows) for windows in state.windows.values()),
+            engine_start=self.pool.start_index(side),
         )
         self.progress(f"{config.name}: {side.role} {condition.label}: {window.output_tokens} tokens in {window.duration_s:.1f} s")
         figures = EngineFigures(

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .results import BREAK_EVEN_METRIC, LOAD_AXES, ConfigResult, LoadAxis, RunResult
-from .stats import Distribution
+from ..results import BREAK_EVEN_METRIC, LOAD_AXES, ConfigResult, LoadAxis, RunResult
+from ..results.distribution import Distribution
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -8,8 +8,8 @@ a warm prefix cache) keeps its figures and carries a named `RunWarning`.
 
 from __future__ import annotations
 
-from .config import RunSection
-from .results import EngineFigures, RequestSample, RunWarning, SpecCounters, Window
+from ..config.spec import RunSection
+from ..results import EngineFigures, RequestSample, RunWarning, SpecCounters, Window
 
 #: Mean output lengths further apart than this make a throughput comparison one of unequal work.
 LENGTH_TOLERANCE = 0.05

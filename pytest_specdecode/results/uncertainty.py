@@ -32,7 +32,7 @@ from typing import Literal
 
 import numpy as np
 
-from .sequential import MIN_WINDOWS
+from ..config.sequential import MIN_WINDOWS
 
 #: Index arrays of shape (..., n), one per side, to the statistic of shape (...): scipy calls it
 #: vectorized, a few thousand resamples in one call, which costs milliseconds instead of seconds.
@@ -132,7 +132,7 @@ class LatencyGroups:
         self.starts = np.cumsum(self.lengths) - self.lengths
 
     def p99(self, idx: np.ndarray) -> np.ndarray:
-        """P99 of the values of the requests in each row of `idx`, as `stats.Distribution.of` takes it."""
+        """P99 of the values of the requests in each row of `idx`, as `distribution.Distribution.of` takes it."""
         if np.all(self.lengths == 1):
             return np.percentile(self.values[idx], 99, axis=-1)
         rows = idx.reshape(-1, idx.shape[-1])

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import SpecConfig
-from .engines.base import Sampling
-from .load import LoadLevel, levels
+from ..config.load import LoadLevel, levels
+from ..config.spec import SpecConfig
+from ..engines.base import Sampling
 
 
 @dataclass(frozen=True)
-class Condition:
-    """What one run is measured under: the sampling and, in server mode, a load level.
+class Recipe:
+    """How one run is measured: the sampling and, in server mode, a load level.
 
     The full recipe (seed, max_tokens, burstiness), because it is what the engines are given and
-    what a vanilla fingerprint hashes; a report keys the measured run by `results.Condition`, the
-    part of it a reader selects by (temperature and load).
+    what a vanilla fingerprint hashes; a report keys the measured run by the part of it a reader
+    selects by, temperature and load (`results.Condition`).
     """
 
     sampling: Sampling
@@ -35,12 +35,12 @@ class Step:
     """One measured window of the plan: which side, under which condition, which repeat."""
 
     role: str  # "spec" or "vanilla"
-    condition: Condition
+    condition: Recipe
     repeat: int
 
 
 def plan_windows(
-    conditions: list[Condition], repeats: int, both_fit: bool, vanilla_conditions: set[Condition], first: int = 0
+    conditions: list[Recipe], repeats: int, both_fit: bool, vanilla_conditions: set[Recipe], first: int = 0
 ) -> list[Step]:
     """The order of the measured windows, as data: repeats `first` to `repeats` - 1 (a sequential
     look adds windows to those already measured).
@@ -74,13 +74,13 @@ def window_order(both_fit: bool) -> str:
     return "abba" if both_fit else "blocks"
 
 
-def conditions(config: SpecConfig) -> list[Condition]:
+def conditions(config: SpecConfig) -> list[Recipe]:
     """Every condition a config is measured under: temperatures, times load levels in server mode."""
     workload = config.workload
     samplings = [
         Sampling(t, workload.max_tokens, workload.top_p, workload.seed, workload.ignore_eos) for t in workload.temperatures
     ]
     if config.run.mode == "offline":
-        return [Condition(sampling) for sampling in samplings]
+        return [Recipe(sampling) for sampling in samplings]
     loads = levels(workload.concurrency, workload.request_rate, workload.burstiness)
-    return [Condition(sampling, load) for sampling in samplings for load in loads]
+    return [Recipe(sampling, load) for sampling in samplings for load in loads]

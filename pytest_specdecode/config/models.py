@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .config import ConfigError
+from .spec import ConfigError
 
 BUILTIN_PREFIX = "builtin:"
 

@@ -9,12 +9,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from .config import ConfigError, WorkloadSection
-
-if TYPE_CHECKING:
-    from .engines.base import Engine
+from .spec import ConfigError, WorkloadSection
 
 _PASSAGES = (
     "The committee met on Tuesday to review the budget. After a long discussion, members agreed to "
@@ -170,14 +167,21 @@ def render(prompts: list[Prompt], tokenizer: ChatTokenizer, chat_template: bool)
     return rendered
 
 
+class TokenizerOwner(Protocol):
+    """What rendering needs of an engine (the `Engine` protocol's `tokenizer`)."""
+
+    def tokenizer(self) -> ChatTokenizer: ...
+
+
 class RenderedPrompts:
-    """The prompts as text, rendered once with the first engine's tokenizer (all share the target's)."""
+    """The prompts as text, rendered once: with the target's local tokenizer before any engine
+    starts when there is one (`text`), else with the first engine's (all share the target's)."""
 
-    def __init__(self, prompts: list[Prompt], chat_template: bool) -> None:
+    def __init__(self, prompts: list[Prompt], chat_template: bool, text: list[str] | None = None) -> None:
         self._prompts, self._chat_template = prompts, chat_template
-        self._text: list[str] | None = None
+        self._text = text
 
-    def for_engine(self, engine: Engine) -> list[str]:
+    def for_engine(self, engine: TokenizerOwner) -> list[str]:
         if self._text is None:
             self._text = render(self._prompts, engine.tokenizer(), self._chat_template)
         return self._text

@@ -1,14 +1,15 @@
 """Why a gate missed: the failure message a user reads in place of a bare number.
 
 A missed threshold alone says nothing about what to change, so the message carries the measured
-value and its interval, the per-position table and vLLM's tuning advice. Kept apart from `gates`,
+value and its interval, the per-position table and vLLM's tuning advice. Kept apart from `kinds`,
 which decides pass or fail: these functions only describe a run and know no gate kind.
 """
 
 from __future__ import annotations
 
-from .divergence import describe
-from .results import RunResult
+from collections.abc import Sequence
+
+from ..results import Divergence, RunResult
 
 
 def explain(
@@ -126,3 +127,25 @@ def advice(run: RunResult) -> list[str]:
     if run.temperature > 0:
         tips.append(f"  note: sampling at T={run.temperature:g} lowers acceptance; compare with the T=0 run")
     return tips
+
+
+def describe(divergences: Sequence[Divergence], requests: int) -> list[str]:
+    """Lines for a failed T=0 check: how many of the `requests` differ, how many of those part at a
+    near-tie, and the widest other gaps."""
+    if not divergences:
+        return []
+    ties = [d for d in divergences if d.near_tie]
+    apart = sorted((d for d in divergences if d.vanilla_token_gap_nats is not None and not d.near_tie),
+                   key=lambda d: -abs(d.vanilla_token_gap_nats or 0.0))
+    ended = len(divergences) - len(ties) - len(apart)
+    differ = "differs" if len(divergences) == 1 else "differ"
+    lines = [f"  {len(divergences)} of {requests} requests {differ} from vanilla; at the first differing token the target "
+             f"(vanilla engine) scores the two tokens within {divergences[0].near_tie_nats:g} nats in {len(ties)} "
+             "(near-ties: batch-dependent numerics, not the verifier)"]
+    if apart:
+        widest = ", ".join(f"{d.where}: {d.vanilla_token_gap_nats:+.2f}" for d in apart[:3])
+        lines.append(f"  and by more in {len(apart)}, gaps a verifier that keeps the target's greedy choice should not "
+                     f"leave (widest first, vanilla's token minus spec's: {widest})")
+    if ended:
+        lines.append(f"  {ended} not scored (one output is a prefix of the other, or scoring was not possible)")
+    return lines

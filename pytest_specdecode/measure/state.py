@@ -1,6 +1,6 @@
 """What measuring one config accumulates, and the runs it becomes: no engine in here.
 
-`Measurer` (measure.py) drives the engines and fills a `ConfigMeasurement` window by window; what
+`Measurer` (measurer.py) drives the engines and fills a `ConfigMeasurement` window by window; what
 is pure about turning those windows into judged `RunResult`s lives here, beside the state it reads,
 so an interrupt half-way through and a finished config are assembled from the same object.
 """
@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from ..config.spec import SpecConfig
+from ..config.workload import RenderedPrompts
+from ..engines.base import EngineSpec
+from ..engines.metrics import EngineCounters
+from ..results import BaselineInfo, EngineFigures, LosslessCheck, RunResult, SpecCounters
 from .checks import invalid_reason, outputs_match, run_warnings, speedup_basis
-from .config import SpecConfig
-from .engines.base import EngineSpec
-from .engines.metrics import EngineCounters
-from .plan import Condition, Step
-from .results import BaselineInfo, EngineFigures, LosslessCheck, RunResult, SpecCounters
-from .workload import RenderedPrompts
+from .plan import Recipe, Step
 
 
 @dataclass
@@ -28,17 +28,17 @@ class ConfigMeasurement:
     spec_side: EngineSpec
     vanilla_side: EngineSpec | None
     rendered: RenderedPrompts
-    conditions: list[Condition]
-    fingerprints: dict[Condition, str]
+    conditions: list[Recipe]
+    fingerprints: dict[Recipe, str]
     #: the pool's starts before this config: those after it were caused by it
     starts_before: int
     #: `plan.window_order`: abba with both engines live, else blocks
     order: str = "abba"
-    vanilla: dict[Condition, EngineFigures] = field(default_factory=dict)
-    baseline_of: dict[Condition, BaselineInfo] = field(default_factory=dict)
+    vanilla: dict[Recipe, EngineFigures] = field(default_factory=dict)
+    baseline_of: dict[Recipe, BaselineInfo] = field(default_factory=dict)
     #: the conditions whose vanilla side is measured here (not known from the memo or a store)
-    to_measure: set[Condition] = field(default_factory=set)
-    windows: dict[tuple[str, Condition], list[tuple[EngineFigures, EngineCounters]]] = field(default_factory=dict)
+    to_measure: set[Recipe] = field(default_factory=set)
+    windows: dict[tuple[str, Recipe], list[tuple[EngineFigures, EngineCounters]]] = field(default_factory=dict)
 
     def side(self, role: str) -> EngineSpec:
         """The engine a plan step of `role` runs on."""
@@ -46,7 +46,7 @@ class ConfigMeasurement:
         assert side is not None  # the plan has vanilla steps only where a vanilla side exists
         return side
 
-    def finished(self, plan: list[Step]) -> list[Condition]:
+    def finished(self, plan: list[Step]) -> list[Recipe]:
         """The conditions whose every planned window was measured: what an interrupt keeps."""
         planned = Counter((step.role, step.condition) for step in plan)
         return [
@@ -54,7 +54,7 @@ class ConfigMeasurement:
             if all(len(self.windows.get(key, [])) == n for key, n in planned.items() if key[1] == condition)
         ]
 
-    def keep_measured_vanilla(self, finished: list[Condition]) -> None:
+    def keep_measured_vanilla(self, finished: list[Recipe]) -> None:
         """The vanilla windows measured here, combined per condition, become that condition's vanilla side."""
         for condition in self.to_measure & set(finished):
             self.vanilla[condition] = EngineFigures.combined([f for f, _ in self.windows[("vanilla", condition)]])
@@ -62,17 +62,17 @@ class ConfigMeasurement:
                 source="measured", fingerprint=self.fingerprints[condition], age_s=0.0
             )
 
-    def measured_windows(self, condition: Condition) -> int:
+    def measured_windows(self, condition: Recipe) -> int:
         """Spec windows measured so far for a condition: where its next sequential look starts."""
         return len(self.windows.get(("spec", condition), []))
 
-    def spec(self, condition: Condition) -> tuple[EngineFigures, SpecCounters]:
+    def spec(self, condition: Recipe) -> tuple[EngineFigures, SpecCounters]:
         """The spec side of a condition, its repeats combined, and its counters summed over them."""
         windows = self.windows[("spec", condition)]
         return EngineFigures.combined([f for f, _ in windows]), sum((c.spec for _, c in windows), SpecCounters())
 
     def run_result(
-        self, condition: Condition, counters: SpecCounters, spec: EngineFigures, check: LosslessCheck | None
+        self, condition: Recipe, counters: SpecCounters, spec: EngineFigures, check: LosslessCheck | None
     ) -> RunResult:
         """The run as reported: the config's identity, both sides, and what the checks make of them."""
         config, vanilla, sampling = self.config, self.vanilla[condition], condition.sampling

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from .results import Divergence, RequestSample
+from ..results import Divergence, RequestSample
 
 #: Gaps at most this wide (nats, in either direction) count as near-ties: a rule of thumb, not a
 #: bound. A gap in log-probability is the gap in logits, and bf16 logits come in steps of 0.125
@@ -61,24 +61,3 @@ def score_divergences(
         for r, p in differences
     ]
 
-
-def describe(divergences: Sequence[Divergence], requests: int) -> list[str]:
-    """Lines for a failed T=0 check: how many of the `requests` differ, how many of those part at a
-    near-tie, and the widest other gaps."""
-    if not divergences:
-        return []
-    ties = [d for d in divergences if d.near_tie]
-    apart = sorted((d for d in divergences if d.vanilla_token_gap_nats is not None and not d.near_tie),
-                   key=lambda d: -abs(d.vanilla_token_gap_nats or 0.0))
-    ended = len(divergences) - len(ties) - len(apart)
-    differ = "differs" if len(divergences) == 1 else "differ"
-    lines = [f"  {len(divergences)} of {requests} requests {differ} from vanilla; at the first differing token the target "
-             f"(vanilla engine) scores the two tokens within {NEAR_TIE_NATS:g} nats in {len(ties)} "
-             "(near-ties: batch-dependent numerics, not the verifier)"]
-    if apart:
-        widest = ", ".join(f"{d.where}: {d.vanilla_token_gap_nats:+.2f}" for d in apart[:3])
-        lines.append(f"  and by more in {len(apart)}, gaps a verifier that keeps the target's greedy choice should not "
-                     f"leave (widest first, vanilla's token minus spec's: {widest})")
-    if ended:
-        lines.append(f"  {ended} not scored (one output is a prefix of the other, or scoring was not possible)")
-    return lines

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .results import Condition, ConfigResult, EngineFigures, Environment, RunResult
-from .schema import SCHEMA_VERSION, BaselineError, Model, read_document, validated, write_document
-from .sequential import ALPHA
-from .uncertainty import MIN_WINDOWS
+from ..config.sequential import ALPHA
+from ..results import Condition, ConfigResult, EngineFigures, Environment, RunResult
+from ..results.schema import SCHEMA_VERSION, BaselineError, Model, read_document, validated, write_document
+from ..results.uncertainty import MIN_WINDOWS
 
 RUN_KIND = "specdecode-run"
 _RUN_NAME = re.compile(r"[A-Za-z0-9._-]+")
@@ -305,7 +305,7 @@ def _contributions(run: RunResult) -> list[float] | None:
     outputs, so a prompt is the unit, not a request): the spread of accepted tokens per decode step
     over prompts (a ratio of sums, R = sum(a_i) / sum(s_i); prompt i contributes
     (a_i - R s_i) / mean(s)), scaled onto vLLM's counter figure as the run's own interval is."""
-    from .results.intervals import accepted_steps_by_prompt
+    from ..results.intervals import accepted_steps_by_prompt
 
     accepted, steps = accepted_steps_by_prompt(run.spec.samples)
     if steps.size < 2 or run.acceptance_rate is None or accepted.sum() <= 0:

@@ -22,12 +22,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from . import __version__
-from .engines.base import EngineSpec, auth_headers
-from .engines.vllm_info import environment as installed_environment
-from .engines.vllm_info import server_identity
-from .results import EngineFigures, Environment
-from .schema import SCHEMA_VERSION, BaselineError, Model, older_schema, read_document, validated, write_document
+from .. import __version__
+from ..engines.base import EngineSpec, auth_headers
+from ..engines.vllm_info import environment as installed_environment
+from ..engines.vllm_info import server_identity
+from ..results import EngineFigures, Environment
+from ..results.schema import SCHEMA_VERSION, BaselineError, Model, older_schema, read_document, validated, write_document
 
 BASELINE_KIND = "specdecode-baseline"
 

@@ -31,8 +31,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from .results import LosslessCheck, RequestSample
-from .sequential import ALPHA, LOSSLESS_MARGIN
+from ..config.sequential import ALPHA, LOSSLESS_MARGIN
+from ..results import LosslessCheck, RequestSample
 
 #: Below this many pairs the t approximation and the power are too poor to say anything.
 MIN_PAIRS = 8

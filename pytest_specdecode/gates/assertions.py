@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .gates import Gate, judge, parse_gate
-from .results import ConfigResult, Verdict
-from .verdicts import failures
+from ..results import ConfigResult, Verdict
+from .kinds import Gate, judge, parse_gate
+from .policy import failures
 
 
 class GateFailure(AssertionError):

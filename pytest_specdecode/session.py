@@ -97,7 +97,7 @@ class SpecSession:
     def _load(self, config: SpecConfig) -> SpecConfig:
         if self.options.mode:
             config = config.model_copy(update={"run": config.run.model_copy(update={"mode": self.options.mode})})
-        k = config.speculative.num_speculative_tokens
+        k = max(config.speculative.k_values)
         if k > SANE_MAX_K:
             warnings.warn(LargeK(
                 f"{config.path}: [speculative] num_speculative_tokens = {k}: beyond {SANE_MAX_K} drafts per step "

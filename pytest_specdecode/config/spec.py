@@ -16,6 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .sequential import LOSSLESS_MARGIN, MIN_P99_REQUESTS, MIN_WINDOWS, interval_level
 
+#: A draft that takes more than this share of the KV cache is past the field's rule of thumb (a
+#: draft within ~15 % of the memory left after the target's weights): `[gates] max_kv_capacity_loss`.
+KV_CAPACITY_LOSS_LIMIT = 0.15
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised only on Python 3.10
@@ -65,10 +69,37 @@ class SpeculativeSection(BaseModel):
 
     method: str | None = None
     model: str | None = None
-    num_speculative_tokens: int = Field(ge=1)
+    num_speculative_tokens: int | list[int] = Field(
+        description="draft tokens per step; a list is a K sweep: one spec engine per K, all against one vanilla"
+    )
     prompt_lookup_min: int | None = Field(default=None, ge=1)
     prompt_lookup_max: int | None = Field(default=None, ge=1)
     draft_tensor_parallel_size: int | None = Field(default=None, ge=1)
+
+    @field_validator("num_speculative_tokens", mode="before")
+    @classmethod
+    def _check_k(cls, value: Any) -> int | list[int]:
+        """Checked before the union sees it, so a bad value gets one plain message, not one per member."""
+        def integer(k: Any) -> bool:
+            return isinstance(k, int) and not isinstance(k, bool)
+
+        if not (integer(value) or (isinstance(value, list) and all(integer(k) for k in value))):
+            raise ValueError(f"Input should be an integer (a list of integers for a K sweep), got {value!r}")
+        if not isinstance(value, list):
+            if value < 1:
+                raise ValueError("Input should be greater than or equal to 1")
+            return value
+        if not value or any(k < 1 for k in value):
+            raise ValueError(f"a K sweep needs one or more K, each >= 1, got {value}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"a K appears twice in the sweep {value}")
+        return sorted(value)
+
+    @property
+    def k_values(self) -> list[int]:
+        """Every K to measure: one, or a sweep's."""
+        k = self.num_speculative_tokens
+        return list(k) if isinstance(k, list) else [k]
 
     @model_validator(mode="after")
     def _check_consistency(self) -> SpeculativeSection:
@@ -206,6 +237,10 @@ class GatesSection(_Section):
     p99_regression_tolerance: float = Field(
         default=0.05, ge=0, description="break-even: E2E P99 this fraction above vanilla's is noise, not a regression"
     )
+    max_kv_capacity_loss: float = Field(
+        default=KV_CAPACITY_LOSS_LIMIT, ge=0, le=1, description="the share of vanilla's KV-cache capacity a draft may "
+        "take: max_kv_capacity_loss gates' default threshold, and where the decision says leave the draft off"
+    )
 
 
 class SpecConfig(_Section):
@@ -219,6 +254,18 @@ class SpecConfig(_Section):
     @property
     def name(self) -> str:
         return self.path.stem
+
+    @property
+    def k_sweep(self) -> bool:
+        return isinstance(self.speculative.num_speculative_tokens, list)
+
+    def variants(self) -> list[SpecConfig]:
+        """One config per K of a sweep (the config itself when K is one number): each measures as a
+        config of its own, and their vanilla side is shared (one fingerprint)."""
+        if not self.k_sweep:
+            return [self]
+        return [self.model_copy(update={"speculative": self.speculative.model_copy(update={"num_speculative_tokens": k})})
+                for k in self.speculative.k_values]
 
     def content_key(self) -> str:
         """What makes two configs the same measurement: everything but their path and gates, and the

@@ -19,6 +19,9 @@ SPEC_COUNTER_NAMES = {
 }
 PER_POSITION_NAME = "vllm:spec_decode_num_accepted_tokens_per_pos"
 GENERATION_TOKENS_NAME = "vllm:generation_tokens"
+#: The count of vLLM's tokens-per-engine-step histogram: one observation per engine step, so the
+#: number of forward passes (prefill and decode, a draft-and-verify step counting once).
+ENGINE_STEPS_NAME = "vllm:iteration_tokens_total_count"
 CACHE_INFO_NAME = "vllm:cache_config_info"
 
 
@@ -28,23 +31,29 @@ class EngineCounters:
 
     spec: SpecCounters
     generation_tokens: int | None
+    engine_steps: int | None = None
 
     def minus(self, earlier: EngineCounters) -> EngineCounters:
-        tokens = None
-        if self.generation_tokens is not None and earlier.generation_tokens is not None:
-            tokens = self.generation_tokens - earlier.generation_tokens
-        return EngineCounters(self.spec.minus(earlier.spec), tokens)
+        tokens = _delta(self.generation_tokens, earlier.generation_tokens)
+        return EngineCounters(self.spec.minus(earlier.spec), tokens, _delta(self.engine_steps, earlier.engine_steps))
+
+
+def _delta(now: int | None, before: int | None) -> int | None:
+    return None if now is None or before is None else now - before
 
 
 def parse_counters(text: str) -> EngineCounters:
-    """Spec-decode counters and generated tokens from a /metrics page, summed over engines."""
+    """Spec-decode counters, generated tokens and engine steps from a /metrics page, summed over engines."""
     from prometheus_client.parser import text_string_to_metric_families
 
     totals: dict[str, int] = dict.fromkeys(SPEC_COUNTER_NAMES.values(), 0)
     by_position: dict[int, int] = {}
     generation: int | None = None
+    steps: int | None = None
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
+            if sample.name == ENGINE_STEPS_NAME:
+                steps = (steps or 0) + int(sample.value)
             if not sample.name.endswith("_total"):
                 continue
             name = sample.name.removesuffix("_total")
@@ -56,7 +65,7 @@ def parse_counters(text: str) -> EngineCounters:
             elif name == GENERATION_TOKENS_NAME:
                 generation = (generation or 0) + int(sample.value)
     per_position = [by_position.get(p, 0) for p in range(max(by_position) + 1)] if by_position else []
-    return EngineCounters(SpecCounters(**totals, accepted_per_position=per_position), generation)
+    return EngineCounters(SpecCounters(**totals, accepted_per_position=per_position), generation, steps)
 
 
 def parse_kv_cache_tokens(text: str) -> int | None:

@@ -27,7 +27,7 @@ from .markers import MARKER_HELP
 
 SPEEDUP_METRICS = ("throughput", "tpot")
 ACCEPTANCE_PERCENTILES = (10, 50, 90)
-_RUN_SELECTORS = frozenset({"temperature", "concurrency", "request_rate"})
+_RUN_SELECTORS = frozenset({"temperature", "concurrency", "request_rate", "k"})
 
 
 class GateUsageError(ValueError):
@@ -51,6 +51,7 @@ class Gate:
     metric: str | None = None
     concurrency: int | None = None
     request_rate: float | None = None
+    k: int | None = None  # in a K sweep, one draft length
 
     @property
     def label(self) -> str:
@@ -145,6 +146,16 @@ def _lossless(gate: Gate, run: RunResult) -> float | None:
     return None if check is None else check.mean_difference
 
 
+def _kv_capacity_loss(gate: Gate, run: RunResult) -> float | None:
+    return None if run.kv_cache_ratio is None else 1.0 - run.kv_cache_ratio
+
+
+def _exact_interval(gate: Gate, run: RunResult) -> FoundInterval:
+    """A figure vLLM allocates rather than samples: its interval is the point."""
+    value = KINDS[gate.kind].measured(gate, run)
+    return (None if value is None else [value, value]), "vLLM's KV-cache block allocation (a count: no sampling noise)", 1
+
+
 def _speedup_defined(gate: Gate, runs: list[RunResult]) -> None:
     """A throughput gate on a paced level would judge a speedup of about 1 whatever the engines do
     (`RunResult.speedup`), so it is the marker that is wrong, not the config."""
@@ -185,6 +196,11 @@ KINDS: dict[str, GateKind] = {kind.name: kind for kind in (
         default=lambda d: d.lossless_min_match if d is not None and d.lossless_min_match is not None else 1.0,
         in_range=_unit_interval, range_text="within [0, 1]", measured=_lossless, threshold_keyword="min_match",
         outputs=True,
+    ),
+    GateKind(
+        name="max_kv_capacity_loss", options=_RUN_SELECTORS,
+        default=lambda d: d.max_kv_capacity_loss if d else None, in_range=_unit_interval, range_text="within [0, 1]",
+        measured=_kv_capacity_loss, at_most=True, interval=_exact_interval,
     ),
 )}
 
@@ -245,12 +261,17 @@ def _checked_options(kind: GateKind, kwargs: dict[str, Any]) -> dict[str, Any]:
         options["concurrency"] = int(_number(name, "concurrency", kwargs["concurrency"]))
     if kwargs.get("request_rate") is not None:
         options["request_rate"] = _number(name, "request_rate", kwargs["request_rate"])
+    if kwargs.get("k") is not None:
+        k = kwargs["k"]
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise GateUsageError(f"{name}: k is one num_speculative_tokens of a K sweep (int >= 1), got {k!r}")
+        options["k"] = k
     return options
 
 
 def judge(gate: Gate, result: ConfigResult, test: str = "") -> list[Verdict]:
     """One verdict per run the gate applies to; a gate that matches no run is a usage error."""
-    runs = result.select(gate.temperature, gate.concurrency, gate.request_rate)
+    runs = result.select(gate.temperature, gate.concurrency, gate.request_rate, gate.k)
     if not runs:
         raise GateUsageError(f"{gate.label}: no measured run matches (runs: {', '.join(r.label for r in result.runs)})")
     check_runs = KINDS[gate.kind].check_runs

@@ -3,7 +3,7 @@ the plugin registers them in every pytest run; what each marker means (options, 
 direction, interval) is its row of `kinds.KINDS`, which reads its help from here. "Shown" means the
 whole interval lies on that side; anything else is inconclusive (`--spec-inconclusive`)."""
 
-GATE_MARKERS = ("min_acceptance", "min_speedup", "max_p99_regression", "lossless")
+GATE_MARKERS = ("min_acceptance", "min_speedup", "max_p99_regression", "lossless", "max_kv_capacity_loss")
 
 MARKER_HELP = {
     "min_acceptance": "min_acceptance(x, *, temperature=None, position=None, percentile=None, concurrency=None, "
@@ -17,4 +17,7 @@ MARKER_HELP = {
     "lossless": "lossless(min_match=1.0, *, temperature=None): at T=0 fail when fewer than min_match "
     "of outputs equal vanilla's token for token; at T>0 pass when the outputs' target log-likelihood is shown "
     "within [gates] lossless_margin of vanilla's, fail when shown different",
+    "max_kv_capacity_loss": "max_kv_capacity_loss(x=[gates] max_kv_capacity_loss, *, temperature=None, "
+    "concurrency=None, request_rate=None): fail when the spec engine's KV-cache capacity is below vanilla's by more "
+    "than x (0.15 = 15%: the draft's weights and its own KV), pass when within it",
 }

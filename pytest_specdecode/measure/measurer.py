@@ -116,7 +116,7 @@ class Measurer:
         `[run] max_repeats`)."""
         key = config.content_key() + repr(self.endpoints)
         if key not in self._measured:
-            self._measured[key] = self._measure(config, gates)
+            self._measured[key] = self._measure(config, gates) if not config.k_sweep else self._sweep(config, gates)
         measured = self._measured[key]
         named = {"config": str(config.path), "config_name": config.name}
         return measured.model_copy(update={**named, "runs": [run.model_copy(update=named) for run in measured.runs]})
@@ -142,6 +142,20 @@ class Measurer:
             partial = self._assemble(state, self._runs(state, state.finished(plan), lossless=False))
             raise MeasurementInterrupted(interrupt, partial, len(state.conditions)) from interrupt
         return self._assemble(state, self._with_divergences(state, runs))
+
+    def _sweep(self, config: SpecConfig, gates: Sequence[Undecided]) -> ConfigResult:
+        """A K sweep: each K measured as a config of its own (its own spec engine, the vanilla side
+        measured once and reused), their runs one result with K in each run's condition."""
+        done: list[ConfigResult] = []
+        try:
+            for variant in config.variants():
+                self.progress(f"{config.name}: K={variant.speculative.num_speculative_tokens} of the sweep "
+                              f"{config.speculative.k_values}")
+                done.append(self._measure(variant, gates))
+        except MeasurementInterrupted as interrupted:
+            interrupted.partial = _swept([*done, interrupted.partial])
+            raise
+        return _swept(done)
 
     def _run_plan(self, state: ConfigMeasurement, plan: list[Step]) -> None:
         for step in plan:
@@ -214,6 +228,7 @@ class Measurer:
             config_name=config.name,
             runs=runs,
             p99_regression_tolerance=config.gates.p99_regression_tolerance,
+            kv_capacity_loss_limit=config.gates.max_kv_capacity_loss,
             # the starts this measurement caused: an engine shared with an earlier config is not billed twice
             engine_start_s={
                 role: seconds for key, role, seconds in self.pool.starts[state.starts_before:] if key in keys
@@ -328,6 +343,7 @@ class Measurer:
             output_tokens=sum(s.output_tokens for s in samples),
             started_at=started_at,
             engine_generation_tokens=counters.generation_tokens,
+            engine_steps=counters.engine_steps,
             prefix_cache_reset=reset,
             client_cpu_s=client.cpu_s if client else None,
             client_lag_ms=client.lag_ms if client else None,
@@ -341,3 +357,11 @@ class Measurer:
         )
         return figures, counters
 
+
+def _swept(results: list[ConfigResult]) -> ConfigResult:
+    """The K variants' results as one: every run marked as one K of a sweep, engine starts by K."""
+    runs = [run.model_copy(update={"k_swept": True}) for result in results for run in result.runs]
+    starts = {f"{role} K={run_k}": seconds for result in results
+              for run_k in {run.num_speculative_tokens for run in result.runs}
+              for role, seconds in result.engine_start_s.items()}
+    return results[0].model_copy(update={"runs": runs, "engine_start_s": starts})

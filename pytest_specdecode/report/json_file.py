@@ -7,7 +7,8 @@ from typing import Any
 
 from pydantic import Field
 
-from ..results import BreakEven, ConfigResult, Environment, RunResult, Verdict
+from ..results import BreakEven, ConfigResult, Environment, Ranking, RunResult, Verdict, rank
+from ..results.decision import Statement
 from ..results.schema import SCHEMA_VERSION, Model, write_document
 
 
@@ -21,6 +22,10 @@ class Report(Model):
                                        "with the lossless verdict (a method on the check, so not in the dump)")
     engine_start_s: dict[str, dict[str, float]]
     break_even: dict[str, list[BreakEven]]
+    decision: dict[str, list[Statement]] = Field(default_factory=dict, description="per config: where speculation "
+                                                 "pays, where to leave it off, and why")
+    ranking: list[Ranking] = Field(default_factory=list, description="per condition, the configs (and Ks) that "
+                                   "share a target and workload, fastest first, neighbours compared")
     gates: list[Verdict]
     timing_s: dict[str, float] = Field(default_factory=dict)
     failed_configs: dict[str, str] = Field(default_factory=dict)
@@ -40,6 +45,8 @@ def build_report(
         runs=[_run_dict(run) for result in results for run in result.runs],
         engine_start_s={r.config_name: r.engine_start_s for r in results},
         break_even={r.config_name: r.break_even for r in results},
+        decision={r.config_name: r.decision for r in results},
+        ranking=rank(run for result in results for run in result.runs),
         gates=verdicts,
         timing_s=timing or {},
         failed_configs=failures or {},

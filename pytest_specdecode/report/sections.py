@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from ..results import SWEEP_NOISE, BaselineInfo, BreakEven, ConfigResult, RunWarning
+from ..results import SWEEP_NOISE, BaselineInfo, BreakEven, ConfigResult, RunWarning, rank
 from .table import fmt
 
 
@@ -24,6 +24,22 @@ def sections(results: list[ConfigResult], whole: bool) -> list[tuple[str, str, l
         ("break-even", "Break-even", break_even_lines(results)),
         ("note", "Notes", acceptance_notes(results)),
         ("engines", "Engines", engine_lines(results)),
+        ("ranking", "Ranking", ranking_lines(results)),
+        ("decision", "Decision", decision_lines(results)),
+    ]
+
+
+def ranking_lines(results: Iterable[ConfigResult]) -> list[str]:
+    """Configs and Ks sharing a target, workload and condition, against each other."""
+    return [f"{ranking.condition} ({ranking.metric} speedup, level {ranking.level:.3g}): {ranking.summary}"
+            for ranking in rank(run for result in results for run in result.runs)]
+
+
+def decision_lines(results: Iterable[ConfigResult]) -> list[str]:
+    """Each config's decision (`ConfigResult.decision`): what to do where, and why, with the evidence."""
+    return [
+        f"{result.config_name}{' ' + statement.where if statement.where else ''}: {statement.advice}: {statement.text}"
+        for result in results for statement in result.decision
     ]
 
 
@@ -51,6 +67,7 @@ def interval_lines(results: Iterable[ConfigResult]) -> list[str]:
             ("speedup", run.speedup_ci, ".2f"),
             ("TPOT speedup", run.tpot_speedup_ci, ".2f"),
             ("E2E P99 regression", run.p99_regression_ci.get("e2e"), "+.2f"),
+            ("step cost", run.step_cost_ratio_ci, ".2f"),
         ]
         shown = [f"{name} {ci[0]:{spec}}..{ci[1]:{spec}}" for name, ci, spec in parts if ci is not None]
         if shown:

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pydantic import Field, PrivateAttr, computed_field
 
 from .break_even import LOAD_AXES, BreakEven, break_even
+from ..config.spec import KV_CAPACITY_LOSS_LIMIT
+from .decision import Statement, decide
 from .run import RunResult
 from .schema import Model
 from .verdict import Verdict
@@ -36,6 +38,11 @@ class ConfigResult(Model):
     engine_start_s: dict[str, float] = Field(default_factory=dict)
     p99_regression_tolerance: float = Field(
         default=0.05, ge=0, description="the config's [gates] p99_regression_tolerance (same default), for break_even"
+    )
+    kv_capacity_loss_limit: float = Field(
+        default=KV_CAPACITY_LOSS_LIMIT, ge=0, le=1,
+        description="the share of vanilla's KV cache a draft may take before the decision says leave it off "
+        "([gates] max_kv_capacity_loss, else the rule of thumb)",
     )
 
     _sink: VerdictSink | None = PrivateAttr(default=None)
@@ -67,16 +74,24 @@ class ConfigResult(Model):
                     points.append(break_even(temperature, axis, sweep, self.p99_regression_tolerance))
         return points
 
+    @computed_field
+    @property
+    def decision(self) -> list[Statement]:
+        """Where speculation pays and where to leave it off, and why, each statement with its evidence."""
+        return decide(self.runs, self.break_even, self.p99_regression_tolerance, self.kv_capacity_loss_limit)
+
     def select(
-        self, temperature: float | None = None, concurrency: int | None = None, request_rate: float | None = None
+        self, temperature: float | None = None, concurrency: int | None = None, request_rate: float | None = None,
+        k: int | None = None,
     ) -> list[RunResult]:
-        """The runs at that temperature / load level (all of them where an argument is None)."""
+        """The runs at that temperature / load level / draft length (all of them where an argument is None)."""
         return [
             run
             for run in self.runs
             if (temperature is None or abs(run.temperature - temperature) < 1e-9)
             and (concurrency is None or run.concurrency == concurrency)
             and (request_rate is None or run.request_rate == request_rate)
+            and (k is None or run.num_speculative_tokens == k)
         ]
 
     def run(self, temperature: float | None = None, **load: int | float | None) -> RunResult:

@@ -97,6 +97,10 @@ class Window(Model):
     engine_generation_tokens: int | None = Field(
         default=None, description="the engine's own vllm:generation_tokens delta over the window"
     )
+    engine_steps: int | None = Field(
+        default=None, description="the engine's forward passes over the window (the count of vLLM's "
+        "vllm:iteration_tokens_total histogram); None where the engine does not publish it"
+    )
     prefix_cache_reset: bool = Field(description="whether the engine's prefix cache was emptied before the window")
     client_cpu_s: float | None = Field(default=None, description="server mode: CPU time of the measuring client")
     client_lag_ms: float | None = Field(
@@ -141,6 +145,27 @@ class EngineFigures(Model):
     @property
     def tokens_per_s(self) -> float | None:
         return ratio(self.output_tokens, self.duration_s)
+
+    @computed_field
+    @property
+    def engine_steps(self) -> int | None:
+        """Forward passes over the measured windows; None unless every window counted them."""
+        steps = [window.engine_steps for window in self.windows]
+        return None if not steps or None in steps else sum(steps)
+
+    @computed_field
+    @property
+    def tokens_per_step(self) -> float | None:
+        """Output tokens per forward pass: about the batch's size on vanilla, times the tokens each
+        request gains per step on a speculative engine."""
+        return ratio(self.output_tokens, self.engine_steps)
+
+    @computed_field
+    @property
+    def ms_per_step(self) -> float | None:
+        """Wall time per forward pass (a speculative step: draft passes plus one verify pass)."""
+        seconds = ratio(self.duration_s, self.engine_steps)
+        return None if seconds is None else seconds * 1e3
 
     @computed_field
     @property

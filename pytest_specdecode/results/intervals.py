@@ -56,6 +56,15 @@ def speedup_ci(spec: EngineFigures, vanilla: EngineFigures, paired: bool, level:
     return _bounds(speedup_interval(spec, vanilla, Resampling(level=level)))
 
 
+def step_cost_ratio_ci(spec: EngineFigures, vanilla: EngineFigures, paired: bool, level: float) -> list[float] | None:
+    """Spec time per engine step over vanilla's, pooled over each side's windows (time over steps);
+    None unless every window counted its steps, or with too few windows (`pooled_ratio_interval`)."""
+    sides = [([w.duration_s for w in f.windows], [w.engine_steps for w in f.windows]) for f in (spec, vanilla)]
+    if any(None in steps for _, steps in sides):
+        return None
+    return _bounds(pooled_ratio_interval(sides[0], sides[1], paired, level))
+
+
 def tpot_speedup_ci(spec: EngineFigures, vanilla: EngineFigures, paired: bool, level: float) -> list[float] | None:
     """Vanilla mean TPOT over spec mean TPOT, each mean over all of a side's requests: per window,
     requests with a TPOT over the sum of their TPOTs, pooled as for the throughput speedup."""

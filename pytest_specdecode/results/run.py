@@ -29,6 +29,8 @@ class Condition(Model, frozen=True):
     temperature: float
     concurrency: int | None = None
     request_rate: float | None = None
+    k: int | None = Field(default=None, exclude_if=lambda k: k is None,
+                          description="the draft length, in a K sweep only (absent otherwise)")
 
     @property
     def label(self) -> str:
@@ -37,7 +39,7 @@ class Condition(Model, frozen=True):
             load = f" c={self.concurrency}"
         elif self.request_rate is not None:
             load = f" rate={self.request_rate:g}"
-        return f"T={self.temperature:g}{load}"
+        return f"T={self.temperature:g}{load}" + (f" K={self.k}" if self.k is not None else "")
 
 
 class RunWarning(Model):
@@ -59,7 +61,7 @@ class BaselineInfo(Model):
 
 
 #: RunResult's intervals, computed once per object: a bootstrap of ITL P99s takes half a second.
-CACHED_INTERVALS = ("speedup_ci", "tpot_speedup_ci", "p99_regression_ci", "acceptance_rate_ci")
+CACHED_INTERVALS = ("speedup_ci", "tpot_speedup_ci", "p99_regression_ci", "acceptance_rate_ci", "step_cost_ratio_ci")
 
 
 class RunResult(Model):
@@ -101,6 +103,7 @@ class RunResult(Model):
     min_p99_requests: int = Field(
         default=MIN_P99_REQUESTS, description="[run] min_p99_requests: fewer requests a side and no P99 is judged"
     )
+    k_swept: bool = Field(default=False, description="one K of a sweep: K is part of the run's condition")
     engine_args: dict[str, Any] = Field(default_factory=dict, description="what both engines were started with")
     speculative_config: dict[str, Any] = Field(default_factory=dict)
 
@@ -296,13 +299,46 @@ class RunResult(Model):
 
     @computed_field
     @property
+    def tokens_per_step_gain(self) -> float | None:
+        """Output tokens per forward pass, spec over vanilla: what speculation gains per step (about
+        the mean acceptance length when every request drafts every step and batches stay as full)."""
+        return ratio(self.spec.tokens_per_step, self.vanilla.tokens_per_step)
+
+    @computed_field
+    @property
+    def step_cost_ratio(self) -> float | None:
+        """Wall time of a speculative forward step (draft passes plus a K+1-token verify) over a
+        vanilla step's, from vLLM's step counts: with `tokens_per_step_gain` it makes the speedup,
+        speedup = gain / cost, so a speedup short of its acceptance says which side lost it."""
+        return ratio(self.spec.ms_per_step, self.vanilla.ms_per_step)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @cached_property
+    def step_cost_ratio_ci(self) -> list[float] | None:
+        """Interval of `step_cost_ratio`, pooled over windows as the speedup's is."""
+        if self.step_cost_ratio is None:
+            return None
+        return intervals.step_cost_ratio_ci(self.spec, self.vanilla, self._paired, self.interval_level)
+
+    @computed_field
+    @property
+    def expected_speedup(self) -> float | None:
+        """What the acceptance alone predicts at the measured step cost: mean acceptance length
+        (1 + the per-position acceptances, K positions) over `step_cost_ratio`, the seed's
+        effective tokens over (1 + overhead). Above the measured speedup when steps without a
+        draft, or emptier batches, cost speculation tokens per step."""
+        return ratio(self.mean_acceptance_length, self.step_cost_ratio)
+
+    @computed_field
+    @property
     def kv_cache_ratio(self) -> float | None:
         """Spec engine's KV-cache capacity over vanilla's: below 1 when a draft's weights eat it."""
         return ratio(self.spec.kv_cache_tokens, self.vanilla.kv_cache_tokens)
 
     @property
     def condition(self) -> Condition:
-        return Condition(temperature=self.temperature, concurrency=self.concurrency, request_rate=self.request_rate)
+        return Condition(temperature=self.temperature, concurrency=self.concurrency, request_rate=self.request_rate,
+                         k=self.num_speculative_tokens if self.k_swept else None)
 
     @property
     def label(self) -> str:

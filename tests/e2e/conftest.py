@@ -93,7 +93,7 @@ pin_engines_to_this_workers_cores()
 #: shared offline engines. A file in neither goes test by test to whichever worker is free: fine for
 #: tests without engines, but a new engine test file belongs in one of the two.
 OWN_PROCESSES = ("test_faults.py", "test_cleanup.py", "test_server_mode.py")
-SHARED_ENGINES = ("test_numbers.py", "test_baselines.py", "test_offline_gates.py", "test_eagle3.py")
+SHARED_ENGINES = ("test_numbers.py", "test_baselines.py", "test_offline_gates.py", "test_decision.py", "test_eagle3.py")
 
 
 class Halves(LoadScopeScheduling):
@@ -119,6 +119,7 @@ ENGINE_ORDER = (
     "test_numbers.py::test_two_live_offline_engines_each_read_their_own_counters",
     "test_baselines.py",
     "test_offline_gates.py",
+    "test_decision.py",
     "test_numbers.py",
     "test_eagle3.py",
     "test_server_mode.py",

@@ -122,3 +122,25 @@ def test_sequential_sampling_defaults_and_a_budget_below_the_first_look_is_an_er
         parse_config({**raw, "run": {"repeats": 4, "max_repeats": 2}}, Path("c.toml"))
     with pytest.raises(ConfigError, match="lossless_alpha: unknown key"):  # one alpha: sequential.ALPHA
         parse_config({**raw, "gates": {"lossless_alpha": 0.05}}, Path("c.toml"))
+
+
+def test_a_list_of_k_is_a_sweep_of_one_config_per_k(tmp_path):
+    config = load_config(write(tmp_path, MINIMAL.replace("num_speculative_tokens = 3", "num_speculative_tokens = [5, 1, 3]")))
+    assert config.k_sweep and config.speculative.k_values == [1, 3, 5]
+    variants = config.variants()
+    assert [v.speculative.num_speculative_tokens for v in variants] == [1, 3, 5]
+    assert len({v.content_key() for v in variants}) == 3 and all(v.path == config.path for v in variants)
+    single = load_config(write(tmp_path, MINIMAL, "single.toml"))
+    assert not single.k_sweep and single.variants() == [single]
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("[1, 1]", "a K appears twice in the sweep [1, 1]"),
+    ("[0, 2]", "a K sweep needs one or more K, each >= 1, got [0, 2]"),
+    ("[]", "a K sweep needs one or more K"),
+    ('"three"', "Input should be an integer (a list of integers for a K sweep), got 'three'"),
+])
+def test_a_bad_sweep_is_a_one_line_error(tmp_path, value, expected):
+    with pytest.raises(ConfigError, match=r"\[speculative\] num_speculative_tokens: ") as caught:
+        load_config(write(tmp_path, MINIMAL.replace("num_speculative_tokens = 3", f"num_speculative_tokens = {value}")))
+    assert expected in str(caught.value)

@@ -181,3 +181,30 @@ def test_a_gate_that_stays_inconclusive_stops_at_the_budget_and_one_with_no_figu
         config, [parse_gate("min_acceptance", (0.5,), {"position": 9})])  # K = 3: no position 9 to measure
     assert len(no_figure.runs[0].spec.windows) == 1
 
+
+
+def test_windows_record_their_repeat_place_in_the_order_and_engine_start():
+    """The plan's facts travel with the windows: ABBA shows as alternating sides in `sequence`."""
+    factory = FakeFactory()
+    result = Measurer(EnginePool({"offline": factory}, max_live=2)).measure(make_config(run={"repeats": 2}, temperatures=[0.0]))
+    [run] = result.runs
+    assert run.window_order == "abba"
+    assert [w.repeat for w in run.spec.windows] == [w.repeat for w in run.vanilla.windows] == [0, 1]
+    order = sorted([(w.sequence, side) for side in ("spec", "vanilla") for w in getattr(run, side).windows])
+    assert [side for _, side in order] == ["vanilla", "spec", "spec", "vanilla"]  # ABBA
+    assert {w.engine_start for w in run.spec.windows} != {w.engine_start for w in run.vanilla.windows}
+    assert None not in {w.engine_start for w in run.spec.windows + run.vanilla.windows}
+
+
+def test_a_k_sweep_measures_each_k_on_its_own_engine_against_one_vanilla_side():
+    factory = FakeFactory()
+    config = make_config(temperatures=[0.0])
+    sweep = config.model_copy(update={"speculative": config.speculative.model_copy(update={"num_speculative_tokens": [1, 3]})})
+    result = Measurer(EnginePool({"offline": factory})).measure(sweep)
+    assert [run.condition.label for run in result.runs] == ["T=0 K=1", "T=0 K=3"]
+    assert [run.num_speculative_tokens for run in result.runs] == [1, 3]
+    assert [run.baseline.source for run in result.runs] == ["measured", "memo"]  # vanilla measured once
+    spec_engines = [e.spec.speculative_config["num_speculative_tokens"] for e in factory.engines if e.spec.speculative_config]
+    assert spec_engines == [1, 3]
+    assert set(result.engine_start_s) == {"spec K=1", "vanilla K=1", "spec K=3"}
+    assert [run.label for run in result.select(k=3)] == ["ngram T=0 K=3"]

@@ -125,11 +125,22 @@ class SpeculativeSection(BaseModel):
         return self.model_dump(exclude_none=True)
 
 
+class MixShare(_Section):
+    """One temperature of a mixed batch and its share of the requests."""
+
+    temperature: float = Field(ge=0)
+    share: float = Field(gt=0, le=1)
+
+
 class WorkloadSection(_Section):
     prompts: str = Field(default="builtin:mixed", description="builtin:<set> or a JSONL file")
     num_prompts: int = Field(default=16, ge=1)
     max_tokens: int = Field(default=128, ge=1)
     temperatures: list[float] = Field(default_factory=lambda: [0.0, 0.8], min_length=1)
+    temperature_mix: list[MixShare] = Field(
+        default_factory=list, description="one more run whose requests sample at several temperatures in one batch "
+        "(shares summing to 1, interleaved): e.g. [{temperature = 0.1, share = 0.6}, {temperature = 1.0, share = 0.4}]"
+    )
     top_p: float = Field(default=1.0, gt=0, le=1)
     seed: int = 0
     chat_template: bool = True
@@ -159,6 +170,29 @@ class WorkloadSection(_Section):
         if any(not r > 0 for r in rates):
             raise ValueError(f"request rates must be > 0 (inf allowed), got {rates}")
         return rates
+
+    @field_validator("temperature_mix")
+    @classmethod
+    def _a_mix(cls, mix: list[MixShare]) -> list[MixShare]:
+        if not mix:
+            return mix
+        temperatures = [share.temperature for share in mix]
+        if len(mix) < 2 or len(set(temperatures)) != len(temperatures):
+            raise ValueError(f"a mix needs two or more distinct temperatures, got {temperatures}")
+        if abs(sum(share.share for share in mix) - 1) > 1e-6:
+            raise ValueError(f"the shares must sum to 1, got {sum(share.share for share in mix):g}")
+        return sorted(mix, key=lambda share: share.temperature)
+
+    def mix_pattern(self) -> tuple[float, ...]:
+        """Each request's temperature in a mixed batch of `num_prompts`: interleaved, each request
+        going to the temperature furthest behind its share, so every stretch of the batch is mixed."""
+        counts = dict.fromkeys((share.temperature for share in self.temperature_mix), 0)
+        pattern = []
+        for index in range(self.num_prompts):
+            behind = max(self.temperature_mix, key=lambda s: s.share * (index + 1) - counts[s.temperature])
+            counts[behind.temperature] += 1
+            pattern.append(behind.temperature)
+        return tuple(pattern)
 
     @field_validator("prompts")
     @classmethod

@@ -22,6 +22,12 @@ class Sampling:
     top_p: float = 1.0
     seed: int = 0
     ignore_eos: bool = False
+    #: A mixed-temperature batch: request i samples at mix[i % len(mix)] (`temperature` is the
+    #: highest of them); empty, every request samples at `temperature`.
+    mix: tuple[float, ...] = ()
+
+    def request_temperature(self, index: int) -> float:
+        return self.mix[index % len(self.mix)] if self.mix else self.temperature
 
     def request_seed(self, index: int) -> int:
         """Request `index`'s own seed: one seed for all would make copies of a prompt identical

@@ -20,6 +20,7 @@ class Stream:
     sent: float
     scheduled: float | None = None
     seed: int | None = None
+    temperature: float | None = None
     done: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -57,6 +58,7 @@ class Stream:
             output_token_ids=self.token_ids,
             output_text=self.text,
             seed=self.seed,
+            temperature=self.temperature,
             scheduled_ttft_s=(times[0] - self.scheduled) if times and self.scheduled is not None else None,
         )
 
@@ -67,7 +69,7 @@ def completion_body(model: str, prompt: str, sampling: Sampling, index: int = 0)
         "model": model,
         "prompt": prompt,
         "max_tokens": sampling.max_tokens,
-        "temperature": sampling.temperature,
+        "temperature": sampling.request_temperature(index),
         "top_p": sampling.top_p,
         "seed": sampling.request_seed(index),
         "ignore_eos": sampling.ignore_eos,

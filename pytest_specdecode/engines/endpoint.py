@@ -137,7 +137,7 @@ class EndpointEngine:
         return streams, worst
 
     async def _stream_one(self, client: Any, body: dict[str, Any], scheduled: float | None = None) -> Stream:
-        stream = Stream(sent=time.perf_counter(), scheduled=scheduled, seed=body.get("seed"))
+        stream = Stream(sent=time.perf_counter(), scheduled=scheduled, seed=body.get("seed"), temperature=body.get("temperature"))
         async with client.stream("POST", "/v1/completions", json=body) as response:
             if response.status_code != 200:
                 text = (await response.aread()).decode(errors="replace")

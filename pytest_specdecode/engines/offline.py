@@ -49,7 +49,7 @@ class OfflineEngine:
         engine = self._llm.llm_engine
         params = [
             SamplingParams(
-                temperature=sampling.temperature,
+                temperature=sampling.request_temperature(index),
                 top_p=sampling.top_p,
                 max_tokens=sampling.max_tokens,
                 seed=sampling.request_seed(index),
@@ -99,6 +99,7 @@ class OfflineEngine:
                 output_token_ids=token_ids[rid],
                 output_text="".join(texts[rid]),
                 seed=sampling.request_seed(index),
+                temperature=sampling.request_temperature(index),
             )
             for index, rid in enumerate(request_ids)
         ]
@@ -106,7 +107,8 @@ class OfflineEngine:
 
     @property
     def llm(self) -> Any:
-        """The `vllm.LLM` itself, for tests that need vLLM's own API."""
+        """The `vllm.LLM` itself, for code that drives vLLM's own API on the engine the plugin measures
+        (`benchmarks/overhead.py` times bare `LLM.generate` against the plugin on one engine)."""
         return self._llm
 
     def counters(self) -> EngineCounters:

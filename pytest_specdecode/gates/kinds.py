@@ -27,7 +27,7 @@ from .markers import MARKER_HELP
 
 SPEEDUP_METRICS = ("throughput", "tpot")
 ACCEPTANCE_PERCENTILES = (10, 50, 90)
-_RUN_SELECTORS = frozenset({"temperature", "concurrency", "request_rate", "k"})
+_RUN_SELECTORS = frozenset({"temperature", "concurrency", "request_rate", "k", "bucket"})
 
 
 class GateUsageError(ValueError):
@@ -52,6 +52,7 @@ class Gate:
     concurrency: int | None = None
     request_rate: float | None = None
     k: int | None = None  # in a K sweep, one draft length
+    bucket: float | None = None  # in a mixed-temperature batch, one temperature's requests
 
     @property
     def label(self) -> str:
@@ -261,6 +262,14 @@ def _checked_options(kind: GateKind, kwargs: dict[str, Any]) -> dict[str, Any]:
         options["concurrency"] = int(_number(name, "concurrency", kwargs["concurrency"]))
     if kwargs.get("request_rate") is not None:
         options["request_rate"] = _number(name, "request_rate", kwargs["request_rate"])
+    if kwargs.get("bucket") is not None:
+        per_request = kind.name == "max_p99_regression" or (kind.name == "min_acceptance" and "percentile" in options)
+        if not per_request:
+            raise GateUsageError(
+                f"{name}: bucket= judges one temperature's requests in a mixed batch, so only per-request figures: "
+                "max_p99_regression, or min_acceptance with percentile= (counters and throughput are the batch's)"
+            )
+        options["bucket"] = _number(name, "bucket", kwargs["bucket"])
     if kwargs.get("k") is not None:
         k = kwargs["k"]
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
@@ -272,6 +281,9 @@ def _checked_options(kind: GateKind, kwargs: dict[str, Any]) -> dict[str, Any]:
 def judge(gate: Gate, result: ConfigResult, test: str = "") -> list[Verdict]:
     """One verdict per run the gate applies to; a gate that matches no run is a usage error."""
     runs = result.select(gate.temperature, gate.concurrency, gate.request_rate, gate.k)
+    if gate.bucket is not None:
+        runs = [run.bucket_view(gate.bucket) for run in runs
+                if run.temperature_mix is not None and any(b.temperature == gate.bucket for b in run.temperature_buckets)]
     if not runs:
         raise GateUsageError(f"{gate.label}: no measured run matches (runs: {', '.join(r.label for r in result.runs)})")
     check_runs = KINDS[gate.kind].check_runs

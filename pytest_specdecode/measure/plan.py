@@ -27,7 +27,14 @@ class Recipe:
 
     @property
     def label(self) -> str:
-        return f"T={self.sampling.temperature:g}" + (f" {self.load.label}" if self.load else "")
+        temperature = mix_label(self.sampling) if self.sampling.mix else f"{self.sampling.temperature:g}"
+        return f"T={temperature}" + (f" {self.load.label}" if self.load else "")
+
+
+def mix_label(sampling: Sampling) -> str:
+    """A mixed batch's temperatures and shares, as `results.Condition` labels it."""
+    shares = {t: sampling.mix.count(t) / len(sampling.mix) for t in sorted(set(sampling.mix))}
+    return "mix(" + ", ".join(f"{t:g}:{share:.0%}" for t, share in shares.items()) + ")"
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,10 @@ def conditions(config: SpecConfig) -> list[Recipe]:
     samplings = [
         Sampling(t, workload.max_tokens, workload.top_p, workload.seed, workload.ignore_eos) for t in workload.temperatures
     ]
+    if workload.temperature_mix:  # one more run: every temperature of the mix in one batch
+        pattern = workload.mix_pattern()
+        samplings.append(Sampling(max(pattern), workload.max_tokens, workload.top_p, workload.seed, workload.ignore_eos,
+                                  mix=pattern))
     if config.run.mode == "offline":
         return [Recipe(sampling) for sampling in samplings]
     loads = levels(workload.concurrency, workload.request_rate, workload.burstiness)

@@ -16,7 +16,7 @@ from ..engines.base import EngineSpec
 from ..engines.metrics import EngineCounters
 from ..results import BaselineInfo, EngineFigures, LosslessCheck, RunResult, SpecCounters
 from .checks import invalid_reason, outputs_match, run_warnings, speedup_basis
-from .plan import Recipe, Step
+from .plan import Recipe, Step, mix_label
 
 
 @dataclass
@@ -86,6 +86,7 @@ class ConfigMeasurement:
             num_speculative_tokens=config.speculative.num_speculative_tokens,
             workload=prompts if prompts.startswith("builtin:") else prompts.rsplit("/", 1)[-1],
             temperature=sampling.temperature,
+            temperature_mix=mix_label(sampling) if sampling.mix else None,
             concurrency=condition.load.concurrency if condition.load else None,
             request_rate=condition.load.request_rate if condition.load else None,
             counters=counters,

@@ -63,7 +63,8 @@ class VanillaSource:
             "engine": replace(side, url=None).key,
             "prompts": [asdict(p) for p in prompts],
             "chat_template": config.workload.chat_template,
-            "sampling": asdict(condition.sampling),
+            # a plain batch's key as before mixes existed, so stored baselines stay valid
+            "sampling": {k: v for k, v in asdict(condition.sampling).items() if k != "mix" or v},
             "load": asdict(condition.load) if condition.load else None,
             "repeats": config.run.repeats,
             "warmup": config.run.warmup,

@@ -84,11 +84,12 @@ class ConfigResult(Model):
         self, temperature: float | None = None, concurrency: int | None = None, request_rate: float | None = None,
         k: int | None = None,
     ) -> list[RunResult]:
-        """The runs at that temperature / load level / draft length (all of them where an argument is None)."""
+        """The runs at that temperature / load level / draft length (all of them where an argument is
+        None; a mixed-temperature batch is no one temperature's run)."""
         return [
             run
             for run in self.runs
-            if (temperature is None or abs(run.temperature - temperature) < 1e-9)
+            if (temperature is None or (run.temperature_mix is None and abs(run.temperature - temperature) < 1e-9))
             and (concurrency is None or run.concurrency == concurrency)
             and (request_rate is None or run.request_rate == request_rate)
             and (k is None or run.num_speculative_tokens == k)

@@ -32,6 +32,8 @@ class RequestSample(Model):
     output_text: str = Field(default="", description="shown beside vanilla's when a lossless check fails")
     repeat: int = 0
     seed: int | None = Field(default=None, description="this request's own sampling seed (workload seed + index)")
+    temperature: float | None = Field(default=None, description="the temperature it was sampled at (a mixed "
+                                      "batch's buckets are read from it)")
     scheduled_ttft_s: float | None = Field(
         default=None,
         description="at paced load levels: first token measured from the scheduled send time, so a "

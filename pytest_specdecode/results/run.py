@@ -31,6 +31,10 @@ class Condition(Model, frozen=True):
     request_rate: float | None = None
     k: int | None = Field(default=None, exclude_if=lambda k: k is None,
                           description="the draft length, in a K sweep only (absent otherwise)")
+    mix: str | None = Field(default=None, exclude_if=lambda mix: mix is None,
+                            description="a mixed-temperature batch's temperatures and shares (absent otherwise)")
+    bucket: float | None = Field(default=None, exclude_if=lambda bucket: bucket is None,
+                                 description="in a mixed batch, the requests of this one temperature")
 
     @property
     def label(self) -> str:
@@ -39,7 +43,9 @@ class Condition(Model, frozen=True):
             load = f" c={self.concurrency}"
         elif self.request_rate is not None:
             load = f" rate={self.request_rate:g}"
-        return f"T={self.temperature:g}{load}" + (f" K={self.k}" if self.k is not None else "")
+        temperature = self.mix if self.mix is not None else f"{self.temperature:g}"
+        bucket = f" bucket T={self.bucket:g}" if self.bucket is not None else ""
+        return f"T={temperature}{bucket}{load}" + (f" K={self.k}" if self.k is not None else "")
 
 
 class RunWarning(Model):
@@ -74,7 +80,11 @@ class RunResult(Model):
     method: str
     num_speculative_tokens: int
     workload: str
-    temperature: float
+    temperature: float = Field(description="the run's temperature; a mixed batch's highest")
+    temperature_mix: str | None = Field(default=None, description="a mixed-temperature batch: its temperatures "
+                                        "and shares (`temperature_buckets` splits its requests)")
+    bucket: float | None = Field(default=None, description="a view of a mixed batch: only the requests sampled at this "
+                                 "temperature (their latencies and per-request acceptance; counters stay the batch's)")
     concurrency: int | None = None
     request_rate: float | None = None
     counters: SpecCounters
@@ -329,6 +339,25 @@ class RunResult(Model):
         draft, or emptier batches, cost speculation tokens per step."""
         return ratio(self.mean_acceptance_length, self.step_cost_ratio)
 
+    def bucket_view(self, temperature: float) -> RunResult:
+        """The requests of one temperature of a mixed batch, on both sides, as a run: the batch's
+        windows and counters stay, so only per-request figures (latencies, per-request acceptance)
+        describe the bucket."""
+        def only(figures: EngineFigures) -> EngineFigures:
+            kept = [s for s in figures.samples if s.temperature is not None and abs(s.temperature - temperature) < 1e-9]
+            return figures.model_copy(update={"samples": kept})
+
+        return self.model_copy(update={"spec": only(self.spec), "vanilla": only(self.vanilla), "bucket": temperature})
+
+    @computed_field
+    @property
+    def temperature_buckets(self) -> list[TemperatureBucket]:
+        """A mixed batch, temperature by temperature: P50 can improve while P99 regresses."""
+        if self.temperature_mix is None:
+            return []
+        temperatures = sorted({s.temperature for s in self.spec.samples if s.temperature is not None})
+        return [TemperatureBucket.of(self.bucket_view(t)) for t in temperatures]
+
     @computed_field
     @property
     def kv_cache_ratio(self) -> float | None:
@@ -338,8 +367,33 @@ class RunResult(Model):
     @property
     def condition(self) -> Condition:
         return Condition(temperature=self.temperature, concurrency=self.concurrency, request_rate=self.request_rate,
-                         k=self.num_speculative_tokens if self.k_swept else None)
+                         k=self.num_speculative_tokens if self.k_swept else None, mix=self.temperature_mix,
+                         bucket=self.bucket)
 
     @property
     def label(self) -> str:
         return f"{self.config_name} {self.condition.label}"
+
+
+class TemperatureBucket(Model):
+    """One temperature's requests inside a mixed batch, against the same requests on vanilla."""
+
+    temperature: float
+    requests: int
+    acceptance: Distribution = Field(description="per-request acceptance (P10/P50/P90 spread)")
+    spec_e2e_ms: Distribution
+    vanilla_e2e_ms: Distribution
+    spec_tpot_ms: Distribution
+    vanilla_tpot_ms: Distribution
+    e2e_p99_regression: float | None
+
+    @classmethod
+    def of(cls, view: RunResult) -> TemperatureBucket:
+        return cls(
+            temperature=view.bucket, requests=view.spec.num_requests, acceptance=view.per_request_acceptance,
+            spec_e2e_ms=view.spec.e2e_ms, vanilla_e2e_ms=view.vanilla.e2e_ms, spec_tpot_ms=view.spec.tpot_ms,
+            vanilla_tpot_ms=view.vanilla.tpot_ms, e2e_p99_regression=view.p99_regression["e2e"],
+        )
+
+
+RunResult.model_rebuild()  # `temperature_buckets` names TemperatureBucket, defined after it

@@ -1,6 +1,18 @@
+"""pytester drops the modules an in-process session imported when that session ends, and torch
+cannot be imported twice in one process (a second import of its C extension fails or segfaults).
+Unit tests that run in-process sessions (test_failed_configs: the report names the environment,
+which imports torch) would leave torch half-gone for a later test of the same xdist worker that
+imports it (test_no_cuda): imported here, before any snapshot, it stays. tests/e2e/conftest.py does
+the same for vLLM."""
+
 import threading
 
 import pytest
+
+try:
+    import torch  # noqa: F401
+except ImportError:  # a checkout without the engines' dependencies: the tests that need torch skip
+    pass
 
 from tests.unit.fake_openai import FakeOpenAI
 

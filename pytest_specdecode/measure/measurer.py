@@ -175,7 +175,8 @@ class Measurer:
         unresolved: dict[Recipe, list[str]] = {}
         for gate in gates:
             for verdict in gate.undecided(result):
-                unresolved.setdefault(run_conditions[verdict.condition], []).append(verdict.gate)
+                whole = verdict.condition.model_copy(update={"bucket": None})  # a bucket is measured with its batch
+                unresolved.setdefault(run_conditions[whole], []).append(verdict.gate)
         run, looks = state.config.run, {}
         for condition, labels in unresolved.items():
             measured = state.measured_windows(condition)

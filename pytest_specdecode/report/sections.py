@@ -24,9 +24,26 @@ def sections(results: list[ConfigResult], whole: bool) -> list[tuple[str, str, l
         ("break-even", "Break-even", break_even_lines(results)),
         ("note", "Notes", acceptance_notes(results)),
         ("engines", "Engines", engine_lines(results)),
+        ("buckets", "Mixed-temperature batches, by temperature", bucket_lines(results)),
         ("ranking", "Ranking", ranking_lines(results)),
         ("decision", "Decision", decision_lines(results)),
     ]
+
+
+def bucket_lines(results: Iterable[ConfigResult]) -> list[str]:
+    """A mixed batch's requests temperature by temperature, against the same requests on vanilla:
+    the aggregate's P50 can improve while one bucket's P99 regresses."""
+    lines = []
+    for run in (run for result in results for run in result.runs if run.temperature_buckets):
+        for b in run.temperature_buckets:
+            acceptance = " / ".join(fmt(v, ".2f") for v in (b.acceptance.p10, b.acceptance.p50, b.acceptance.p90))
+            lines.append(
+                f"{run.label} T={b.temperature:g} ({b.requests} requests): acceptance p10/p50/p90 {acceptance}; "
+                f"E2E p50 {fmt(b.spec_e2e_ms.p50, '.0f')} vs {fmt(b.vanilla_e2e_ms.p50, '.0f')} ms, "
+                f"p99 {fmt(b.spec_e2e_ms.p99, '.0f')} vs {fmt(b.vanilla_e2e_ms.p99, '.0f')} ms "
+                f"({fmt(b.e2e_p99_regression, '+.0%')}), spec vs vanilla"
+            )
+    return lines
 
 
 def ranking_lines(results: Iterable[ConfigResult]) -> list[str]:

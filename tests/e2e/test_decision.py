@@ -71,3 +71,38 @@ def test_k3(spec_run):
     [best] = [s for s in data["decision"]["kswp"] if s["text"].startswith(("best K = 1:", "best K = 3:", "no K is shown best:"))]
     assert (best["advice"] == "use") == (ranking["winner"] is not None)
     print(f"\nK SWEEP | {best['advice']}: {best['text']}")
+
+
+def test_a_mixed_temperature_batch_is_reported_and_gated_by_temperature(pytester, ngram_toml, shared_engines):
+    """The seed's case: 60 % of requests at T=0.1 and 40 % at T=1.0 interleaved into one batch,
+    each temperature's requests against the same requests on vanilla."""
+    mixed = pytester.path / "mixed.toml"
+    mixed.write_text(ngram_toml.read_text().replace(
+        "temperatures = [0.0, 0.8]",
+        "temperatures = [0.0]\ntemperature_mix = [{temperature = 0.1, share = 0.6}, {temperature = 1.0, share = 0.4}]",
+    ))
+    pytester.makepyfile(test_mixed="""
+import pytest
+
+@pytest.mark.max_p99_regression(10.0, bucket=1.0)
+def test_hot_bucket_tail(spec_run):
+    pass
+""")
+    report = pytester.path / "mixed.json"
+    result = pytester.runpytest(f"--spec-config={mixed}", f"--spec-report={report}", "--spec-inconclusive=warn",
+                                plugins=[shared_engines])
+    result.assert_outcomes(passed=1)
+    data = json.loads(report.read_text())
+    [run] = [r for r in data["runs"] if r["temperature_mix"]]
+    assert run["temperature_mix"] == "mix(0.1:62%, 1:38%)"  # 16 requests: 10 and 6
+    temperatures = [s["temperature"] for s in run["spec"]["samples"]]
+    assert temperatures == [s["temperature"] for s in run["vanilla"]["samples"]]  # the same requests on both sides
+    buckets = {b["temperature"]: b for b in run["temperature_buckets"]}
+    assert set(buckets) == {0.1, 1.0} and buckets[0.1]["requests"] == temperatures.count(0.1)
+    for bucket in buckets.values():
+        assert bucket["acceptance"]["p10"] <= bucket["acceptance"]["p50"] <= bucket["acceptance"]["p90"]
+        assert bucket["spec_e2e_ms"]["p50"] <= bucket["spec_e2e_ms"]["p99"]
+    [verdict] = data["gates"]
+    assert verdict["run"] == "mixed T=mix(0.1:62%, 1:38%) bucket T=1"
+    assert verdict["measured"] == pytest.approx(buckets[1.0]["e2e_p99_regression"])
+    result.stdout.fnmatch_lines(["buckets mixed T=mix(0.1:62%, 1:38%) T=0.1 (* requests): acceptance p10/p50/p90 *"])

@@ -35,7 +35,7 @@ class FakeEngine:
         samples = [
             RequestSample(prompt_tokens=5, output_tokens=sum(steps), ttft_s=0.1, e2e_s=0.1 + 0.05 * (len(steps) - 1),
                           itl_s=[0.05] * (len(steps) - 1), chunk_tokens=steps, output_token_ids=self._ids(i, sum(steps), sampling),
-                          seed=sampling.request_seed(i))
+                          seed=sampling.request_seed(i), temperature=sampling.request_temperature(i))
             for i, _ in enumerate(prompts)
         ]
         self.generated_tokens += sum(s.output_tokens for s in samples)

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export VLLM_LOGGING_LEVEL ?= WARNING
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test unit
+.PHONY: setup demo test unit nginx
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,7 +22,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
 	touch $@
 
-setup: $(VENV)/.installed
+# the gateway e2e test (tests/e2e/test_gateway.py) runs Debian's nginx in front of two `vllm serve`
+# replicas; where it cannot be installed (no root, no apt) that test skips and says why
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null) || \
+		echo "nginx could not be installed: tests/e2e/test_gateway.py will skip"
+
+setup: $(VENV)/.installed nginx
 
 demo: setup
 	$(PY) -m pytest -p no:cacheprovider --spec-config=examples/cpu-ngram.toml examples/ --spec-report=.specdecode/demo-report.json

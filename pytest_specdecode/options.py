@@ -71,6 +71,14 @@ def endpoint_url(value: str) -> str:
     return value
 
 
+def metrics_url(value: str) -> str:
+    """One `/metrics` page of a replica (or a data-parallel server): a full http(s) URL with its path."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+        raise ArgumentTypeError(f"must be an http(s)://host[:port]/metrics URL, got {value!r}")
+    return value
+
+
 def config_file(value: str) -> Path:
     path = Path(value)
     if not path.is_file():
@@ -103,6 +111,8 @@ class Options:
     max_engines: int = 1
     endpoint: str | None = None
     baseline_endpoint: str | None = None
+    metrics_urls: tuple[str, ...] = ()
+    baseline_metrics_urls: tuple[str, ...] = ()
     inconclusive: str = "fail"
     baseline_dir: Path | None = None  # None: vanilla is measured every session (see docs/reading-the-numbers.md)
     history_dir: Path | None = None
@@ -128,7 +138,9 @@ class Options:
     def endpoints(self) -> Endpoints | None:
         from .measure.measurer import Endpoints
 
-        return Endpoints(self.endpoint, self.baseline_endpoint) if self.endpoint else None
+        if not self.endpoint:
+            return None
+        return Endpoints(self.endpoint, self.baseline_endpoint, self.metrics_urls, self.baseline_metrics_urls)
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -146,6 +158,11 @@ def add_options(parser: pytest.Parser) -> None:
                     help="measure this running OpenAI-compatible vLLM server as the speculative side; starts nothing")
     group.addoption("--spec-baseline-endpoint", metavar="URL", type=endpoint_url, default=None,
                     help="with --spec-endpoint: the running vanilla server to compare against")
+    group.addoption("--spec-metrics-url", action="append", default=[], metavar="URL", type=metrics_url,
+                    help="with --spec-endpoint behind a gateway: a /metrics page of one spec replica; repeat for "
+                         "each (counters are summed, each replica checked; default: the endpoint's own /metrics)")
+    group.addoption("--spec-baseline-metrics-url", action="append", default=[], metavar="URL", type=metrics_url,
+                    help="the same for the --spec-baseline-endpoint side")
     group.addoption("--spec-inconclusive", choices=INCONCLUSIVE_POLICIES, default="fail",
                     help="what a gate that could not be resolved either way does to its test: fail (default: a "
                          "claim not shown is not passed) or warn (the test passes with an InconclusiveGate "
@@ -176,6 +193,8 @@ def options_from(config: pytest.Config) -> Options:
         max_engines=config.getoption("--spec-max-engines"),
         endpoint=config.getoption("--spec-endpoint"),
         baseline_endpoint=config.getoption("--spec-baseline-endpoint"),
+        metrics_urls=tuple(config.getoption("--spec-metrics-url")),
+        baseline_metrics_urls=tuple(config.getoption("--spec-baseline-metrics-url")),
         inconclusive=config.getoption("--spec-inconclusive"),
         baseline_dir=config.getoption("--spec-baseline-dir"),
         history_dir=config.getoption("--spec-baseline-dir") or config.rootpath / DEFAULT_BASELINE_DIR,
@@ -186,4 +205,8 @@ def options_from(config: pytest.Config) -> Options:
     )
     if options.baseline_endpoint and not options.endpoint:
         raise pytest.UsageError("--spec-baseline-endpoint needs --spec-endpoint")
+    if options.metrics_urls and not options.endpoint:
+        raise pytest.UsageError("--spec-metrics-url needs --spec-endpoint (engines the plugin starts are read directly)")
+    if options.baseline_metrics_urls and not options.baseline_endpoint:
+        raise pytest.UsageError("--spec-baseline-metrics-url needs --spec-baseline-endpoint")
     return options

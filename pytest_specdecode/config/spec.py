@@ -225,6 +225,13 @@ class RunSection(_Section):
         description="--spec-endpoint servers: the environment variable holding their API key (sent as a bearer "
         "token; the key itself is never written anywhere)",
     )
+    metrics_urls: list[str] = Field(
+        default_factory=list, description="--spec-endpoint behind a gateway: each spec replica's /metrics page "
+        "(counters summed, each replica checked); --spec-metrics-url overrides"
+    )
+    baseline_metrics_urls: list[str] = Field(
+        default_factory=list, description="the same for the --spec-baseline-endpoint side"
+    )
     min_valid_output_tokens: float = Field(
         default=3.0, gt=0, description="a mean output shorter than this makes a run invalid"
     )

@@ -63,12 +63,17 @@ class EngineSpec:
     start_timeout_s: float = field(default=600.0, compare=False)
     request_timeout_s: float = field(default=300.0, compare=False)
     api_key_env: str | None = field(default=None, compare=False)
+    #: An endpoint's /metrics pages when it is several replicas behind a gateway (empty: its own).
+    metrics_urls: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
+        identity = {"model": self.model, "args": self.engine_args, "spec": self.speculative_config, "mode": self.mode,
+                    "url": self.url}
+        if self.metrics_urls:  # only then: every stored baseline's key stays what it was
+            identity["metrics"] = list(self.metrics_urls)
         payload = json.dumps(
-            {"model": self.model, "args": self.engine_args, "spec": self.speculative_config, "mode": self.mode,
-             "url": self.url},
+            identity,
             sort_keys=True,
             default=str,
         )

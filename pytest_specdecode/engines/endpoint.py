@@ -70,6 +70,7 @@ class EndpointEngine:
         request_timeout_s: float = 600.0,
         trust_env: bool = True,
         why_gone: Callable[[], str] = lambda: "",
+        metrics_urls: tuple[str, ...] = (),
     ) -> None:
         self.spec = spec
         self.base_url = base_url.rstrip("/")
@@ -80,6 +81,9 @@ class EndpointEngine:
         self._headers = auth_headers(spec)
         # what the owner of the server (ServerEngine) can add to a failure: a server we do not own cannot say
         self._why_gone = why_gone
+        # behind a gateway, the endpoint's own /metrics is one replica's (or the gateway's): each
+        # replica's page is read and summed instead
+        self.metrics_urls = metrics_urls
 
     @contextmanager
     def _calling(self, what: str) -> Iterator[None]:
@@ -157,10 +161,11 @@ class EndpointEngine:
         return stream
 
     def _get(self, path: str) -> Any:
+        """GET a path of the endpoint, or an absolute URL (a replica's /metrics)."""
         import httpx
 
-        url = f"{self.base_url}{path}"
-        with self._calling(f"GET {path}"):
+        url = path if "://" in path else f"{self.base_url}{path}"
+        with self._calling(f"GET {url if '://' in path else path}"):
             response = httpx.get(url, timeout=self.request_timeout_s, trust_env=self._trust_env, headers=self._headers)
             if response.status_code != 200:
                 raise _http_error("GET", url, response.status_code, response.text)
@@ -178,9 +183,17 @@ class EndpointEngine:
         return self._model_name
 
     def counters(self) -> EngineCounters:
-        response = self._get("/metrics")
-        with self._calling("GET /metrics"):
-            return parse_counters(response.text)
+        """The endpoint's counters; with several /metrics targets, their sum, each target kept."""
+        if not self.metrics_urls:
+            response = self._get("/metrics")
+            with self._calling("GET /metrics"):
+                return parse_counters(response.text)
+        targets = []
+        for url in self.metrics_urls:
+            response = self._get(url)
+            with self._calling(f"GET {url}"):
+                targets.append((url, parse_counters(response.text)))
+        return EngineCounters.summed(targets)
 
     def reset_prefix_cache(self) -> bool:
         """vLLM serves `POST /reset_prefix_cache` only in dev mode (`VLLM_SERVER_DEV_MODE=1`, which
@@ -217,9 +230,13 @@ class EndpointEngine:
         return scores
 
     def kv_cache_tokens(self) -> int | None:
-        response = self._get("/metrics")
-        with self._calling("GET /metrics"):
-            return parse_kv_cache_tokens(response.text)
+        """KV-cache capacity in tokens; over several replicas, their sum (what the deployment holds)."""
+        capacities = []
+        for url in self.metrics_urls or ("/metrics",):
+            response = self._get(url)
+            with self._calling(f"GET {url}"):
+                capacities.append(parse_kv_cache_tokens(response.text))
+        return None if None in capacities else sum(capacities)
 
     def tokenizer(self) -> Any:
         if self._tokenizer is None:

@@ -32,10 +32,26 @@ class EngineCounters:
     spec: SpecCounters
     generation_tokens: int | None
     engine_steps: int | None = None
+    #: With several /metrics targets (replicas behind a gateway): each target's own, by URL; the
+    #: fields above are their sums.
+    targets: tuple[tuple[str, EngineCounters], ...] = ()
 
     def minus(self, earlier: EngineCounters) -> EngineCounters:
         tokens = _delta(self.generation_tokens, earlier.generation_tokens)
-        return EngineCounters(self.spec.minus(earlier.spec), tokens, _delta(self.engine_steps, earlier.engine_steps))
+        before = dict(earlier.targets)
+        targets = tuple((url, now.minus(before[url])) for url, now in self.targets if url in before)
+        return EngineCounters(self.spec.minus(earlier.spec), tokens, _delta(self.engine_steps, earlier.engine_steps),
+                              targets)
+
+    @classmethod
+    def summed(cls, targets: list[tuple[str, EngineCounters]]) -> EngineCounters:
+        """Several targets' counters as one engine's: sums, each target kept by its URL."""
+        def total(values: list[int | None]) -> int | None:
+            return None if None in values else sum(values)  # type: ignore[arg-type]
+
+        spec = sum((counters.spec for _, counters in targets), SpecCounters())
+        return cls(spec, total([c.generation_tokens for _, c in targets]), total([c.engine_steps for _, c in targets]),
+                   tuple(targets))
 
 
 def _delta(now: int | None, before: int | None) -> int | None:

@@ -95,7 +95,7 @@ def endpoint_factory(spec: EngineSpec) -> Engine:
 
     if spec.url is None:
         raise EngineStartError(f"no endpoint URL for the {spec.role} side")
-    return EndpointEngine(spec, spec.url, spec.request_timeout_s)
+    return EndpointEngine(spec, spec.url, spec.request_timeout_s, metrics_urls=spec.metrics_urls)
 
 
 DEFAULT_FACTORIES: dict[str, EngineFactory] = {

@@ -46,6 +46,12 @@ def invalid_reason(
                 "check the chat template and max_tokens"
             )
         for window in side.windows:
+            for target in window.targets:  # a replica behind a gateway: named, so the bad one stands out
+                problem = counter_problem(target.counters)
+                if problem is None and target.generation_tokens is not None and target.generation_tokens < 0:
+                    problem = "its generated-token counter went down (the replica restarted?)"
+                if problem is not None:
+                    return f"{name} metrics target {target.url}: {problem}"
             engine_count = window.engine_generation_tokens
             if engine_count is not None and engine_count != window.output_tokens:
                 return (

@@ -23,6 +23,7 @@ from ..engines.base import Engine, EngineSpec, EngineStartError, Sampling
 from ..engines.metrics import EngineCounters
 from ..engines.pool import EnginePool
 from ..results import ConfigResult, EngineFigures, LosslessCheck, RunResult, Verdict, Window
+from ..results.figures import TargetCounters
 from .divergence import score_divergences
 from .lossless import check_lossless, not_measured
 from .plan import Recipe, Step, conditions, plan_windows, window_order
@@ -58,6 +59,9 @@ class Endpoints:
 
     spec: str
     vanilla: str | None = None
+    #: Each side's /metrics pages (replicas behind a gateway); empty: the endpoint's own /metrics.
+    spec_metrics: tuple[str, ...] = ()
+    vanilla_metrics: tuple[str, ...] = ()
 
 
 def engine_specs(config: SpecConfig, defaults: dict, endpoints: Endpoints | None = None) -> tuple[EngineSpec, EngineSpec | None]:
@@ -72,8 +76,12 @@ def engine_specs(config: SpecConfig, defaults: dict, endpoints: Endpoints | None
         spec = EngineSpec(
             resolve_model(config.model.name), engine_args, speculative, "endpoint", endpoints.spec,
             request_timeout_s=config.run.request_timeout_s, api_key_env=config.run.api_key_env,
+            metrics_urls=endpoints.spec_metrics or tuple(config.run.metrics_urls),
         )
-        return spec, spec.vanilla_twin(endpoints.vanilla) if endpoints.vanilla else None
+        if not endpoints.vanilla:
+            return spec, None
+        vanilla_metrics = endpoints.vanilla_metrics or tuple(config.run.baseline_metrics_urls)
+        return spec, replace(spec.vanilla_twin(endpoints.vanilla), metrics_urls=vanilla_metrics)
     if "model" in speculative:
         speculative["model"] = resolve_model(speculative["model"])
     spec = EngineSpec(
@@ -345,6 +353,8 @@ class Measurer:
             started_at=started_at,
             engine_generation_tokens=counters.generation_tokens,
             engine_steps=counters.engine_steps,
+            targets=[TargetCounters(url=url, counters=target.spec, generation_tokens=target.generation_tokens)
+                     for url, target in counters.targets],
             prefix_cache_reset=reset,
             client_cpu_s=client.cpu_s if client else None,
             client_lag_ms=client.lag_ms if client else None,

@@ -25,6 +25,7 @@ def sections(results: list[ConfigResult], whole: bool) -> list[tuple[str, str, l
         ("note", "Notes", acceptance_notes(results)),
         ("engines", "Engines", engine_lines(results)),
         ("buckets", "Mixed-temperature batches, by temperature", bucket_lines(results)),
+        ("replicas", "Replicas (several /metrics targets)", replica_lines(results)),
         ("ranking", "Ranking", ranking_lines(results)),
         ("decision", "Decision", decision_lines(results)),
     ]
@@ -44,6 +45,17 @@ def bucket_lines(results: Iterable[ConfigResult]) -> list[str]:
                 f"({fmt(b.e2e_p99_regression, '+.0%')}), spec vs vanilla"
             )
     return lines
+
+
+def replica_lines(results: Iterable[ConfigResult]) -> list[str]:
+    """Each replica's acceptance and generated tokens, where a run read several /metrics targets."""
+    return [
+        f"{run.label}: " + "; ".join(
+            f"{r.url} acceptance {fmt(r.acceptance_rate)} ({r.counters.num_drafts} drafts, {r.generation_tokens} tokens)"
+            for r in run.replicas
+        )
+        for result in results for run in result.runs if run.replicas
+    ]
 
 
 def ranking_lines(results: Iterable[ConfigResult]) -> list[str]:

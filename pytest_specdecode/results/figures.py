@@ -89,6 +89,14 @@ class SpecCounters(Model):
         )
 
 
+class TargetCounters(Model):
+    """One /metrics target's counter deltas over a window: a replica behind a gateway."""
+
+    url: str
+    counters: SpecCounters
+    generation_tokens: int | None = None
+
+
 class Window(Model):
     """One measured window of one side: what the engine's counters and the client saw in it."""
 
@@ -107,6 +115,10 @@ class Window(Model):
     client_cpu_s: float | None = Field(default=None, description="server mode: CPU time of the measuring client")
     client_lag_ms: float | None = Field(
         default=None, description="server mode: worst event-loop lag of the measuring client (late sends and reads)"
+    )
+    targets: list[TargetCounters] = Field(
+        default_factory=list, description="with several /metrics targets (--spec-metrics-url): each one's deltas; "
+        "the window's counters are their sum"
     )
     repeat: int | None = Field(default=None, description="the plan's repeat this window measured (from 0): spec and "
                                "vanilla windows of one repeat share their requests' seeds")

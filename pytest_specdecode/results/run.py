@@ -339,6 +339,21 @@ class RunResult(Model):
         draft, or emptier batches, cost speculation tokens per step."""
         return ratio(self.mean_acceptance_length, self.step_cost_ratio)
 
+    @computed_field
+    @property
+    def replicas(self) -> list[ReplicaFigures]:
+        """With several /metrics targets, each replica's share of the spec side: one bad replica
+        (an old image, a missing draft) stands out where the sum would hide it."""
+        totals: dict[str, ReplicaFigures] = {}
+        for window in self.spec.windows:
+            for target in window.targets:
+                found = totals.get(target.url) or ReplicaFigures(url=target.url, counters=SpecCounters(), generation_tokens=0)
+                tokens = None if found.generation_tokens is None or target.generation_tokens is None else \
+                    found.generation_tokens + target.generation_tokens
+                totals[target.url] = ReplicaFigures(url=target.url, counters=found.counters + target.counters,
+                                                    generation_tokens=tokens)
+        return list(totals.values())
+
     def bucket_view(self, temperature: float) -> RunResult:
         """The requests of one temperature of a mixed batch, on both sides, as a run: the batch's
         windows and counters stay, so only per-request figures (latencies, per-request acceptance)
@@ -394,6 +409,25 @@ class TemperatureBucket(Model):
             spec_e2e_ms=view.spec.e2e_ms, vanilla_e2e_ms=view.vanilla.e2e_ms, spec_tpot_ms=view.spec.tpot_ms,
             vanilla_tpot_ms=view.vanilla.tpot_ms, e2e_p99_regression=view.p99_regression["e2e"],
         )
+
+
+class ReplicaFigures(Model):
+    """One /metrics target's spec-decode counters over a run's windows."""
+
+    url: str
+    counters: SpecCounters
+    generation_tokens: int | None
+
+    @computed_field
+    @property
+    def acceptance_rate(self) -> float | None:
+        return ratio(self.counters.num_accepted_tokens, self.counters.num_draft_tokens)
+
+    @computed_field
+    @property
+    def mean_acceptance_length(self) -> float | None:
+        per_draft = ratio(self.counters.num_accepted_tokens, self.counters.num_drafts)
+        return None if per_draft is None else 1.0 + per_draft
 
 
 RunResult.model_rebuild()  # `temperature_buckets` names TemperatureBucket, defined after it

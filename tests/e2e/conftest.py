@@ -92,7 +92,7 @@ pin_engines_to_this_workers_cores()
 #: pytest in processes of their own and the `vllm serve` tests; and the in-process sessions on the
 #: shared offline engines. A file in neither goes test by test to whichever worker is free: fine for
 #: tests without engines, but a new engine test file belongs in one of the two.
-OWN_PROCESSES = ("test_faults.py", "test_cleanup.py", "test_server_mode.py")
+OWN_PROCESSES = ("test_faults.py", "test_cleanup.py", "test_server_mode.py", "test_gateway.py")
 SHARED_ENGINES = ("test_numbers.py", "test_baselines.py", "test_offline_gates.py", "test_decision.py", "test_eagle3.py")
 
 

@@ -64,6 +64,7 @@ def test_run_names_are_the_ones_the_history_store_accepts():
         ("--spec-endpoint=not-a-url", "argument --spec-endpoint: must be an http(s)://host[:port] URL, got 'not-a-url'"),
         ("--spec-endpoint=ftp://host", "argument --spec-endpoint: must be an http(s)://host[:port] URL, got 'ftp://host'"),
         ("--spec-baseline-endpoint=http://h/v1", "argument --spec-baseline-endpoint: must be the server's root URL"),
+        ("--spec-metrics-url=ftp://h/metrics", "argument --spec-metrics-url: must be an http(s)://host[:port]/metrics URL"),
         ("--spec-config=missing.toml", "argument --spec-config: no such config file"),
     ],
 )
@@ -89,3 +90,10 @@ def test_a_saved_run_to_compare_with_must_exist_at_start(pytester):
     runs.mkdir(parents=True)
     (runs / "nightly.cpu-ngram.json").write_text("{}")
     assert pytester.runpytest("--spec-compare=nightly", "-k", "nothing").ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+def test_metrics_targets_need_the_endpoint_they_describe(pytester):
+    pytester.makepyfile("def test_never_runs():\n    raise AssertionError('ran')\n")
+    outcome = pytester.runpytest("--spec-metrics-url=http://replica-1:8000/metrics")
+    assert outcome.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--spec-metrics-url needs --spec-endpoint" in outcome.stderr.str()

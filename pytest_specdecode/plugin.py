@@ -97,13 +97,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     gated = [(item, marks) for item in items if (marks := [m for name in GATE_MARKERS for m in item.iter_markers(name)])]
     if not gated:
         return
-    from .gates.kinds import GateUsageError, NoThreshold, gates_from_marks
+    from .gates.kinds import GateUsageError, NoThreshold, check_gates_fit, gates_from_marks
 
     session = spec_session(config)
     for item, marks in gated:
-        defaults = _config_defaults(session, item)
+        loaded = _loaded_config(session, item)
         try:
-            gates = gates_from_marks(marks, defaults)
+            gates = gates_from_marks(marks, loaded.gates if loaded is not None else None)
+            if loaded is not None:
+                check_gates_fit(gates, loaded.speculative.vllm_dict())
         except NoThreshold as exc:
             if _config_path(item) is not None:
                 raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
@@ -119,14 +121,14 @@ def _config_path(item: pytest.Item) -> Path | None:
     return getattr(item, "callspec", None) and item.callspec.params.get(CONFIG_FIXTURE)
 
 
-def _config_defaults(session: SpecSession, item: pytest.Item) -> Any:
+def _loaded_config(session: SpecSession, item: pytest.Item) -> Any:
     from .config.spec import ConfigError
 
     path = _config_path(item)
     if path is None:
         return None
     try:
-        return session.config_for(path).gates
+        return session.config_for(path)
     except ConfigError:
         return None  # reported as the test's error when its fixture loads the config
 

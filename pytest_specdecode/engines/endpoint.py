@@ -238,6 +238,9 @@ class EndpointEngine:
                 capacities.append(parse_kv_cache_tokens(response.text))
         return None if None in capacities else sum(capacities)
 
+    def resolved_config(self) -> dict[str, Any] | None:
+        return None  # a server over HTTP does not publish its resolved config
+
     def tokenizer(self) -> Any:
         if self._tokenizer is None:
             from transformers import AutoTokenizer

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..config.load import LoadLevel
 from ..results import RequestSample
+from ..results.figures import RequestSpecDecode
 from .base import EngineSpec, EngineStartError, Generated, Sampling, mean_logprob
 from .metrics import EngineCounters, collectors_text, parse_counters, vllm_collectors
 from .processes import start_in_thread
@@ -32,6 +33,7 @@ class OfflineEngine:
         args = dict(spec.engine_args)
         if spec.speculative_config:
             args["speculative_config"] = dict(spec.speculative_config)
+            args.update(per_request_spec_metrics_args(args))
         try:
             self._llm, self._processes = start_in_thread(lambda: LLM(model=spec.model, disable_log_stats=False, **args))
         except Exception as exc:  # vLLM raises many types; all mean "this engine did not start"
@@ -70,6 +72,7 @@ class OfflineEngine:
         chunks: dict[str, list[int]] = {rid: [] for rid in request_ids}
         texts: dict[str, list[str]] = {rid: [] for rid in request_ids}
         finished_at: dict[str, float] = {}
+        vllm_metrics: dict[str, RequestSpecDecode | None] = {}
         while engine.has_unfinished_requests():
             outputs = engine.step()
             now = time.perf_counter()
@@ -87,6 +90,7 @@ class OfflineEngine:
                     prompt_tokens[rid] = len(output.prompt_token_ids)
                 if output.finished:
                     finished_at[rid] = now
+                    vllm_metrics[rid] = request_spec_decode(getattr(output.outputs[0], "spec_decode_metrics", None))
         duration = time.perf_counter() - started
         samples = [  # in the prompts' order
             RequestSample(
@@ -98,6 +102,7 @@ class OfflineEngine:
                 chunk_tokens=chunks[rid],
                 output_token_ids=token_ids[rid],
                 output_text="".join(texts[rid]),
+                vllm_spec_decode=vllm_metrics.get(rid),
                 seed=sampling.request_seed(index),
                 temperature=sampling.request_temperature(index),
             )
@@ -133,6 +138,11 @@ class OfflineEngine:
             scores[i] = mean_logprob(result.prompt_logprobs, outputs[i])
         return scores
 
+    def resolved_config(self) -> dict[str, Any] | None:
+        from .vllm_info import resolved
+
+        return resolved(self._llm.llm_engine.vllm_config)
+
     def kv_cache_tokens(self) -> int | None:
         cache = self._llm.llm_engine.vllm_config.cache_config
         if not cache.num_gpu_blocks:
@@ -163,3 +173,26 @@ def start_failure(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     cause = " | ".join(line for line in lines if not line.startswith("For further information visit"))
     return f"{type(exc).__name__}: {cause}"[:500] if cause else type(exc).__name__
+
+
+def per_request_spec_metrics_args(args: dict[str, Any]) -> dict[str, Any]:
+    """vLLM's own per-request acceptance (`--per-request-spec-decode-metrics summary`, vLLM 0.32+),
+    asked for where the installed vLLM has it and the config did not set it: the chunk-based
+    estimate is then only the fallback."""
+    from .vllm_info import engine_arg_names
+
+    if "per_request_spec_decode_metrics" in args or "per_request_spec_decode_metrics" not in engine_arg_names():
+        return {}
+    return {"per_request_spec_decode_metrics": "summary"}
+
+
+def request_spec_decode(metrics: Any) -> RequestSpecDecode | None:
+    """vLLM's `RequestSpecDecodeMetrics` of one finished request: its histogram of accepted draft
+    tokens per verify step, and the draft tokens it proposed."""
+    histogram = getattr(metrics, "histogram", None)
+    if not histogram:
+        return None
+    return RequestSpecDecode(
+        verify_steps=int(sum(histogram)), accepted_tokens=int(sum(j * count for j, count in enumerate(histogram))),
+        draft_tokens=int(metrics.num_draft_tokens),
+    )

@@ -67,6 +67,9 @@ class ServerEngine:
     def kv_cache_tokens(self) -> int | None:
         return self.client.kv_cache_tokens()
 
+    def resolved_config(self) -> dict[str, Any] | None:
+        return None  # `vllm serve` does not publish its resolved config over HTTP
+
     def tokenizer(self) -> Any:
         return self.client.tokenizer()
 

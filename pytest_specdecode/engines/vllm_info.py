@@ -40,7 +40,7 @@ def _engine_arg_fields() -> tuple[dataclasses.Field, ...]:
     return dataclasses.fields(EngineArgs)
 
 
-def _engine_arg_names() -> frozenset[str]:
+def engine_arg_names() -> frozenset[str]:
     return frozenset(f.name for f in _engine_arg_fields())
 
 
@@ -62,7 +62,7 @@ def _speculative_keys() -> frozenset[str] | None:
 
 def validate_against_vllm(config: SpecConfig) -> None:
     """Unknown engine or speculative keys, named in the words of the user's own vLLM version."""
-    known_args = _engine_arg_names()
+    known_args = engine_arg_names()
     for key in config.model.engine_args():
         if key not in known_args:
             raise ConfigError(f"{config.path}: [model] {key}: not an engine argument of vLLM {vllm_version()}")
@@ -140,3 +140,25 @@ def server_identity(url: str, headers: dict[str, str] | None = None) -> dict[str
         raise EngineStartError(f"endpoint {url}: cannot read its identity (/version, /v1/models): {exc}") from None
     served = [{key: model.get(key) for key in ("id", "root", "max_model_len")} for model in models if isinstance(model, dict)]
     return {"version": version, "models": sorted(served, key=lambda m: str(m["id"]))}
+
+
+#: The speculative settings worth reading back: what decides the drafts and their verification.
+RESOLVED_SPECULATIVE = ("method", "num_speculative_tokens", "draft_tensor_parallel_size", "prompt_lookup_min",
+                        "prompt_lookup_max", "rejection_sample_method", "draft_sample_method")
+RESOLVED_PARALLEL = ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size")
+
+
+def resolved(vllm_config: Any) -> dict[str, Any]:
+    """What vLLM made of the engine's arguments: a config can ask for a setting the installed vLLM
+    accepts and then ignores or overrides (a draft tensor-parallel size, a method renamed), and
+    only the resolved config says what ran."""
+    def plain(section: Any, names: tuple[str, ...]) -> dict[str, Any]:
+        found = {name: getattr(section, name) for name in names if hasattr(section, name)}
+        return {name: value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+                for name, value in found.items()}
+
+    speculative = getattr(vllm_config, "speculative_config", None)
+    return {
+        "speculative": None if speculative is None else plain(speculative, RESOLVED_SPECULATIVE),
+        "parallel": plain(getattr(vllm_config, "parallel_config", None), RESOLVED_PARALLEL),
+    }

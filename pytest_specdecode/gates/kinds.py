@@ -408,6 +408,23 @@ def interval_outcome(gate: Gate, interval: tuple[float, float]) -> str:
     return "pass" if low >= gate.threshold else "fail" if high < gate.threshold else "inconclusive"
 
 
+#: vLLM's rejection-sampling methods that do not keep the target's distribution: "synthetic"
+#: accepts drafts at a set rate whatever the target says (a benchmarking aid). "standard" and
+#: "block" (block verification) are lossless.
+LOSSY_REJECTION_METHODS = frozenset({"synthetic"})
+
+
+def check_gates_fit(gates: Iterable[Gate], speculative: dict[str, Any]) -> None:
+    """Gates that cannot hold by construction of the config are usage errors before any engine starts."""
+    method = speculative.get("rejection_sample_method")
+    if method in LOSSY_REJECTION_METHODS and any(gate.kind == "lossless" for gate in gates):
+        raise GateUsageError(
+            f"lossless: [speculative] rejection_sample_method = {method!r} accepts drafts at a set rate whatever "
+            "the target says, so its outputs are not the target's distribution; gate it without lossless, or use "
+            "'standard' or 'block'"
+        )
+
+
 def gates_from_marks(marks: Iterable[Any], defaults: GatesSection | None) -> list[Gate]:
     """Every gate marker on an item (closest first, as pytest's iter_markers yields them)."""
     return [parse_gate(mark.name, tuple(mark.args), dict(mark.kwargs), defaults) for mark in marks if mark.name in KINDS]

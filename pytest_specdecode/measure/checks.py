@@ -8,7 +8,10 @@ a warm prefix cache) keeps its figures and carries a named `RunWarning`.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..config.spec import RunSection
+from ..engines.base import EngineSpec
 from ..results import EngineFigures, RequestSample, RunWarning, SpecCounters, Window
 
 #: Mean output lengths further apart than this make a throughput comparison one of unequal work.
@@ -140,3 +143,19 @@ def _client_bound(window: Window) -> bool:
         return False
     busy_share = window.client_cpu_s / window.duration_s if window.duration_s > 0 else 0.0
     return window.client_lag_ms > CLIENT_LAG_LIMIT_MS or busy_share > CLIENT_CPU_LIMIT
+
+
+def config_warnings(side: EngineSpec, resolved: dict[str, Any] | None) -> list[RunWarning]:
+    """A setting the engine resolved otherwise than asked: vLLM can accept a key and then ignore or
+    override it (a draft tensor-parallel size, a method it renames), and the run then measured
+    another config than the file says."""
+    if not resolved:
+        return []
+    asked = [("speculative", side.speculative_config or {}, resolved.get("speculative") or {}),
+             ("model", side.engine_args, resolved.get("parallel") or {})]
+    differ = [f"[{section}] {key} = {want!r}, the engine resolved {got[key]!r}"
+              for section, wanted, got in asked for key, want in wanted.items() if key in got and got[key] != want]
+    if not differ:
+        return []
+    return [RunWarning(code="config_not_applied", message="; ".join(differ) + ": the run measured what the engine "
+                       "resolved (see resolved_config), not what the config asks")]

@@ -334,6 +334,8 @@ class Measurer:
         """One planned window: prefix cache emptied, counters read around the requests alone."""
         config, condition, side = state.config, step.condition, state.side(step.role)
         engine = self._engine(side, config)
+        if step.role == "spec" and state.resolved is None:
+            state.resolved = engine.resolved_config()
         prompts = state.rendered.for_engine(engine)
         suffix = f", window {step.repeat + 1}" if config.run.window_budget > 1 else ""
         self.progress(f"{config.name}: {side.role} {condition.label} ({len(prompts)} prompts{suffix})")

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..config.spec import SpecConfig
 from ..config.workload import RenderedPrompts
 from ..engines.base import EngineSpec
 from ..engines.metrics import EngineCounters
 from ..results import BaselineInfo, EngineFigures, LosslessCheck, RunResult, SpecCounters
-from .checks import invalid_reason, outputs_match, run_warnings, speedup_basis
+from .checks import config_warnings, invalid_reason, outputs_match, run_warnings, speedup_basis
 from .plan import Recipe, Step, mix_label
 
 
@@ -39,6 +40,8 @@ class ConfigMeasurement:
     #: the conditions whose vanilla side is measured here (not known from the memo or a store)
     to_measure: set[Recipe] = field(default_factory=set)
     windows: dict[tuple[str, Recipe], list[tuple[EngineFigures, EngineCounters]]] = field(default_factory=dict)
+    #: what the spec engine resolved of its arguments (`Engine.resolved_config`), once it ran
+    resolved: dict[str, Any] | None = None
 
     def side(self, role: str) -> EngineSpec:
         """The engine a plan step of `role` runs on."""
@@ -95,12 +98,13 @@ class ConfigMeasurement:
             outputs_match=outputs_match(spec.samples, vanilla.samples) if sampling.temperature == 0 else None,
             invalid_reason=invalid_reason(counters, spec, vanilla, config.run.min_valid_output_tokens),
             baseline=self.baseline_of[condition],
-            warnings=run_warnings(spec, vanilla, config.run),
+            warnings=run_warnings(spec, vanilla, config.run) + config_warnings(self.spec_side, self.resolved),
             speedup_basis=speedup_basis(spec, vanilla),
             lossless_check=check,
             interval_level=config.run.interval_level,
             window_order=self.order,
             min_p99_requests=config.run.min_p99_requests,
             engine_args=dict(self.spec_side.engine_args),
+            resolved_config=self.resolved,
             speculative_config=dict(self.spec_side.speculative_config or {}),
         )

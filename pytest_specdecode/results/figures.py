@@ -19,6 +19,20 @@ LatencyMetric = Literal["e2e", "tpot", "ttft", "itl"]
 LATENCY_METRICS: tuple[LatencyMetric, ...] = ("e2e", "tpot", "ttft", "itl")
 
 
+class RequestSpecDecode(Model):
+    """vLLM's own count of one request's speculation (`--per-request-spec-decode-metrics`)."""
+
+    verify_steps: int
+    accepted_tokens: int
+    draft_tokens: int
+
+    @computed_field
+    @property
+    def acceptance_length(self) -> float | None:
+        """Tokens per verify step, as vLLM counted them: 1 + accepted drafts per step."""
+        return None if not self.verify_steps else 1.0 + self.accepted_tokens / self.verify_steps
+
+
 class RequestSample(Model):
     """One measured request, as timed by the client side of the engine."""
 
@@ -30,6 +44,10 @@ class RequestSample(Model):
     chunk_tokens: list[int] = Field(default_factory=list, description="tokens per engine step")
     output_token_ids: list[int] = Field(default_factory=list, description="kept for lossless checks against baselines")
     output_text: str = Field(default="", description="shown beside vanilla's when a lossless check fails")
+    vllm_spec_decode: RequestSpecDecode | None = Field(
+        default=None, description="vLLM's own per-request speculation counts, where the engine offers them; "
+        "preferred to the chunk-based `acceptance_length`"
+    )
     repeat: int = 0
     seed: int | None = Field(default=None, description="this request's own sampling seed (workload seed + index)")
     temperature: float | None = Field(default=None, description="the temperature it was sampled at (a mixed "

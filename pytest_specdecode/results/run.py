@@ -115,6 +115,10 @@ class RunResult(Model):
     )
     k_swept: bool = Field(default=False, description="one K of a sweep: K is part of the run's condition")
     engine_args: dict[str, Any] = Field(default_factory=dict, description="what both engines were started with")
+    resolved_config: dict[str, Any] | None = Field(
+        default=None, description="what the spec engine resolved of its arguments (speculative and parallel "
+        "settings, read back from vLLM); None where it cannot say (a server over HTTP)"
+    )
     speculative_config: dict[str, Any] = Field(default_factory=dict)
 
     @computed_field
@@ -157,8 +161,33 @@ class RunResult(Model):
 
     @computed_field
     @property
+    def per_request_source(self) -> Literal["vllm", "chunks"]:
+        """Where per-request acceptance comes from: vLLM's own per-request counts when every spec
+        request carries them (`--per-request-spec-decode-metrics`), else the streamed chunks' estimate."""
+        samples = self.spec.samples
+        return "vllm" if samples and all(s.vllm_spec_decode is not None for s in samples) else "chunks"
+
+    def _request_lengths(self) -> list[float]:
+        if self.per_request_source == "vllm":
+            return [s.vllm_spec_decode.acceptance_length for s in self.spec.samples
+                    if s.vllm_spec_decode is not None and s.vllm_spec_decode.acceptance_length is not None]
+        return [s.acceptance_length for s in self.spec.samples if s.acceptance_length is not None]
+
+    @computed_field
+    @property
     def per_request_acceptance_length(self) -> Distribution:
-        return Distribution.of([s.acceptance_length for s in self.spec.samples if s.acceptance_length is not None])
+        return Distribution.of(self._request_lengths())
+
+    @computed_field
+    @property
+    def per_request_estimate_gap(self) -> Distribution:
+        """Per request, the chunk-based acceptance length minus vLLM's own (where both exist): how far
+        the estimate an older vLLM or a server without the flag leaves the plugin with is off."""
+        return Distribution.of([
+            s.acceptance_length - s.vllm_spec_decode.acceptance_length for s in self.spec.samples
+            if s.acceptance_length is not None and s.vllm_spec_decode is not None
+            and s.vllm_spec_decode.acceptance_length is not None
+        ])
 
     def per_request_acceptance_values(self) -> list[float]:
         """Each request's acceptance rate, (acceptance length - 1) / K: the spread behind the mean.
@@ -166,8 +195,7 @@ class RunResult(Model):
         Not clipped at 1: a value above 1 means stream chunks merged engine steps, and is counted
         in `per_request_acceptance_over_one` rather than hidden.
         """
-        k = self.num_speculative_tokens
-        return [(s.acceptance_length - 1) / k for s in self.spec.samples if s.acceptance_length is not None]
+        return [(length - 1) / self.num_speculative_tokens for length in self._request_lengths()]
 
     @computed_field
     @property

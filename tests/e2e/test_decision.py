@@ -31,6 +31,10 @@ def test_decomposition_and_ranking_of_ngram_against_the_8_layer_draft(pytester, 
         assert longest <= first <= longest + run["vanilla"]["num_requests"] // len(run["vanilla"]["windows"])
         assert run["spec"]["engine_steps"] <= run["vanilla"]["engine_steps"]  # a spec step yields >= 1 token a request
 
+        # read back from vLLM: what the engine resolved is what the config asked
+        assert run["resolved_config"]["speculative"]["num_speculative_tokens"] == run["num_speculative_tokens"]
+        assert run["resolved_config"]["parallel"]["tensor_parallel_size"] == 1
+        assert "config_not_applied" not in {w["code"] for w in run["warnings"]}
     [greedy] = [r for r in data["ranking"] if r["condition"] == "T=0"]
     assert [e["name"] for e in greedy["entries"]] == ["ngram", "draft"]  # the 8-layer draft ranks last
     assert greedy["pairs"][0]["better"] == "ngram" and greedy["pairs"][0]["ratio"] > 1

@@ -68,6 +68,9 @@ class FakeEngine:
         self.scored.append(len(outputs))
         return [sum(self.token_logprobs.get(t, -1.0) for t in output) / len(output) for output in outputs]
 
+    def resolved_config(self):
+        return None
+
     def kv_cache_tokens(self):
         return 1000 if self.spec.speculative_config else 1200
 

@@ -289,3 +289,25 @@ def test_more_windows_are_asked_for_only_where_they_can_resolve_a_verdict():
     assert [more_windows_help(parse_gate("min_speedup", (1.5,), {}), v) for v in speedup] == [True, True]
     assert [more_windows_help(parse_gate("min_acceptance", (0.5,), {}), v) for v in acceptance] == [False, True]
     assert not any(more_windows_help(parse_gate("min_acceptance", (0.5,), {"position": 7}), v) for v in missing)
+
+
+SYNTHETIC = """
+[model]
+name = "org/target"
+
+[speculative]
+method = "ngram"
+num_speculative_tokens = 3
+rejection_sample_method = "synthetic"
+synthetic_acceptance_length = 2.5
+"""
+
+
+def test_a_lossless_gate_on_a_lossy_acceptance_method_is_a_usage_error_before_any_engine(pytester):
+    pytester.makefile(".toml", synthetic=SYNTHETIC)
+    pytester.makepyfile("import pytest\n\n@pytest.mark.lossless()\ndef test_same(spec_run):\n    raise AssertionError('measured')\n")
+    outcome = pytester.runpytest("-p", "no:cacheprovider", "--spec-config=synthetic.toml")
+    assert outcome.ret == pytest.ExitCode.USAGE_ERROR
+    assert "rejection_sample_method = 'synthetic' accepts drafts at a set rate" in outcome.stderr.str()
+    pytester.makepyfile("import pytest\n\n@pytest.mark.min_acceptance(0.5)\ndef test_rate(spec_run):\n    pass\n")
+    assert pytester.runpytest("-p", "no:cacheprovider", "--spec-config=synthetic.toml", "--collect-only").ret == 0

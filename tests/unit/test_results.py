@@ -133,3 +133,20 @@ def test_break_even_along_request_rate_reads_tpot_speedup():
         "request_rate", "tpot", 4.0, 1.0
     )
     assert point.speedup_at_first_level_not_paying == pytest.approx(0.8, rel=0.01)
+
+
+def test_per_request_acceptance_prefers_vllms_own_counts_and_says_how_far_the_estimate_is():
+    from pytest_specdecode.results.figures import RequestSpecDecode
+
+    from .builders import run
+
+    measured = run(k=3)
+    assert measured.per_request_source == "chunks" and measured.per_request_estimate_gap.count == 0
+    own = RequestSpecDecode(verify_steps=4, accepted_tokens=6, draft_tokens=12)  # 2.5 tokens a step
+    samples = [s.model_copy(update={"vllm_spec_decode": own}) for s in measured.spec.samples]
+    counted = measured.model_copy(update={"spec": measured.spec.model_copy(update={"samples": samples})})
+    assert counted.per_request_source == "vllm"
+    assert counted.per_request_acceptance_length.p50 == pytest.approx(2.5)
+    assert counted.per_request_acceptance.p50 == pytest.approx(0.5)  # (2.5 - 1) / 3
+    chunk_estimate = measured.per_request_acceptance_length.p50  # the builder's chunks of 2: 2.0
+    assert counted.per_request_estimate_gap.p50 == pytest.approx(chunk_estimate - 2.5)

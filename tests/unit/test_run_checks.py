@@ -86,3 +86,26 @@ def test_every_window_starts_with_an_empty_prefix_cache_and_is_recorded():
     assert [w.engine_generation_tokens for w in run.spec.windows] == [w.output_tokens for w in run.spec.windows]
     assert run.engine_args == {"dtype": "float32"}  # the report says how the engines ran
     assert run.speculative_config["method"] == "ngram"
+
+
+def test_a_setting_the_engine_resolved_otherwise_is_a_named_warning():
+    from types import SimpleNamespace
+
+    from pytest_specdecode.engines.base import EngineSpec
+    from pytest_specdecode.engines.vllm_info import resolved
+    from pytest_specdecode.measure.checks import config_warnings
+
+    vllm_config = SimpleNamespace(
+        speculative_config=SimpleNamespace(method="draft_model", num_speculative_tokens=4, draft_tensor_parallel_size=2),
+        parallel_config=SimpleNamespace(tensor_parallel_size=2, pipeline_parallel_size=1, data_parallel_size=1),
+    )
+    found = resolved(vllm_config)
+    assert found == {"speculative": {"method": "draft_model", "num_speculative_tokens": 4, "draft_tensor_parallel_size": 2},
+                     "parallel": {"tensor_parallel_size": 2, "pipeline_parallel_size": 1, "data_parallel_size": 1}}
+    side = EngineSpec("m", {"tensor_parallel_size": 2}, {"method": "draft_model", "num_speculative_tokens": 4,
+                                                         "draft_tensor_parallel_size": 1})
+    [warning] = config_warnings(side, found)
+    assert warning.code == "config_not_applied"
+    assert warning.message.startswith("[speculative] draft_tensor_parallel_size = 1, the engine resolved 2")
+    assert config_warnings(side, None) == []
+    assert config_warnings(EngineSpec("m", {}, {"method": "draft_model", "num_speculative_tokens": 4}), found) == []

@@ -92,6 +92,17 @@ class SpecCounters(Model):
     def __add__(self, other: SpecCounters) -> SpecCounters:
         return self._combine(other, operator.add)
 
+    @property
+    def acceptance_rate(self) -> float | None:
+        """Accepted over drafted tokens: vLLM's draft acceptance rate."""
+        return ratio(self.num_accepted_tokens, self.num_draft_tokens)
+
+    @property
+    def mean_acceptance_length(self) -> float | None:
+        """Tokens per verify step: the bonus token plus the accepted drafts per draft."""
+        per_draft = ratio(self.num_accepted_tokens, self.num_drafts)
+        return None if per_draft is None else 1.0 + per_draft
+
     def minus(self, earlier: SpecCounters) -> SpecCounters:
         return self._combine(earlier, operator.sub)
 

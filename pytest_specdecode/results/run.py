@@ -144,13 +144,12 @@ class RunResult(Model):
     @computed_field
     @property
     def acceptance_rate(self) -> float | None:
-        return ratio(self.counters.num_accepted_tokens, self.counters.num_draft_tokens)
+        return self.counters.acceptance_rate
 
     @computed_field
     @property
     def mean_acceptance_length(self) -> float | None:
-        accepted_per_draft = ratio(self.counters.num_accepted_tokens, self.counters.num_drafts)
-        return None if accepted_per_draft is None else 1.0 + accepted_per_draft
+        return self.counters.mean_acceptance_length
 
     @computed_field
     @property
@@ -449,13 +448,12 @@ class ReplicaFigures(Model):
     @computed_field
     @property
     def acceptance_rate(self) -> float | None:
-        return ratio(self.counters.num_accepted_tokens, self.counters.num_draft_tokens)
+        return self.counters.acceptance_rate
 
     @computed_field
     @property
     def mean_acceptance_length(self) -> float | None:
-        per_draft = ratio(self.counters.num_accepted_tokens, self.counters.num_drafts)
-        return None if per_draft is None else 1.0 + per_draft
+        return self.counters.mean_acceptance_length
 
 
 RunResult.model_rebuild()  # `temperature_buckets` names TemperatureBucket, defined after it

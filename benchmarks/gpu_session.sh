@@ -4,6 +4,7 @@
 #   bash benchmarks/gpu_session.sh offline|server [ngram draft self-draft]   (default: all three)
 #   bash benchmarks/gpu_session.sh overhead|baseline|bench-serve|engine-start|false-alarm
 #   bash benchmarks/gpu_session.sh gates|server-gates [ngram draft self-draft eagle3]   (lossless at every temperature)
+#   bash benchmarks/gpu_session.sh shape|shape-server|jitter   (8B-shaped target, 1B-shaped draft, random weights)
 #   bash benchmarks/gpu_session.sh eagle3-data|eagle3-train   (speculators wheels in /tmp/stage/spec; see benchmarks/gpu/eagle3)
 # SESSION_LIMIT_S stops a pytest session with SIGTERM after that many seconds: its report keeps what was measured.
 #   bash benchmarks/gpu_session.sh bench-serve|overhead [ngram|eagle3]   (plugin vs `vllm bench serve` at concurrency
@@ -24,6 +25,7 @@ names=(${names[*]})
 configs=()
 for name in "${names[@]}"; do configs+=("--spec-config=examples/gpu-$name.toml"); done
 tag=$(IFS=-; echo "${names[*]}")
+shape=8b-draft; [ $# -gt 0 ] && shape=$1   # shape, shape-server and jitter: one examples/gpu-<name>.toml
 gate_session() {
   # the plugin is not pip-installed there, so it is loaded by name; the bound CPU test is skipped
   timeout -s TERM -k 30 "${SESSION_LIMIT_S:-3000}" python3 -m pytest -p pytest_specdecode.plugin -p no:cacheprovider examples/test_gates.py -k "not TestBadDraft" \
@@ -41,6 +43,19 @@ case $step in
     timeout -s TERM -k 30 "${SESSION_LIMIT_S:-3000}" python3 -m pytest -p pytest_specdecode.plugin -p no:cacheprovider benchmarks/gpu/test_h100_gates.py "${configs[@]}" \
       --spec-mode=server --spec-max-engines=2 -rA --spec-report="$out/$gpu-server-gates-$tag.json" 2>&1 \
       | tee "$out/$gpu-server-gates-$tag.log" ;;
+  shape)
+    # an 8B-shaped target with a 1B-shaped draft, random weights (examples/gpu-8b-draft*.toml)
+    timeout -s TERM -k 30 "${SESSION_LIMIT_S:-540}" python3 -m pytest -p pytest_specdecode.plugin -p no:cacheprovider \
+      examples/test_production_shape.py --spec-config="examples/gpu-$shape.toml" \
+      --spec-max-engines=2 -rA --spec-report="$out/$gpu-$shape.json" 2>&1 | tee "$out/$gpu-$shape.log" ;;
+  shape-server)
+    timeout -s TERM -k 30 "${SESSION_LIMIT_S:-540}" python3 -m pytest -p pytest_specdecode.plugin -p no:cacheprovider \
+      examples/test_production_shape.py --spec-config=examples/gpu-8b-draft-server.toml --spec-mode=server \
+      --spec-max-engines=2 -rA --spec-report="$out/$gpu-8b-draft-server.json" 2>&1 | tee "$out/$gpu-8b-draft-server.log" ;;
+  jitter)
+    [ "$shape" = 8b-draft ] && file=$gpu-window-jitter.json || file=$gpu-window-jitter-$shape.json
+    python3 benchmarks/window_jitter.py "examples/gpu-$shape.toml" --rounds "${ROUNDS:-6}" --ballast 2000000 \
+      --out "$out/$file" 2>&1 | tail -40 ;;
   engine-start)
     python3 benchmarks/engine_start.py examples/gpu-ngram.toml --rounds 2 --out "$out/$gpu-engine-start.json" 2>&1 | tail -20 ;;
   false-alarm)

@@ -10,6 +10,7 @@ makes and stops when it ends.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -108,6 +109,7 @@ class SpecSession:
     def measurer(self) -> Measurer:
         """A hook's measurer, else one of the session's own, set up for this session's options."""
         if self._measurer is None:
+            self._place_worker()
             measurer = self.config.hook.pytest_specdecode_measurer(config=self.config)
             self._owns_measurer = measurer is None
             if measurer is None:
@@ -125,6 +127,23 @@ class SpecSession:
             self._seconds_before = dict(measurer.seconds)
             self._measurer = measurer
         return self._measurer
+
+    def _place_worker(self) -> None:
+        """An xdist worker's engines on GPUs of their own (`engines/placement.py`), set before its
+        first engine starts: every worker takes a block as large as the largest config collected needs,
+        so a TP=2 config gets two GPUs and no two workers share one (their device locks then differ)."""
+        from .engines.placement import VISIBLE_DEVICES_ENV, gpus_needed, worker_visible_devices
+
+        loaded = [config for config in self._configs.values() if not isinstance(config, Exception)]
+        if self.options.endpoints is not None or not loaded:
+            return
+        try:
+            visible = worker_visible_devices(max(gpus_needed(**config.parallel_sizes) for config in loaded))
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        if visible is not None:
+            os.environ[VISIBLE_DEVICES_ENV] = visible
+            self.progress(f"this worker's engines run on GPU {visible} ({VISIBLE_DEVICES_ENV})")
 
     def _baselines(self) -> Any:
         if self.options.baseline_dir is None:

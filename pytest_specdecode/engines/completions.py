@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..results import RequestSample
+from ..results.figures import RequestSpecDecode
 from .base import Sampling
 
 
@@ -28,6 +29,9 @@ class Stream:
     chunk_tokens: list[int] = field(default_factory=list)
     token_ids: list[int] = field(default_factory=list)
     text: str = ""
+    #: vLLM's own per-request metrics from the closing usage chunk, where the server was started with
+    #: `--per-request-spec-decode-metrics` / `--enable-per-request-metrics`
+    server_metrics: dict[str, Any] = field(default_factory=dict)
 
     def add(self, payload: dict[str, Any], now: float) -> None:
         choices = payload.get("choices") or []
@@ -35,6 +39,7 @@ class Stream:
         self.prompt_tokens = usage.get("prompt_tokens", self.prompt_tokens)
         if not choices:  # the closing usage-only chunk
             self.completion_tokens = usage.get("completion_tokens", self.completion_tokens)
+            self.server_metrics = payload.get("metrics") or {}
             return
         ids = choices[0].get("token_ids") or []
         self.token_ids += ids
@@ -59,6 +64,8 @@ class Stream:
             output_text=self.text,
             seed=self.seed,
             temperature=self.temperature,
+            vllm_spec_decode=_spec_decode(self.server_metrics.get("speculative_decoding")),
+            server_mean_itl_ms=self.server_metrics.get("mean_itl_ms"),
             scheduled_ttft_s=(times[0] - self.scheduled) if times and self.scheduled is not None else None,
         )
 
@@ -89,3 +96,11 @@ def prompt_logprobs(payload: dict[str, Any]) -> list[dict[int, float] | None] | 
         None if entry is None else {int(token): float(v["logprob"] if isinstance(v, dict) else v) for token, v in entry.items()}
         for entry in positions
     ]
+
+
+def _spec_decode(metrics: dict[str, Any] | None) -> RequestSpecDecode | None:
+    """vLLM's `metrics.speculative_decoding` of one streamed request, as the offline engine records it."""
+    if not metrics or "num_spec_steps" not in metrics:
+        return None
+    return RequestSpecDecode(verify_steps=metrics["num_spec_steps"], accepted_tokens=metrics["num_accepted_draft_tokens"],
+                             draft_tokens=metrics["num_draft_tokens"])

@@ -17,6 +17,7 @@ from ..config.load import LoadLevel, arrival_offsets, run_requests
 from .base import ClientStats, EngineSpec, EngineStartError, Generated, Sampling, auth_headers, mean_logprob
 from .completions import Stream, completion_body, prompt_logprobs
 from .metrics import EngineCounters, parse_counters, parse_kv_cache_tokens
+from .vllm_info import resolved_from_json
 
 
 async def _loop_lag(period_s: float = 0.01) -> float:
@@ -239,7 +240,19 @@ class EndpointEngine:
         return None if None in capacities else sum(capacities)
 
     def resolved_config(self) -> dict[str, Any] | None:
-        return None  # a server over HTTP does not publish its resolved config
+        """From vLLM's dev-mode `GET /server_info` (the plugin's own servers enable it); None where
+        the server does not publish it: a production deployment rarely runs in dev mode."""
+        import httpx
+
+        try:
+            response = httpx.get(f"{self.base_url}/server_info", params={"config_format": "json"}, timeout=30.0,
+                                 trust_env=self._trust_env, headers=self._headers)
+        except httpx.TransportError:
+            return None
+        if response.status_code != 200:
+            return None
+        found = response.json().get("vllm_config")
+        return resolved_from_json(found) if isinstance(found, dict) else None
 
     def tokenizer(self) -> Any:
         if self._tokenizer is None:

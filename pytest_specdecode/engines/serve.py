@@ -73,7 +73,21 @@ def serve_args(spec: EngineSpec, host: str, port: int, defaults: Mapping[str, An
     args = ["--model", spec.model, "--host", host, "--port", str(port), *engine_flags(spec.engine_args, defaults)]
     if spec.speculative_config:
         args += ["--speculative-config", json.dumps(spec.speculative_config)]
-    return args
+    return args + per_request_flags(spec)
+
+
+def per_request_flags(spec: EngineSpec) -> list[str]:
+    """vLLM's own per-request figures, asked of our servers where the installed vLLM has them
+    (0.32+): speculation counts on the spec side, timing on both (a check on the client's clock)."""
+    from .vllm_info import engine_arg_names, frontend_arg_names
+
+    flags = []
+    if spec.speculative_config and "per_request_spec_decode_metrics" in engine_arg_names() \
+            and "per_request_spec_decode_metrics" not in spec.engine_args:
+        flags += ["--per-request-spec-decode-metrics", "summary"]
+    if "enable_per_request_metrics" in frontend_arg_names():
+        flags.append("--enable-per-request-metrics")
+    return flags
 
 
 def serve_command() -> list[str]:

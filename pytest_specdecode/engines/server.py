@@ -68,7 +68,7 @@ class ServerEngine:
         return self.client.kv_cache_tokens()
 
     def resolved_config(self) -> dict[str, Any] | None:
-        return None  # `vllm serve` does not publish its resolved config over HTTP
+        return self.client.resolved_config()  # our servers run in vLLM's dev mode, which publishes it
 
     def tokenizer(self) -> Any:
         return self.client.tokenizer()

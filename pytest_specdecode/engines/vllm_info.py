@@ -51,6 +51,16 @@ def engine_arg_defaults() -> dict[str, Any]:
 
 
 @cache
+def frontend_arg_names() -> frozenset[str]:
+    """The API server's own options (`vllm serve` flags that are not engine arguments)."""
+    try:
+        from vllm.entrypoints.launchers.cli_args import FrontendArgs
+    except ImportError:  # an older vLLM keeps them elsewhere: none of the newer ones are asked for
+        return frozenset()
+    return frozenset(getattr(FrontendArgs, "__dataclass_fields__", {}))
+
+
+@cache
 def _speculative_keys() -> frozenset[str] | None:
     try:
         from vllm.config import SpeculativeConfig
@@ -152,13 +162,26 @@ def resolved(vllm_config: Any) -> dict[str, Any]:
     """What vLLM made of the engine's arguments: a config can ask for a setting the installed vLLM
     accepts and then ignores or overrides (a draft tensor-parallel size, a method renamed), and
     only the resolved config says what ran."""
-    def plain(section: Any, names: tuple[str, ...]) -> dict[str, Any]:
-        found = {name: getattr(section, name) for name in names if hasattr(section, name)}
-        return {name: value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
-                for name, value in found.items()}
+    def section(name: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
+        found = getattr(vllm_config, name, None)
+        return None if found is None else {key: getattr(found, key) for key in keys if hasattr(found, key)}
 
-    speculative = getattr(vllm_config, "speculative_config", None)
+    return _picked(section("speculative_config", RESOLVED_SPECULATIVE), section("parallel_config", RESOLVED_PARALLEL))
+
+
+def resolved_from_json(vllm_config: dict[str, Any]) -> dict[str, Any]:
+    """`resolved` from a server's `GET /server_info?config_format=json` (vLLM's dev-mode route,
+    which the plugin's own servers enable): the same settings, read from the config vLLM serialised."""
+    return _picked(vllm_config.get("speculative_config"), vllm_config.get("parallel_config"))
+
+
+def _picked(speculative: dict[str, Any] | None, parallel: dict[str, Any] | None) -> dict[str, Any]:
+    def plain(found: dict[str, Any] | None, names: tuple[str, ...]) -> dict[str, Any]:
+        found = found or {}
+        return {name: found[name] if isinstance(found[name], (str, int, float, bool, type(None))) else str(found[name])
+                for name in names if name in found}
+
     return {
         "speculative": None if speculative is None else plain(speculative, RESOLVED_SPECULATIVE),
-        "parallel": plain(getattr(vllm_config, "parallel_config", None), RESOLVED_PARALLEL),
+        "parallel": plain(parallel, RESOLVED_PARALLEL),
     }

@@ -50,8 +50,8 @@ def _headline(label: str, threshold: float, run: RunResult, value: float | None,
 
 
 def explain_greedy(label: str, threshold: float, run: RunResult, value: float | None) -> str:
-    """A greedy run's output match below the bar, and where the differing outputs part: at a
-    near-tie of the target's, or not (`divergence`). Acceptance and its advice are about speed, not
+    """A greedy run's output match below the bar (near-ties count as matches), and where the
+    differing outputs part: at a near-tie of the target's, or not (`divergence`). Acceptance and its advice are about speed, not
     about this, so they are left out."""
     headline = _headline(label, threshold, run, value, "below")
     if not run.valid or value is None:
@@ -60,7 +60,9 @@ def explain_greedy(label: str, threshold: float, run: RunResult, value: float | 
         return (f"{headline}\n  where the outputs part was not scored: no vanilla engine was up to score them "
                 "(its side came from a stored baseline or an earlier config, [run] lossless_check is off, or the "
                 "session was interrupted)")
-    return "\n".join([headline, *describe(run.divergences, run.spec.num_requests)])
+    counted = (f"  measured: the share equal to vanilla's token for token ({run.outputs_match:.3f}) or parting at a "
+               "near-tie, which counts as equal")
+    return "\n".join([headline, counted, *describe(run.divergences, run.spec.num_requests)])
 
 
 def explain_lossless(label: str, run: RunResult) -> str:
@@ -110,8 +112,11 @@ def per_position_table(run: RunResult) -> str:
 
 
 def advice(run: RunResult) -> list[str]:
-    """The tuning rules of vLLM's speculation-metrics guide, applied to this run."""
-    tips = []
+    """The tuning rules of vLLM's speculation-metrics guide, applied to this run (none for random
+    weights: their acceptance says nothing about the draft)."""
+    tips: list[str] = []
+    if run.random_weights:
+        return tips
     rate = run.acceptance_rate
     k = run.num_speculative_tokens
     cut = next((i for i, p in enumerate(run.per_position_acceptance) if p < 0.5), None)

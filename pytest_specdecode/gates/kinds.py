@@ -90,6 +90,7 @@ class GateKind:
     metrics: tuple[str, ...] = ()  # choices of `metric`, the first the default
     threshold_keyword: str | None = None  # the threshold may be passed by this name too
     outputs: bool = False  # lossless: T=0 counts equal outputs, T>0 reads the run's LosslessCheck
+    says: bool = False  # judges what the model says (acceptance, outputs): noise with random weights
     check_runs: Callable[[Gate, list[RunResult]], None] | None = None  # marker errors only the runs reveal
 
     @property
@@ -139,10 +140,10 @@ def _p99_regression_interval(gate: Gate, run: RunResult) -> FoundInterval:
 
 
 def _lossless(gate: Gate, run: RunResult) -> float | None:
-    """Greedy: the share of outputs equal to vanilla's. Sampled: spec - vanilla target
-    log-likelihood per token, which the check judges against its margin."""
+    """Greedy: the share of outputs equal to vanilla's or parting at a near-tie. Sampled: spec -
+    vanilla target log-likelihood per token, which the check judges against its margin."""
     if run.temperature == 0:
-        return run.outputs_match
+        return run.outputs_match_up_to_ties
     check = run.lossless_check
     return None if check is None else check.mean_difference
 
@@ -174,11 +175,15 @@ def _unit_interval(x: float) -> bool:
     return 0 <= x <= 1
 
 
+RANDOM_WEIGHTS_REASON = ('not meaningful with random weights (load_format = "dummy"): what the models say is noise; '
+                         "gate it on real weights")
+
+
 KINDS: dict[str, GateKind] = {kind.name: kind for kind in (
     GateKind(
         name="min_acceptance", options=_RUN_SELECTORS | {"position", "percentile"},
         default=lambda d: d.min_acceptance if d else None, in_range=_unit_interval, range_text="within [0, 1]",
-        measured=_acceptance, interval=_acceptance_interval,
+        measured=_acceptance, interval=_acceptance_interval, says=True,
     ),
     GateKind(
         name="min_speedup", options=_RUN_SELECTORS | {"metric"},
@@ -196,7 +201,7 @@ KINDS: dict[str, GateKind] = {kind.name: kind for kind in (
         name="lossless", options=_RUN_SELECTORS,
         default=lambda d: d.lossless_min_match if d is not None and d.lossless_min_match is not None else 1.0,
         in_range=_unit_interval, range_text="within [0, 1]", measured=_lossless, threshold_keyword="min_match",
-        outputs=True,
+        outputs=True, says=True,
     ),
     GateKind(
         name="max_kv_capacity_loss", options=_RUN_SELECTORS,
@@ -322,6 +327,8 @@ def _evidence(gate: Gate, run: RunResult) -> _Evidence:
     if not run.valid:
         return _Evidence(None, "inconclusive", reason=f"invalid measurement: {run.invalid_reason}")
     value = kind.measured(gate, run)
+    if kind.says and run.random_weights:
+        return _Evidence(value, "inconclusive", reason=RANDOM_WEIGHTS_REASON)
     if kind.outputs and run.temperature > 0:
         return _sampled_lossless(run, value)
     if value is None:
@@ -357,7 +364,7 @@ def _sampled_lossless(run: RunResult, value: float | None) -> _Evidence:
 
 def _message(gate: Gate, run: RunResult, evidence: _Evidence) -> str:
     kind = KINDS[gate.kind]
-    if kind.outputs and run.valid:
+    if kind.outputs and run.valid and not run.random_weights:
         if run.temperature > 0:
             return explain_lossless(gate.label, run)
         if evidence.value is not None:

@@ -92,6 +92,28 @@ def run_warnings(spec: EngineFigures, vanilla: EngineFigures, run: RunSection) -
     return found
 
 
+RANDOM_WEIGHTS_WARNING = RunWarning(
+    code="random_weights",
+    message='load_format = "dummy": random weights, so acceptance, per-position acceptance and lossless figures '
+    "are noise (gates on them are inconclusive); step costs, KV capacity, TPOT and the speedup at this acceptance "
+    "are real",
+)
+
+
+#: Client TPOT within this fraction of the server's own per-request ITL is network and clock noise.
+CLIENT_TIMING_TOLERANCE = 0.10
+
+
+def client_server_tpot_ratio(side: EngineFigures) -> float | None:
+    """Median over requests of the client's TPOT over the server's own mean ITL for the same request
+    (vLLM's `--enable-per-request-metrics`); None where the server did not report it."""
+    import statistics
+
+    ratios = [s.tpot_s * 1e3 / s.server_mean_itl_ms for s in side.samples
+              if s.tpot_s is not None and s.server_mean_itl_ms]
+    return statistics.median(ratios) if ratios else None
+
+
 def _side_warnings(name: str, side: EngineFigures, run: RunSection) -> list[RunWarning]:
     """One side's weaknesses: short windows, too few requests for a P99, a busy client, a warm cache."""
     found: list[RunWarning] = []
@@ -114,6 +136,13 @@ def _side_warnings(name: str, side: EngineFigures, run: RunSection) -> list[RunW
             code="client_bound",
             message=f"the measuring client set the pace of a {name} window (event-loop lag "
             f"{worst.client_lag_ms:.0f} ms, CPU {worst.client_cpu_s:.1f} s of {worst.duration_s:.1f} s)",
+        ))
+    timing = client_server_tpot_ratio(side)
+    if timing is not None and abs(timing - 1) > CLIENT_TIMING_TOLERANCE:
+        found.append(RunWarning(
+            code="client_timing",
+            message=f"the {name} client's TPOT is {timing - 1:+.0%} off the server's own per-request ITL (median "
+            "over requests): the client's clock, or the network, moved, not the engine (see client_lag_ms)",
         ))
     if any(not w.prefix_cache_reset for w in side.windows):
         found.append(RunWarning(

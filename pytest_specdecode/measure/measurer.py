@@ -223,7 +223,26 @@ class Measurer:
                     "or measure a baseline once with a vanilla engine (--spec-baseline-dir)"
                 )
         state.to_measure = {condition for condition in planned if condition not in state.vanilla}
+        self._say_what_a_stored_baseline_still_starts(state)
         return state
+
+    def _say_what_a_stored_baseline_still_starts(self, state: ConfigMeasurement) -> None:
+        """A stored baseline spares the vanilla engine only where nothing else needs it: at T>0 the
+        lossless check scores spec's outputs under the target, which takes that engine. Said before
+        anything starts, so a session that still pays for the start is not a surprise."""
+        cached = [c for c in state.conditions if (info := state.baseline_of.get(c)) is not None and info.source == "cached"]
+        if not cached or state.vanilla_side is None:
+            return
+        sampled = [c.label for c in cached if c.sampling.temperature > 0]
+        if sampled and state.config.run.lossless_check and not state.to_measure:
+            still = (f"the vanilla engine still starts, to score spec's outputs at {', '.join(sampled)} under the target "
+                     "(the lossless check: [run] lossless_check = false skips it)")
+        elif state.to_measure:
+            still = "the vanilla engine starts for the conditions the store lacks"
+        else:
+            still = "no vanilla engine starts"
+        self.progress(f"{state.config.name}: vanilla figures of {len(cached)} of {len(state.conditions)} conditions from "
+                      f"stored baselines; {still}")
 
     def _runs(self, state: ConfigMeasurement, finished: list[Recipe], lossless: bool) -> list[RunResult]:
         """The measured windows of the `finished` conditions combined into runs, their vanilla sides remembered."""
@@ -343,7 +362,7 @@ class Measurer:
         # each repeat draws new samples: request i of repeat r has seed base + r * n + i, on both sides
         sampling = replace(condition.sampling, seed=condition.sampling.seed + step.repeat * len(prompts))
         started_at = time.time()
-        with self._timed("measurement"):
+        with self._timed("measurement"), gc_paused(config.run.pause_gc):
             before = engine.counters()
             generated = engine.generate(prompts, sampling, condition.load)
             counters = engine.counters().minus(before)
@@ -369,6 +388,24 @@ class Measurer:
             samples=samples, duration_s=generated.duration_s, kv_cache_tokens=engine.kv_cache_tokens(), windows=[window]
         )
         return figures, counters
+
+
+@contextmanager
+def gc_paused(pause: bool = True) -> Iterator[None]:
+    """Python's cyclic collector off for a window, after a collection: in a pytest process the heap
+    holds the session's objects, and a full collection landing mid-window stalls the client loop that
+    drives the engine (offline: its steps) for the length of the walk. Back on, as it was, after."""
+    import gc
+
+    if not pause or not gc.isenabled():
+        yield
+        return
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _swept(results: list[ConfigResult]) -> ConfigResult:

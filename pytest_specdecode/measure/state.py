@@ -16,7 +16,7 @@ from ..config.workload import RenderedPrompts
 from ..engines.base import EngineSpec
 from ..engines.metrics import EngineCounters
 from ..results import BaselineInfo, EngineFigures, LosslessCheck, RunResult, SpecCounters
-from .checks import config_warnings, invalid_reason, outputs_match, run_warnings, speedup_basis
+from .checks import RANDOM_WEIGHTS_WARNING, config_warnings, invalid_reason, outputs_match, run_warnings, speedup_basis
 from .plan import Recipe, Step, mix_label
 
 
@@ -97,8 +97,10 @@ class ConfigMeasurement:
             vanilla=vanilla,
             outputs_match=outputs_match(spec.samples, vanilla.samples) if sampling.temperature == 0 else None,
             invalid_reason=invalid_reason(counters, spec, vanilla, config.run.min_valid_output_tokens),
+            random_weights=config.random_weights,
             baseline=self.baseline_of[condition],
-            warnings=run_warnings(spec, vanilla, config.run) + config_warnings(self.spec_side, self.resolved),
+            warnings=run_warnings(spec, vanilla, config.run) + config_warnings(self.spec_side, self.resolved)
+            + ([RANDOM_WEIGHTS_WARNING] if config.random_weights else []),
             speedup_basis=speedup_basis(spec, vanilla),
             lossless_check=check,
             interval_level=config.run.interval_level,

@@ -40,10 +40,14 @@ def _speedup(run: RunResult) -> str:
 
 
 def _lossless(run: RunResult) -> str:
-    """T=0 is checked token for token (a share); T>0 as a distribution: the check's verdict, short
+    """T=0 is checked token for token (a share; with near-ties counted as equal, what the gate reads,
+    where that differs); T>0 as a distribution: the check's verdict, short
     (`LosslessCheck.summary` is the long form)."""
     if run.temperature == 0:
-        return "-" if run.outputs_match is None else f"match {run.outputs_match:.2f}"
+        exact, gated = run.outputs_match, run.outputs_match_up_to_ties
+        if exact is None or gated is None:
+            return "-"
+        return f"match {exact:.2f}" + (f" ({gated:.2f} with ties)" if gated != exact else "")
     check = run.lossless_check
     if check is None:
         return "not measured"

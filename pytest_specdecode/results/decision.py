@@ -44,6 +44,9 @@ def speed_statement(run: RunResult) -> Statement | None:
     if value is None or not run.valid:
         return None
     figure = f"{metric} speedup {value:.2f}x ({_interval(ci)}, level {run.interval_level:.3g})"
+    if run.random_weights:  # real step costs at a meaningless acceptance: a figure, not advice
+        return Statement(advice="why", where=run.condition.label,
+                         text=f"{figure} at the acceptance of random weights: not a verdict on the method")
     if ci is not None and ci[0] > 1:
         return Statement(advice="use", where=run.condition.label, text=f"pays: {figure}")
     if ci is not None and ci[1] < 1:
@@ -72,9 +75,46 @@ def why_statement(run: RunResult) -> Statement | None:
     return Statement(advice="why", where=run.condition.label, text=text)
 
 
+def tokens_per_step(acceptance: float, k: int) -> float:
+    """The seed's expected tokens per verify step when each draft token is accepted with probability
+    `acceptance`, independently, until the first rejection: 1 + a + a^2 + ... + a^K."""
+    return float(sum(acceptance ** i for i in range(k + 1)))
+
+
+def break_even_acceptance(cost: float, k: int) -> float | None:
+    """The per-token acceptance at which K drafts a step pay for a step costing `cost` vanilla
+    steps (tokens_per_step = cost); None when even full acceptance (K + 1 tokens) does not."""
+    if cost <= 1:
+        return 0.0
+    if tokens_per_step(1.0, k) <= cost:
+        return None
+    low, high = 0.0, 1.0
+    for _ in range(50):  # tokens_per_step grows with acceptance: bisect
+        middle = (low + high) / 2
+        low, high = (middle, high) if tokens_per_step(middle, k) < cost else (low, middle)
+    return (low + high) / 2
+
+
+def random_weights_statement(run: RunResult) -> Statement | None:
+    """What real weights would need, from the one figure random weights measure right: the cost of
+    a speculative step. Single-stream arithmetic (every step verifies K drafts of one request)."""
+    cost, k = run.step_cost_ratio, run.num_speculative_tokens
+    if not run.random_weights or cost is None or not run.valid:
+        return None
+    needed = break_even_acceptance(cost, k)
+    if needed is None:
+        return Statement(advice="why", where=run.condition.label,
+                         text=f"a step costs {cost:.2f}x a vanilla step: even K={k} drafts all accepted "
+                              f"({k + 1} tokens a step) would not pay")
+    return Statement(advice="why", where=run.condition.label,
+                     text=f"a step costs {cost:.2f}x a vanilla step ({_interval(run.step_cost_ratio_ci)}): real "
+                          f"weights pay above a per-token acceptance of {needed:.2f} at K={k} "
+                          f"(1 + a + ... + a^{k} tokens a step)")
+
+
 def acceptance_statement(run: RunResult) -> Statement | None:
     rate, ci = run.acceptance_rate, run.acceptance_rate_ci
-    if rate is None or not run.valid:
+    if rate is None or not run.valid or run.random_weights:  # random weights: acceptance is noise, no advice
         return None
     figure = f"acceptance {rate:.3f} ({_interval(ci, '.3f')})"
     if ci is not None and ci[1] < MIN_USEFUL_ACCEPTANCE:
@@ -150,9 +190,16 @@ def decide(runs: list[RunResult], break_evens: list[BreakEven], p99_tolerance: f
     """Every statement the figures support, run by run, then the config's memory and break-even."""
     statements: list[Statement | None] = []
     for run in runs:
-        statements += [speed_statement(run), why_statement(run), acceptance_statement(run),
+        statements += [speed_statement(run), why_statement(run), acceptance_statement(run), random_weights_statement(run),
                        p99_statement(run, p99_tolerance), ttft_statement(run, p99_tolerance)]
     statements += best_k_statements(runs)
     statements.append(kv_statement(runs, kv_limit))
-    statements += [break_even_statement(found) for found in break_evens]
+    random = any(run.random_weights for run in runs)  # break-even at a random acceptance is a figure, not advice
+    statements += [_as_why(break_even_statement(found), random) for found in break_evens]
     return [statement for statement in statements if statement is not None]
+
+
+def _as_why(statement: Statement | None, random_weights: bool) -> Statement | None:
+    if statement is None or not random_weights:
+        return statement
+    return statement.model_copy(update={"advice": "why", "text": f"{statement.text}, at the acceptance of random weights"})

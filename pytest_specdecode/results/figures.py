@@ -44,6 +44,10 @@ class RequestSample(Model):
     chunk_tokens: list[int] = Field(default_factory=list, description="tokens per engine step")
     output_token_ids: list[int] = Field(default_factory=list, description="kept for lossless checks against baselines")
     output_text: str = Field(default="", description="shown beside vanilla's when a lossless check fails")
+    server_mean_itl_ms: float | None = Field(
+        default=None, description="the server's own mean inter-token latency for this request "
+        "(`--enable-per-request-metrics`): a check on the client's timing"
+    )
     vllm_spec_decode: RequestSpecDecode | None = Field(
         default=None, description="vLLM's own per-request speculation counts, where the engine offers them; "
         "preferred to the chunk-based `acceptance_length`"

@@ -94,6 +94,8 @@ class RunResult(Model):
         default=None, description="greedy runs only: share of requests whose tokens equal vanilla's"
     )
     invalid_reason: str | None = None
+    random_weights: bool = Field(default=False, description="the models were built with load_format = 'dummy': "
+                                 "acceptance, per-position and lossless figures are noise and never gated")
     baseline: BaselineInfo | None = None
     warnings: list[RunWarning] = Field(default_factory=list)
     speedup_basis: str | None = Field(default=None, description="what the throughput speedup compares")
@@ -117,7 +119,7 @@ class RunResult(Model):
     engine_args: dict[str, Any] = Field(default_factory=dict, description="what both engines were started with")
     resolved_config: dict[str, Any] | None = Field(
         default=None, description="what the spec engine resolved of its arguments (speculative and parallel "
-        "settings, read back from vLLM); None where it cannot say (a server over HTTP)"
+        "settings, read back from vLLM); None where it cannot say (a deployment not in vLLM's dev mode)"
     )
     speculative_config: dict[str, Any] = Field(default_factory=dict)
 
@@ -125,6 +127,18 @@ class RunResult(Model):
     @property
     def valid(self) -> bool:
         return self.invalid_reason is None
+
+    @computed_field(description="greedy runs only: share of requests whose tokens equal vanilla's or first part "
+                    "at a near-tie of the target's; what `lossless` gates at T=0")
+    @property
+    def outputs_match_up_to_ties(self) -> float | None:
+        """Exact equality counts a near-tie the batch's arithmetic broke the other way as a defect,
+        so a correct engine fails it at random (vLLM's kernels are not batch-invariant); a verifier
+        that keeps a token the target would not pick still parts at a gap of nats and still counts."""
+        if self.outputs_match is None or not self.divergences:
+            return self.outputs_match
+        ties = sum(d.near_tie for d in self.divergences)
+        return self.outputs_match + ties / self.spec.num_requests
 
     @computed_field
     @property

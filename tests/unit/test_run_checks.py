@@ -109,3 +109,18 @@ def test_a_setting_the_engine_resolved_otherwise_is_a_named_warning():
     assert warning.message.startswith("[speculative] draft_tensor_parallel_size = 1, the engine resolved 2")
     assert config_warnings(side, None) == []
     assert config_warnings(EngineSpec("m", {}, {"method": "draft_model", "num_speculative_tokens": 4}), found) == []
+
+
+def test_a_servers_resolved_config_is_read_from_its_server_info():
+    """Was `resolved_config: null` for every server-mode run: a setting `vllm serve` ignored went
+    unnoticed. vLLM's dev-mode `/server_info?config_format=json` serialises the whole config."""
+    from pytest_specdecode.engines.vllm_info import resolved_from_json
+
+    served = {"speculative_config": {"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_max": 4,
+                                     "target_model_config": {"model": "m"}},
+              "parallel_config": {"tensor_parallel_size": 1, "pipeline_parallel_size": 1, "data_parallel_size": 2,
+                                  "world_size": 1}}
+    assert resolved_from_json(served) == {
+        "speculative": {"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_max": 4},
+        "parallel": {"tensor_parallel_size": 1, "pipeline_parallel_size": 1, "data_parallel_size": 2}}
+    assert resolved_from_json({"parallel_config": {"tensor_parallel_size": 1}})["speculative"] is None

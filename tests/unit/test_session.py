@@ -112,3 +112,42 @@ def test_helper_verdicts_reach_the_reports_and_a_marker_added_at_run_time_is_jud
     assert gates == {("test_helper[c]", "min_speedup(1.5, metric=throughput)", "pass"),
                      ("test_marker_added_while_running[c]", "min_speedup(3, metric=throughput)", "fail")}
     assert 'name="specdecode:min_speedup(1.5, metric=throughput)@c T=0"' in (pytester.path / "j.xml").read_text()
+
+
+class OfflineFakes:
+    """Scripted offline engines through the hook: placement happens before the first engine."""
+
+    def __init__(self) -> None:
+        self.factory = FakeFactory()
+        self.measurer = Measurer(EnginePool({"offline": self.factory}))
+
+    def pytest_specdecode_measurer(self, config):
+        return self.measurer
+
+
+PINNED = "import os\n\ndef test_a(spec_engine):\n    assert os.environ['CUDA_VISIBLE_DEVICES'] == {!r}\n"
+
+
+@pytest.mark.parametrize(("tp", "worker", "visible"), [(2, "gw1", "6,7"), (1, "gw1", "5")])
+def test_an_xdist_worker_runs_its_engines_on_its_own_block_of_gpus(pytester, monkeypatch, tp, worker, visible):
+    """`pytest -n 2` on a 4-GPU runner: worker gw1 takes the second block, as large as a config's
+    tensor-parallel size, of the GPUs the runner shows (here 4..7 of 8, of which it was given 4)."""
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
+    pytester.makefile(".toml", c=CONFIG.replace('name = "org/m"', f'name = "org/m"\ntensor_parallel_size = {tp}'))
+    pytester.makepyfile(PINNED.format(visible))
+    result = pytester.runpytest("-p", "no:cacheprovider", "--spec-config=c.toml", plugins=[OfflineFakes()])
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"*this worker's engines run on GPU {visible} (CUDA_VISIBLE_DEVICES)"])
+
+
+def test_more_workers_than_gpu_blocks_is_a_usage_error(pytester, monkeypatch):
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "4")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    pytester.makefile(".toml", c=CONFIG.replace('name = "org/m"', 'name = "org/m"\ntensor_parallel_size = 2'))
+    pytester.makepyfile(PINNED.format("0,1"))
+    result = pytester.runpytest("-p", "no:cacheprovider", "--spec-config=c.toml", plugins=[OfflineFakes()])
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*4 workers x 2 GPUs each need 8 GPUs; this runner shows 4: run with -n 2*"])

@@ -115,3 +115,26 @@ def test_a_baseline_store_that_cannot_be_written_is_a_warning_and_the_run_is_sti
     [warning] = [w for w in run.warnings if w.code == "baseline_not_stored"]
     assert warning.message.startswith("vanilla baseline not stored: File exists")
     assert str(tmp_path / "baselines") in warning.message
+
+
+def test_a_stored_baseline_says_at_the_start_what_it_still_starts(tmp_path):
+    """A second session on a stored baseline saved only 10 % of its wall time at the default
+    temperatures, silently: the T>0 lossless check starts the vanilla engine to score spec's
+    outputs. Now it says so before anything starts, and how to skip it."""
+    from pytest_specdecode.engines.pool import EnginePool
+    from pytest_specdecode.measure.measurer import Measurer
+
+    from .fakes import FakeFactory
+
+    def session(**run) -> list[str]:
+        said: list[str] = []
+        store = BaselineStore(tmp_path, environment())
+        Measurer(EnginePool({"offline": FakeFactory()}), progress=said.append, baselines=store).measure(config(**run))
+        return [line for line in said if "stored baselines" in line]
+
+    assert session() == []  # the first session measures and stores
+    [line] = session()
+    assert "vanilla figures of 2 of 2 conditions from stored baselines; the vanilla engine still starts, to score " \
+           "spec's outputs at T=0.8 under the target" in line and "lossless_check = false skips it" in line
+    [line] = session(lossless_check=False)
+    assert line.endswith("no vanilla engine starts")

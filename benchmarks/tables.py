@@ -16,6 +16,7 @@ import sys
 
 from _error_rate_section import error_rate_section, lossless_lead_section
 from _gate_sections import gate_section, gate_sections
+from _shape_section import production_shape_section
 from _script_sections import archived_false_alarm_section, eagle3_section, h200_server_section, side_by_side_sections
 from _summary_section import CPU_DEMO_TITLE, summary_section
 
@@ -56,7 +57,7 @@ def main() -> None:
         "--spec-compare=aa-1 --spec-report=benchmarks/results/cpu-compare-aa.json",
     )
     print("\n".join([INTRO, *summary_section(), *cpu_demo, *error_rate_section(), *lossless_lead_section(),
-                     *side_by_side_sections(), *h200_server_section(), *eagle3_section()]))
+                     *production_shape_section(), *side_by_side_sections(), *h200_server_section(), *eagle3_section()]))
 
 
 if __name__ == "__main__":

@@ -108,7 +108,8 @@ class Options:
     configs: tuple[Path, ...] = ()
     report: Path | None = None
     mode: str | None = None
-    max_engines: int = 1
+    log_dir: str | None = None  # --spec-log-dir: where our `vllm serve` logs are kept
+    max_engines: int | None = None  # None: as many as the configs' memory settings allow (`engines_that_fit`)
     endpoint: str | None = None
     baseline_endpoint: str | None = None
     metrics_urls: tuple[str, ...] = ()
@@ -151,9 +152,12 @@ def add_options(parser: pytest.Parser) -> None:
                     help="write every measured run and gate verdict as JSON to PATH")
     group.addoption("--spec-mode", choices=("offline", "server"), default=None,
                     help="override every config's [run] mode")
-    group.addoption("--spec-max-engines", type=positive_int, default=1, metavar="N",
-                    help="engines kept running at once (default 1; 2 keeps spec and vanilla both up and "
-                         "interleaves their repeats)")
+    group.addoption("--spec-max-engines", type=positive_int, default=None, metavar="N",
+                    help="engines kept running at once (default: 2 when every config sets gpu_memory_utilization "
+                         "<= 0.45, so spec and vanilla both stay up and their windows interleave ABBA; else 1)")
+    group.addoption("--spec-log-dir", metavar="DIR", default=None,
+                    help="keep the log of every `vllm serve` the plugin starts here (default: removed after a clean "
+                         "stop; a server that fails keeps its log and names it)")
     group.addoption("--spec-endpoint", metavar="URL", type=endpoint_url, default=None,
                     help="measure this running OpenAI-compatible vLLM server as the speculative side; starts nothing")
     group.addoption("--spec-baseline-endpoint", metavar="URL", type=endpoint_url, default=None,
@@ -191,6 +195,7 @@ def options_from(config: pytest.Config) -> Options:
         report=config.getoption("--spec-report"),
         mode=config.getoption("--spec-mode"),
         max_engines=config.getoption("--spec-max-engines"),
+        log_dir=config.getoption("--spec-log-dir"),
         endpoint=config.getoption("--spec-endpoint"),
         baseline_endpoint=config.getoption("--spec-baseline-endpoint"),
         metrics_urls=tuple(config.getoption("--spec-metrics-url")),

@@ -113,12 +113,16 @@ class SpecSession:
             measurer = self.config.hook.pytest_specdecode_measurer(config=self.config)
             self._owns_measurer = measurer is None
             if measurer is None:
-                from .engines.pool import DEFAULT_FACTORIES, EnginePool
+                from .engines.pool import DEFAULT_FACTORIES, EnginePool, engines_that_fit
                 from .measure.measurer import Measurer
 
-                measurer = Measurer(EnginePool(dict(DEFAULT_FACTORIES), self.options.max_engines))
+                loaded = [config for config in self._configs.values() if not isinstance(config, Exception)]
+                max_live = self.options.max_engines or engines_that_fit(
+                    config.model.gpu_memory_utilization for config in loaded)
+                measurer = Measurer(EnginePool(dict(DEFAULT_FACTORIES), max_live))
             measurer.progress = self.progress
             measurer.endpoints = self.options.endpoints
+            measurer.log_dir = self.options.log_dir
             measurer.vanilla.baselines = self._baselines()
             if self.options.endpoints is None:
                 from .engines import vllm_info
@@ -190,7 +194,7 @@ class SpecSession:
 
         config = self.config_for(path)
         self._validate(config)
-        spec, vanilla = engine_specs(config, self.measurer().defaults, self.options.endpoints)
+        spec, vanilla = engine_specs(config, self.measurer().defaults, self.options.endpoints, self.options.log_dir)
         side = spec if role == "spec" else vanilla
         if side is None:
             raise EngineStartError("no vanilla engine: --spec-endpoint was given without --spec-baseline-endpoint")

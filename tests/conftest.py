@@ -58,7 +58,7 @@ class SharedEngines:
         self.measurer = Measurer(self.pool)
 
     def pytest_specdecode_measurer(self, config: pytest.Config) -> Measurer:
-        self.pool.max_live = max(self.KEEP_LIVE, config.getoption("--spec-max-engines"))
+        self.pool.max_live = max(self.KEEP_LIVE, config.getoption("--spec-max-engines") or 1)
         return self.measurer
 
     def forget(self) -> None:

@@ -1,8 +1,9 @@
 """Engines shared by every test of a process, started on first use and stopped exactly once.
 
 Two configs with the same target and engine arguments share one vanilla engine. At most
-`max_live` engines run at a time (one by default: two full engines rarely fit one GPU); the least
-recently used one is stopped to make room. A failed start is remembered, so the tests of a broken
+`max_live` engines run at a time (`engines_that_fit`: two when the configs leave room for two, else
+one); the least recently used one is stopped to make room (with two, that is the previous config's
+spec engine: the measurer uses the vanilla engine last, to score T>0 outputs or read its figures). A failed start is remembered, so the tests of a broken
 config all error with the same reason instead of each paying for another failed start.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from .base import Engine, EngineSpec, EngineStartError
@@ -27,6 +28,8 @@ class EnginePool:
         self._live: OrderedDict[str, Engine] = OrderedDict()
         self._failed: dict[str, str] = {}
         self.starts: list[tuple[str, str, float]] = []  # (key, role, seconds): the session's start bill
+        #: what each start (by its index in `starts`) spent its time on, where the engine can say
+        self.start_phases: dict[int, dict[str, float]] = {}
         self._start_of: dict[str, int] = {}  # a live engine's index in `starts`
 
     def get(self, spec: EngineSpec) -> Engine:
@@ -48,6 +51,9 @@ class EnginePool:
             raise
         self._live[key] = engine
         self._start_of[key] = len(self.starts)
+        phases = getattr(engine, "start_phases", None)
+        if phases:
+            self.start_phases[len(self.starts)] = dict(phases)
         self.starts.append((key, spec.role, engine.start_s))
         return engine
 
@@ -87,7 +93,7 @@ def offline_factory(spec: EngineSpec) -> Engine:
 def server_factory(spec: EngineSpec) -> Engine:
     from .server import ServerEngine
 
-    return ServerEngine(spec, spec.start_timeout_s, request_timeout_s=spec.request_timeout_s)
+    return ServerEngine(spec, spec.start_timeout_s, log_dir=spec.log_dir, request_timeout_s=spec.request_timeout_s)
 
 
 def endpoint_factory(spec: EngineSpec) -> Engine:
@@ -103,3 +109,16 @@ DEFAULT_FACTORIES: dict[str, EngineFactory] = {
     "server": server_factory,
     "endpoint": endpoint_factory,
 }
+
+
+#: Two engines each asking at most this share of the device fit it together, with room to spare.
+TWO_ENGINES_UTILIZATION = 0.45
+
+
+def engines_that_fit(utilizations: Iterable[float | None]) -> int:
+    """How many engines may run at once by default: two (spec and vanilla up together, windows
+    paired ABBA, a shared vanilla engine never restarted for the next config) when every config
+    sets `gpu_memory_utilization` at most 0.45; else one, since vLLM's default (0.9) leaves room
+    for a single engine on a GPU, and on vLLM-CPU for a single engine's share of RAM."""
+    shares = list(utilizations)
+    return 2 if shares and all(u is not None and u <= TWO_ENGINES_UTILIZATION for u in shares) else 1

@@ -128,11 +128,40 @@ def last_meaningful_line(log_path: Path) -> str:
     return lines[-1][:400] if lines else "the server log is empty"
 
 
+#: vLLM's own log lines on where a start went (offline engines print them to the pytest process's
+#: own output; a server's go to its log), as phase name -> pattern with the seconds in group 1.
+START_PHASES = {
+    "weights_s": re.compile(r"Model loading took [\d.]+ GiB (?:memory )?and ([\d.]+) seconds"),
+    "engine_init_s": re.compile(r"init engine \(profile, create kv cache, warmup model\) took ([\d.]+) s"),
+    "compile_s": re.compile(r"torch\.compile took ([\d.]+) s in total"),
+    "graph_capture_s": re.compile(r"Graph capturing finished in ([\d.]+) secs?"),
+}
+
+
+def start_phases(log_path: Path, total_s: float) -> dict[str, float]:
+    """A server start taken apart from its log: loading weights, then vLLM's engine init (profiling,
+    KV cache, torch.compile and CUDA graph capture within it), and the rest (the process, imports,
+    the API server, the health wait). A slow start is explained by its phases, not guessed at."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return {}
+    found = {}
+    for phase, pattern in START_PHASES.items():
+        matches = pattern.findall(text)
+        if matches:
+            found[phase] = sum(float(m) for m in matches)  # a draft model logs its own loading too
+    if found:
+        found["other_s"] = max(0.0, total_s - found.get("weights_s", 0.0) - found.get("engine_init_s", 0.0))
+    return found
+
+
 class ServeProcess:
     """One `vllm serve` and every process it starts, with its log.
 
-    The log lives in a temporary folder of its own, removed when the server stops after a clean run
-    and kept (its path in the error) when the server failed to start or to answer.
+    The log lives in `log_dir` (`--spec-log-dir`, kept), or in a temporary folder of its own,
+    removed when the server stops after a clean run and kept (its path in the error) when the
+    server failed to start or to answer.
     """
 
     def __init__(

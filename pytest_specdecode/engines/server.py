@@ -15,7 +15,7 @@ from ..config.load import LoadLevel
 from .base import EngineSpec, Generated, Sampling
 from .endpoint import EndpointEngine
 from .metrics import EngineCounters
-from .serve import HOST, ServeProcess, free_port
+from .serve import HOST, ServeProcess, free_port, start_phases
 
 
 class ServerEngine:
@@ -42,6 +42,7 @@ class ServerEngine:
             spec, self.base_url, request_timeout_s, trust_env=False, why_gone=self.server.exit_note
         )
         self.start_s = time.perf_counter() - started
+        self.start_phases = start_phases(self.server.log_path, self.start_s)
 
     @property
     def pid(self) -> int:

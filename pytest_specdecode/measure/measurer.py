@@ -27,7 +27,7 @@ from ..results.figures import TargetCounters
 from .divergence import score_divergences
 from .lossless import check_lossless, not_measured
 from .plan import Recipe, Step, conditions, plan_windows, window_order
-from .state import ConfigMeasurement
+from .state import ConfigMeasurement, draft_memory
 from .vanilla import BaselineCache, VanillaSource
 
 Progress = Callable[[str], None]
@@ -64,7 +64,8 @@ class Endpoints:
     vanilla_metrics: tuple[str, ...] = ()
 
 
-def engine_specs(config: SpecConfig, defaults: dict, endpoints: Endpoints | None = None) -> tuple[EngineSpec, EngineSpec | None]:
+def engine_specs(config: SpecConfig, defaults: dict, endpoints: Endpoints | None = None,
+                 log_dir: str | None = None) -> tuple[EngineSpec, EngineSpec | None]:
     """The speculative engine and its vanilla twin (same target, same engine arguments).
 
     Against an endpoint without a vanilla endpoint there is no twin to start: None.
@@ -87,6 +88,7 @@ def engine_specs(config: SpecConfig, defaults: dict, endpoints: Endpoints | None
     spec = EngineSpec(
         resolve_model(config.model.name), engine_args, speculative, config.run.mode,
         start_timeout_s=config.run.server_start_timeout_s, request_timeout_s=config.run.request_timeout_s,
+        log_dir=log_dir,
     )
     return spec, spec.vanilla_twin()
 
@@ -111,6 +113,8 @@ class Measurer:
         self.progress = progress
         self.vanilla = VanillaSource(baselines)
         self.endpoints: Endpoints | None = None
+        #: where servers of ours keep their logs (`--spec-log-dir`); None: removed after a clean stop
+        self.log_dir: str | None = None
         self._warmed: weakref.WeakSet = weakref.WeakSet()
         self._measured: dict[str, ConfigResult] = {}
         #: where this process's time went, for the report's session breakdown
@@ -199,7 +203,7 @@ class Measurer:
         """A config's sides, conditions and fingerprints, its prompts checked against the model's
         length before any engine starts, and the vanilla figures already known."""
         starts_before = len(self.pool.starts)
-        spec_side, vanilla_side = engine_specs(config, self.defaults, self.endpoints)
+        spec_side, vanilla_side = engine_specs(config, self.defaults, self.endpoints, self.log_dir)
         prompts = load_prompts(config.workload)
         planned = conditions(config)
         tokenizer = local_tokenizer(spec_side.model, spec_side.engine_args)
@@ -211,7 +215,7 @@ class Measurer:
         fingerprints = {condition: self.vanilla.fingerprint(twin, prompts, config, condition) for condition in planned}
         state = ConfigMeasurement(
             config, spec_side, vanilla_side, RenderedPrompts(prompts, config.workload.chat_template, texts), planned,
-            fingerprints, starts_before,
+            fingerprints, starts_before, draft_memory=draft_memory(spec_side),
         )
         for condition in planned:
             known = self.vanilla.known(fingerprints[condition])
@@ -260,6 +264,11 @@ class Measurer:
             # the starts this measurement caused: an engine shared with an earlier config is not billed twice
             engine_start_s={
                 role: seconds for key, role, seconds in self.pool.starts[state.starts_before:] if key in keys
+            },
+            engine_start_phases={
+                role: self.pool.start_phases[index]
+                for index, (key, role, _) in enumerate(self.pool.starts) if index >= state.starts_before
+                and key in keys and index in self.pool.start_phases
             },
         )
 

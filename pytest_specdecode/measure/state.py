@@ -16,6 +16,7 @@ from ..config.workload import RenderedPrompts
 from ..engines.base import EngineSpec
 from ..engines.metrics import EngineCounters
 from ..results import BaselineInfo, EngineFigures, LosslessCheck, RunResult, SpecCounters
+from ..results.run import DraftMemory
 from .checks import RANDOM_WEIGHTS_WARNING, config_warnings, invalid_reason, outputs_match, run_warnings, speedup_basis
 from .plan import Recipe, Step, mix_label
 
@@ -42,6 +43,8 @@ class ConfigMeasurement:
     windows: dict[tuple[str, Recipe], list[tuple[EngineFigures, EngineCounters]]] = field(default_factory=dict)
     #: what the spec engine resolved of its arguments (`Engine.resolved_config`), once it ran
     resolved: dict[str, Any] | None = None
+    #: a draft model's memory shape (`draft_memory`), read once from the config.json files
+    draft_memory: DraftMemory | None = None
 
     def side(self, role: str) -> EngineSpec:
         """The engine a plan step of `role` runs on."""
@@ -98,6 +101,7 @@ class ConfigMeasurement:
             outputs_match=outputs_match(spec.samples, vanilla.samples) if sampling.temperature == 0 else None,
             invalid_reason=invalid_reason(counters, spec, vanilla, config.run.min_valid_output_tokens),
             random_weights=config.random_weights,
+            draft_memory=self.draft_memory,
             baseline=self.baseline_of[condition],
             warnings=run_warnings(spec, vanilla, config.run) + config_warnings(self.spec_side, self.resolved)
             + ([RANDOM_WEIGHTS_WARNING] if config.random_weights else []),
@@ -110,3 +114,18 @@ class ConfigMeasurement:
             resolved_config=self.resolved,
             speculative_config=dict(self.spec_side.speculative_config or {}),
         )
+
+
+def draft_memory(side: EngineSpec) -> DraftMemory | None:
+    """A draft model's KV bytes per token and weights beside the target's, where both are local
+    Llama-style folders (a `builtin:` model, a path); None for n-gram, EAGLE heads and hub ids."""
+    from ..config.memory import kv_bytes_per_token, local_model_config, weight_bytes
+
+    speculative = side.speculative_config or {}
+    if speculative.get("method") != "draft_model" or not speculative.get("model"):
+        return None
+    target, draft = local_model_config(side.model), local_model_config(str(speculative["model"]))
+    if target is None or draft is None:
+        return None
+    return DraftMemory(target_kv_bytes_per_token=kv_bytes_per_token(target),
+                       draft_kv_bytes_per_token=kv_bytes_per_token(draft), draft_weight_bytes=weight_bytes(draft))

@@ -24,6 +24,8 @@ def sections(results: list[ConfigResult], whole: bool) -> list[tuple[str, str, l
         ("break-even", "Break-even", break_even_lines(results)),
         ("note", "Notes", acceptance_notes(results)),
         ("engines", "Engines", engine_lines(results)),
+        ("memory", "KV-cache capacity", memory_lines(results)),
+        ("starts", "Engine starts", start_lines(results)),
         ("buckets", "Mixed-temperature batches, by temperature", bucket_lines(results)),
         ("replicas", "Replicas (several /metrics targets)", replica_lines(results)),
         ("ranking", "Ranking", ranking_lines(results)),
@@ -183,6 +185,41 @@ def engine_lines(results: Iterable[ConfigResult]) -> list[str]:
         for engine_args, speculative in seen:
             eager = "" if "enforce_eager" in engine_args else "; enforce_eager unset: CUDA graphs (vLLM's default)"
             lines.append(f"{result.config_name}: engine {_compact(engine_args)} speculative {_compact(speculative)}{eager}")
+    return lines
+
+
+#: How a start's phases read, in the order vLLM runs them.
+PHASE_NAMES = {"weights_s": "weights", "engine_init_s": "vLLM init", "compile_s": "of which torch.compile",
+               "graph_capture_s": "and CUDA graphs", "other_s": "the rest (process, imports, API server)"}
+
+
+def start_lines(results: Iterable[ConfigResult]) -> list[str]:
+    """Each start vLLM's log explained: a slow one says where its time went."""
+    lines = []
+    for result in results:
+        for role, phases in result.engine_start_phases.items():
+            total = result.engine_start_s.get(role)
+            parts = ", ".join(f"{PHASE_NAMES.get(name, name)} {seconds:.1f} s" for name, seconds in phases.items())
+            lines.append(f"{result.config_name}: {role} engine started in {total:.1f} s: {parts}" if total is not None
+                         else f"{result.config_name}: {role} engine: {parts}")
+    return lines
+
+
+def memory_lines(results: Iterable[ConfigResult]) -> list[str]:
+    """What speculation costs in KV-cache tokens, once per config (vLLM allocates it per engine,
+    not per run), and where it went when the draft's config.json says."""
+    lines = []
+    for result in results:
+        run = next((r for r in result.runs if r.kv_cache_ratio is not None), None)
+        if run is None:
+            continue
+        line = (f"{result.config_name}: {run.spec.kv_cache_tokens:,} tokens vs vanilla's {run.vanilla.kv_cache_tokens:,}"
+                f" ({run.kv_cache_ratio - 1:+.1%})")
+        split = run.kv_capacity_split
+        if split is not None:
+            line += (f": the draft's own KV per token {split.draft_kv_per_token:.1%}, its weights "
+                     f"{split.draft_weights:.1%}, the rest (its CUDA graphs, activations) {split.other:.1%}")
+        lines.append(line)
     return lines
 
 

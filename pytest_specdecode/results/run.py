@@ -56,6 +56,24 @@ class RunWarning(Model):
 
 
 #: What `LosslessCheck.statistic` says today; a stored check that says otherwise was judged by an earlier test.
+class DraftMemory(Model):
+    """What a draft model takes per token and in all, from the two models' config.json (bf16): the
+    parts of the KV capacity the spec engine loses that arithmetic can name."""
+
+    target_kv_bytes_per_token: int
+    draft_kv_bytes_per_token: int
+    draft_weight_bytes: int
+
+
+class KvCapacitySplit(Model):
+    """The KV capacity lost (1 - spec tokens / vanilla tokens), in fractions of vanilla's tokens."""
+
+    draft_kv_per_token: float = Field(description="each token also holds the draft's K and V: "
+                                      "1 - target / (target + draft) KV bytes per token")
+    draft_weights: float = Field(description="the draft's weights out of vanilla's KV bytes, at that per-token cost")
+    other: float = Field(description="the rest: the draft's CUDA graphs and activations, block rounding")
+
+
 class BaselineInfo(Model):
     """Where a run's vanilla figures came from: measured for this config in its own windows, reused
     from an earlier config of this process (memo), or a stored baseline (cached). Only "measured"
@@ -94,6 +112,8 @@ class RunResult(Model):
         default=None, description="greedy runs only: share of requests whose tokens equal vanilla's"
     )
     invalid_reason: str | None = None
+    draft_memory: DraftMemory | None = Field(default=None, description="a draft model's KV bytes per token and "
+                                             "weights, from the config.json files (None for n-gram, EAGLE heads, hub ids)")
     random_weights: bool = Field(default=False, description="the models were built with load_format = 'dummy': "
                                  "acceptance, per-position and lossless figures are noise and never gated")
     baseline: BaselineInfo | None = None
@@ -419,6 +439,22 @@ class RunResult(Model):
     def kv_cache_ratio(self) -> float | None:
         """Spec engine's KV-cache capacity over vanilla's: below 1 when a draft's weights eat it."""
         return ratio(self.spec.kv_cache_tokens, self.vanilla.kv_cache_tokens)
+
+    @computed_field
+    @property
+    def kv_capacity_split(self) -> KvCapacitySplit | None:
+        """Where the KV capacity went: vLLM gives the KV cache what memory is left after weights
+        (so the draft's weights come out of it), and then a token costs the target's and the draft's
+        K and V, which shrinks every token's share more than the weights do for a draft of any size."""
+        ratio_ = self.kv_cache_ratio
+        memory = self.draft_memory
+        if ratio_ is None or memory is None or not self.vanilla.kv_cache_tokens:
+            return None
+        share = memory.target_kv_bytes_per_token / (memory.target_kv_bytes_per_token + memory.draft_kv_bytes_per_token)
+        vanilla_bytes = self.vanilla.kv_cache_tokens * memory.target_kv_bytes_per_token
+        weights = memory.draft_weight_bytes / vanilla_bytes * share
+        return KvCapacitySplit(draft_kv_per_token=1 - share, draft_weights=weights,
+                               other=(1 - ratio_) - (1 - share) - weights)
 
     @property
     def condition(self) -> Condition:

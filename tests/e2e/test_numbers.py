@@ -100,8 +100,8 @@ def test_self_draft_is_exact_at_t0_and_vllm_cpu_sampling_is_caught_at_t08(pytest
             "*lossless(1, temperature=0.8) at self-draft T=0.8: not lossless: spec - vanilla -* nats/token "
             "(0.997 interval -*..-*, p = *, * pairs), beyond +-0.1",
             "*spec outputs score * vs vanilla * nats/token under the target*",
-            "*spec:    '*",
-            "*vanilla: '*",
+            "*spec:    *",  # the text as repr() quotes it: ' or " (garbled text can hold a quote)
+            "*vanilla: *",
             "FAILED*test_sampled*",
         ])
     else:
@@ -177,7 +177,7 @@ def test_where_greedy_outputs_part_is_scored_as_vllm_scores_the_two_tokens(ngram
     gaps = [d.vanilla_token_gap_nats for d in divergences]
     print(f"\nDIVERGENCE GAPS | vLLM top-2 {expected} | score_divergences {gaps}")  # docs/reading-the-numbers.md
     assert [(d.request, d.position) for d in divergences] == [(i, position) for i in range(len(prompts))]
-    # a prefill of the prefix and a decode step round bf16 differently: seen up to 0.10 nats apart on
-    # small gaps and 0.25 on a gap of 7 (bf16 steps grow with the logits); far below a wrong position
-    # or sign (several nats), and small where the 0.25 near-tie width decides
-    assert gaps == pytest.approx(expected, abs=0.15, rel=0.05)
+    # a prefill of the prefix and a decode step round bf16 differently: seen up to 0.25 nats apart, on
+    # gaps of 2.9 and of 7 (one rounding step of a bf16 logit between 32 and 64); far below a wrong
+    # position or sign (several nats), and the near-tie width itself
+    assert gaps == pytest.approx(expected, abs=0.26, rel=0.05)

@@ -208,3 +208,11 @@ def test_a_k_sweep_measures_each_k_on_its_own_engine_against_one_vanilla_side():
     assert spec_engines == [1, 3]
     assert set(result.engine_start_s) == {"spec K=1", "vanilla K=1", "spec K=3"}
     assert [run.label for run in result.select(k=3)] == ["ngram T=0 K=3"]
+
+
+def test_two_engines_by_default_only_where_every_config_leaves_room_for_them():
+    from pytest_specdecode.engines.pool import engines_that_fit
+
+    assert engines_that_fit([0.2, 0.45]) == 2
+    assert engines_that_fit([0.2, None]) == 1  # vLLM's default, 0.9, leaves room for one
+    assert engines_that_fit([0.5]) == 1 and engines_that_fit([]) == 1

@@ -136,3 +136,27 @@ def test_importing_it_loads_nothing_beyond_the_standard_library():
          "print(sorted({name.split('.')[0] for name in set(sys.modules) - before} - set(sys.stdlib_module_names)))"],
         capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "['pytest_specdecode']"
+
+
+def test_a_tensor_parallel_target_and_its_draft_tp_reach_vllm_as_written(tmp_path):
+    """The 70B + 8B case's arguments, offline (`vllm.LLM` kwargs) and served (`vllm serve` flags):
+    the target's TP as an engine argument, the draft's inside the speculative config, and the
+    vanilla twin with the same TP and no draft."""
+    import json
+
+    from pytest_specdecode.config.spec import parse_config
+    from pytest_specdecode.engines.serve import serve_args
+    from pytest_specdecode.measure.measurer import engine_specs
+
+    config = parse_config({"model": {"name": "meta-llama/Llama-3.1-70B-Instruct", "tensor_parallel_size": 2},
+                           "speculative": {"method": "draft_model", "model": "meta-llama/Llama-3.1-8B-Instruct",
+                                           "num_speculative_tokens": 5, "draft_tensor_parallel_size": 2}},
+                          tmp_path / "seventy.toml")
+    assert config.parallel_sizes == {"tensor_parallel_size": 2, "pipeline_parallel_size": 1,
+                                     "draft_tensor_parallel_size": 2}
+    spec, vanilla = engine_specs(config, {})
+    assert spec.engine_args["tensor_parallel_size"] == 2 and spec.speculative_config["draft_tensor_parallel_size"] == 2
+    assert vanilla.engine_args["tensor_parallel_size"] == 2 and not vanilla.speculative_config
+    flags = serve_args(spec, "127.0.0.1", 8000, defaults={})
+    assert flags[flags.index("--tensor-parallel-size") + 1] == "2"
+    assert json.loads(flags[flags.index("--speculative-config") + 1])["draft_tensor_parallel_size"] == 2

@@ -94,3 +94,34 @@ def test_no_tuning_advice_from_the_acceptance_of_random_weights():
                       monotone=True, p99_tolerance=0.05, first_level_p99_regresses=None)
     [statement] = [s for s in decide([random_run(**low)], [found], 0.05, 0.15) if "stops paying" in s.text]
     assert statement.advice == "why" and statement.text.endswith("at the acceptance of random weights")
+
+
+def test_the_kv_capacity_a_draft_costs_splits_into_its_kv_per_token_its_weights_and_the_rest(tmp_path):
+    """An H200 (8B shape, 1B-shaped draft) lost 26.2 % of vanilla's KV tokens; the docs said the
+    draft's weights came out one for one, and the split was nowhere. Here: vanilla 351,936 tokens
+    and spec 259,616 (that run's figures) with the two shapes' configs."""
+    from pytest_specdecode.config.shapes import config_json
+    from pytest_specdecode.engines.base import EngineSpec
+    from pytest_specdecode.measure.state import draft_memory
+    from pytest_specdecode.report.sections import memory_lines
+
+    for name in ("target", "draft"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "target" / "config.json").write_text(json.dumps(config_json("llama-3.1-8b-shape")))
+    (tmp_path / "draft" / "config.json").write_text(json.dumps(config_json("llama-3.2-1b-shape")))
+    side = EngineSpec(str(tmp_path / "target"), {}, {"method": "draft_model", "model": str(tmp_path / "draft")})
+    memory = draft_memory(side)
+    assert (memory.target_kv_bytes_per_token, memory.draft_kv_bytes_per_token) == (131072, 32768)
+    assert draft_memory(EngineSpec(str(tmp_path / "target"), {}, {"method": "ngram"})) is None
+    measured = decomposed()
+    measured = measured.model_copy(update={
+        "draft_memory": memory,
+        "spec": measured.spec.model_copy(update={"kv_cache_tokens": 259616}),
+        "vanilla": measured.vanilla.model_copy(update={"kv_cache_tokens": 351936})})
+    split = measured.kv_capacity_split
+    assert split.draft_kv_per_token == pytest.approx(0.20)  # 32 KiB beside 128 KiB a token
+    assert split.draft_weights == pytest.approx(2147618816 / (351936 * 131072) * 0.8)
+    assert split.draft_kv_per_token + split.draft_weights + split.other == pytest.approx(1 - 259616 / 351936)
+    [line] = memory_lines([result(measured)])
+    assert line == ("cfg: 259,616 tokens vs vanilla's 351,936 (-26.2%): the draft's own KV per token 20.0%, its "
+                    "weights 3.7%, the rest (its CUDA graphs, activations) 2.5%")

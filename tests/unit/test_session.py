@@ -151,3 +151,30 @@ def test_more_workers_than_gpu_blocks_is_a_usage_error(pytester, monkeypatch):
     result = pytester.runpytest("-p", "no:cacheprovider", "--spec-config=c.toml", plugins=[OfflineFakes()])
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*4 workers x 2 GPUs each need 8 GPUs; this runner shows 4: run with -n 2*"])
+
+
+class ScriptedOffline:
+    """Scripted engines in place of `vllm.LLM`, in the session's own pool."""
+
+    def __init__(self) -> None:
+        self.factory = FakeFactory()
+
+    @pytest.fixture(autouse=True, scope="session")
+    def _scripted_offline(self):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setitem(DEFAULT_FACTORIES, "offline", self.factory)
+            yield
+
+
+@pytest.mark.parametrize(("utilization", "order"), [(0.2, "abba"), (None, "blocks")])
+def test_two_engines_run_at_once_by_default_where_the_config_leaves_room(pytester, utilization, order):
+    """Was one engine at a time whatever the config asked: `make demo` ran every spec window before
+    every vanilla one, unpaired, and started the vanilla engine twice for its two configs."""
+    share = "" if utilization is None else f"\ngpu_memory_utilization = {utilization}"
+    pytester.makefile(".toml", c=CONFIG.replace('name = "org/m"', f'name = "org/m"{share}'))
+    pytester.makepyfile("def test_a(spec_run):\n    pass\n")
+    scripted = ScriptedOffline()
+    pytester.runpytest("-p", "no:cacheprovider", "--spec-config=c.toml", "--spec-report=r.json",
+                       plugins=[scripted]).assert_outcomes(passed=1)
+    runs = json.loads((pytester.path / "r.json").read_text())["runs"]
+    assert {run["window_order"] for run in runs} == {order}

@@ -32,7 +32,7 @@ nginx:
 setup: $(VENV)/.installed nginx
 
 demo: setup
-	$(PY) -m pytest -p no:cacheprovider --spec-config=examples/cpu-ngram.toml examples/ --spec-report=.specdecode/demo-report.json
+	$(PY) -m pytest -p no:cacheprovider --spec-config=examples/cpu-ngram.toml examples/test_gates.py --spec-report=.specdecode/demo-report.json
 
 # the unit tests on both cores (xdist), then the engine tests in two halves of about equal length,
 # one per xdist worker, each worker's engines pinned to a core of their own (tests/e2e/conftest.py)

@@ -415,7 +415,7 @@ def side_by_side_sections() -> list[str]:
     )
     out += agreement_section(
         "cpu-per-request-agreement.json",
-        "pytest -p no:cacheprovider --spec-config=examples/cpu-ngram.toml examples/ --spec-report=/tmp/agree.json; "
+        "pytest -p no:cacheprovider --spec-config=examples/cpu-ngram.toml examples/test_gates.py --spec-report=/tmp/agree.json; "
         "python benchmarks/per_request_agreement.py /tmp/agree.json --out benchmarks/results/cpu-per-request-agreement.json",
     )
     out += startup_section("cpu-startup.json", "python benchmarks/startup.py --rounds 20 --out benchmarks/results/cpu-startup.json")

@@ -82,7 +82,7 @@ def production_shape_section() -> list[str]:
         "`bash benchmarks/gpu_session.sh jitter`, `shape` and `shape-server` (files `h200-window-jitter.json`, "
         "`h200-8b-draft.json`, `h200-8b-draft-server.json` and their `.log`); `examples/gpu-8b-draft.toml` "
         "(offline, 32 prompts x 512 tokens) and `gpu-8b-draft-server.toml` (48 x 64 at c = 1, 16, 64), "
-        "`examples/test_production_shape.py`, 3 windows a side, T=0.", "",
+        "`examples/gpu/test_production_shape.py`, 3 windows a side, T=0.", "",
         *table(["report", "run", "acceptance", "speedup (0.99)", "step cost (0.99)", "pays above acceptance",
                 "TPOT p50 ms spec vs vanilla", "KV capacity lost = draft KV/token + weights + rest"], rows), "",
         SHAPE_NOTE, "",

@@ -46,11 +46,11 @@ case $step in
   shape)
     # an 8B-shaped target with a 1B-shaped draft, random weights (examples/gpu-8b-draft*.toml)
     timeout -s TERM -k 30 "${SESSION_LIMIT_S:-540}" python3 -m pytest -p pytest_specdecode.plugin -p no:cacheprovider \
-      examples/test_production_shape.py --spec-config="examples/gpu-$shape.toml" \
+      examples/gpu/test_production_shape.py --spec-config="examples/gpu-$shape.toml" \
       --spec-max-engines=2 -rA --spec-report="$out/$gpu-$shape.json" 2>&1 | tee "$out/$gpu-$shape.log" ;;
   shape-server)
     timeout -s TERM -k 30 "${SESSION_LIMIT_S:-540}" python3 -m pytest -p pytest_specdecode.plugin -p no:cacheprovider \
-      examples/test_production_shape.py --spec-config=examples/gpu-8b-draft-server.toml --spec-mode=server \
+      examples/gpu/test_production_shape.py --spec-config=examples/gpu-8b-draft-server.toml --spec-mode=server \
       --spec-max-engines=2 -rA --spec-report="$out/$gpu-8b-draft-server.json" 2>&1 | tee "$out/$gpu-8b-draft-server.log" ;;
   jitter)
     [ "$shape" = 8b-draft ] && file=$gpu-window-jitter.json || file=$gpu-window-jitter-$shape.json

@@ -3,7 +3,7 @@
 engines offered both. The estimate is what a vLLM without the flag (0.26 on the GPU) or a server
 not started with it leaves the plugin with.
 
-    pytest -p no:cacheprovider --spec-config=examples/cpu-ngram.toml examples/ --spec-report=/tmp/agree.json
+    pytest -p no:cacheprovider --spec-config=examples/cpu-ngram.toml examples/test_gates.py --spec-report=/tmp/agree.json
     python benchmarks/per_request_agreement.py /tmp/agree.json --out benchmarks/results/cpu-per-request-agreement.json
 """
 

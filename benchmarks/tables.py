@@ -53,7 +53,7 @@ def main() -> None:
     cpu_demo = gate_section(CPU_DEMO_TITLE, "cpu-demo.json", "make demo")
     cpu_demo += gate_section(
         "CPU demo compared with itself: a real A/A of --spec-compare", "cpu-compare-aa.json",
-        "pytest --spec-config=examples/cpu-ngram.toml examples/ --spec-save=aa-1, then the same with "
+        "pytest --spec-config=examples/cpu-ngram.toml examples/test_gates.py --spec-save=aa-1, then the same with "
         "--spec-compare=aa-1 --spec-report=benchmarks/results/cpu-compare-aa.json",
     )
     print("\n".join([INTRO, *summary_section(), *cpu_demo, *error_rate_section(), *lossless_lead_section(),

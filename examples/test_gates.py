@@ -1,6 +1,6 @@
 """Gates a team would keep in CI, run against the CPU examples.
 
-    pytest --spec-config=examples/cpu-ngram.toml examples/
+    pytest --spec-config=examples/cpu-ngram.toml examples/test_gates.py
 
 The unbound tests measure whichever config `--spec-config` names; `TestBadDraft` is bound to
 cpu-draft.toml, whose 8-layer draft is bad on purpose: its gate fails (marked xfail here, so that

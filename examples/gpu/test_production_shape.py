@@ -1,6 +1,9 @@
 """Gates that hold on a production-shaped target with random weights (`load_format = "dummy"`).
 
-    SPECDECODE_MODEL_DIR=/tmp/models pytest --spec-config=examples/gpu-8b-draft.toml examples/test_production_shape.py
+    SPECDECODE_MODEL_DIR=/tmp/models pytest --spec-config=examples/gpu-8b-draft.toml examples/gpu/
+
+(A folder of its own: `pytest examples/test_gates.py` with a CPU config, as `make demo` runs, does
+not collect these; with real weights the last test would fail, as it should.)
 
 Random weights make real step costs and memory, and noise for text: gate what the draft costs
 (its KV capacity, how much a speculative step costs against a vanilla one) and leave acceptance and

@@ -13,6 +13,8 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .shapes import SHAPED_MODELS, config_json
@@ -100,18 +102,9 @@ def _convert_smollm2(target: Path, num_layers: int | None) -> None:
         settings["num_hidden_layers"] = num_layers
     model = LlamaForCausalLM(LlamaConfig.from_dict(settings))
     model.load_state_dict(full.state_dict(), strict=False)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    with _staged(target) as staging:
         model.to(torch.bfloat16).save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        try:
-            staging.rename(target)
-        except OSError:
-            if not (target / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _write_shape(target: Path, short: str, tokenizer_from: Path) -> None:
@@ -119,13 +112,21 @@ def _write_shape(target: Path, short: str, tokenizer_from: Path) -> None:
     config (tokenizer, chat template, generation config). Staged and renamed like a conversion."""
     import json
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    with _staged(target) as staging:
         for source in tokenizer_from.iterdir():
             if source.is_file() and source.suffix != ".safetensors" and source.name != "config.json":
                 shutil.copy2(source, staging / source.name)
         (staging / "config.json").write_text(json.dumps(config_json(short), indent=2) + "\n")
+
+
+@contextmanager
+def _staged(target: Path) -> Iterator[Path]:
+    """A temporary sibling folder to write a model into, renamed to `target` when done, so parallel
+    workers never see half a model (the loser of a race keeps the winner's folder)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        yield staging
         try:
             staging.rename(target)
         except OSError:

@@ -34,6 +34,7 @@ class OfflineEngine:
         if spec.speculative_config:
             args["speculative_config"] = dict(spec.speculative_config)
             args.update(per_request_spec_metrics_args(args))
+        imported = time.perf_counter()
         try:
             self._llm, self._processes = start_in_thread(lambda: LLM(model=spec.model, disable_log_stats=False, **args))
         except Exception as exc:  # vLLM raises many types; all mean "this engine did not start"
@@ -41,6 +42,10 @@ class OfflineEngine:
             raise EngineStartError(start_failure(exc)) from exc
         self._collectors = vllm_collectors()  # this engine's own: a later engine replaces the global ones
         self.start_s = time.perf_counter() - started
+        # vLLM prints its own phases (weights, compile, graphs) to this process's output, which the
+        # plugin does not hold: what it can time is importing vLLM (the first engine pays it) and
+        # `vllm.LLM(...)` as a whole
+        self.start_phases = {"import_s": imported - started, "engine_init_s": self.start_s - (imported - started)}
         self._request_ids = itertools.count()
 
     def generate(self, prompts: list[str], sampling: Sampling, load: LoadLevel | None = None) -> Generated:

@@ -129,12 +129,14 @@ def last_meaningful_line(log_path: Path) -> str:
 
 
 #: vLLM's own log lines on where a start went (offline engines print them to the pytest process's
-#: own output; a server's go to its log), as phase name -> pattern with the seconds in group 1.
+#: own output; a server's go to its log), as phase name -> its wordings, the seconds in group 1: the
+#: first wording found counts (GPU runners log a load both ways).
 START_PHASES = {
-    "weights_s": re.compile(r"Model loading took [\d.]+ GiB (?:memory )?and ([\d.]+) seconds"),
-    "engine_init_s": re.compile(r"init engine \(profile, create kv cache, warmup model\) took ([\d.]+) s"),
-    "compile_s": re.compile(r"torch\.compile took ([\d.]+) s in total"),
-    "graph_capture_s": re.compile(r"Graph capturing finished in ([\d.]+) secs?"),
+    "weights_s": (re.compile(r"Model loading took [\d.]+ GiB (?:memory )?and ([\d.]+) seconds"),
+                  re.compile(r"Loading weights took ([\d.]+) seconds")),
+    "engine_init_s": (re.compile(r"init engine \(profile, create kv cache, warmup model\) took ([\d.]+) s"),),
+    "compile_s": (re.compile(r"torch\.compile took ([\d.]+) s in total"),),
+    "graph_capture_s": (re.compile(r"Graph capturing finished in ([\d.]+) secs?"),),
 }
 
 
@@ -147,8 +149,8 @@ def start_phases(log_path: Path, total_s: float) -> dict[str, float]:
     except OSError:
         return {}
     found = {}
-    for phase, pattern in START_PHASES.items():
-        matches = pattern.findall(text)
+    for phase, wordings in START_PHASES.items():
+        matches = next((hits for hits in (w.findall(text) for w in wordings) if hits), [])
         if matches:
             found[phase] = sum(float(m) for m in matches)  # a draft model logs its own loading too
     if found:
@@ -186,7 +188,8 @@ class ServeProcess:
         # unbuffered: the log must hold the last line even if killed; no VLLM_API_KEY: a key meant
         # for other servers would make ours refuse the client that never sends it
         env = {key: value for key, value in os.environ.items() if key != "VLLM_API_KEY"}
-        env.update(PYTHONUNBUFFERED="1", VLLM_SERVER_DEV_MODE="1")
+        # INFO in the log whatever the terminal's level: vLLM's lines on where a start went are INFO
+        env.update(PYTHONUNBUFFERED="1", VLLM_SERVER_DEV_MODE="1", VLLM_LOGGING_LEVEL="INFO")
         try:
             self.process, children = spawn(self.command, self.log_path, env)
         except OSError as exc:

@@ -21,6 +21,8 @@ class Report(Model):
     runs: list[dict[str, Any]] = Field(description="each run as dumped, per-request token ids left out, "
                                        "with the lossless verdict (a method on the check, so not in the dump)")
     engine_start_s: dict[str, dict[str, float]]
+    engine_start_phases: dict[str, dict[str, dict[str, float]]] = Field(
+        default_factory=dict, description="per config and role, where each start went (ConfigResult.engine_start_phases)")
     break_even: dict[str, list[BreakEven]]
     decision: dict[str, list[Statement]] = Field(default_factory=dict, description="per config: where speculation "
                                                  "pays, where to leave it off, and why")
@@ -44,6 +46,7 @@ def build_report(
         environment=next((r.environment for r in results), environment or {}),
         runs=[_run_dict(run) for result in results for run in result.runs],
         engine_start_s={r.config_name: r.engine_start_s for r in results},
+        engine_start_phases={r.config_name: r.engine_start_phases for r in results if r.engine_start_phases},
         break_even={r.config_name: r.break_even for r in results},
         decision={r.config_name: r.decision for r in results},
         ranking=rank(run for result in results for run in result.runs),

@@ -59,6 +59,12 @@ def test_server_mode_gates_per_load_level_and_reports_break_even(pytester, serve
                 assert window["prefix_cache_reset"] is True  # our own server runs in dev mode
                 assert window["client_cpu_s"] >= 0 and window["client_lag_ms"] >= 0
     assert data["break_even"]["server"][0]["axis"] == "concurrency"
+    # every server this session started, taken apart from its own log (vLLM's INFO lines)
+    started = data["engine_start_s"]["server"]
+    explained = data["engine_start_phases"].get("server", {})
+    assert set(explained) == set(started)
+    for role, phases in explained.items():
+        assert 0 < phases["engine_init_s"] < started[role] and phases["other_s"] >= 0
     assert {g["outcome"] for g in data["gates"]} <= {"pass", "inconclusive"}
     assert all(g["passed"] == (g["outcome"] == "pass") for g in data["gates"])  # never exported as a pass
 

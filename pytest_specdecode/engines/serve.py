@@ -188,8 +188,10 @@ class ServeProcess:
         # unbuffered: the log must hold the last line even if killed; no VLLM_API_KEY: a key meant
         # for other servers would make ours refuse the client that never sends it
         env = {key: value for key, value in os.environ.items() if key != "VLLM_API_KEY"}
-        # INFO in the log whatever the terminal's level: vLLM's lines on where a start went are INFO
-        env.update(PYTHONUNBUFFERED="1", VLLM_SERVER_DEV_MODE="1", VLLM_LOGGING_LEVEL="INFO")
+        # vLLM's own logging at INFO in the log, whatever the pytest process asked of vLLM for itself:
+        # its lines on where a start went are INFO (`start_phases`)
+        env.update(PYTHONUNBUFFERED="1", VLLM_SERVER_DEV_MODE="1", VLLM_LOGGING_LEVEL="INFO",
+                   VLLM_CONFIGURE_LOGGING="1")
         try:
             self.process, children = spawn(self.command, self.log_path, env)
         except OSError as exc:

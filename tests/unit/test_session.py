@@ -16,20 +16,22 @@ USES_AN_ENGINE = "def test_a(spec_engine):\n    assert spec_engine.spec.model ==
 ARGS = ("-p", "no:cacheprovider", "--spec-config=c.toml", "--spec-endpoint=http://127.0.0.1:9")
 
 
-class ScriptedEndpoints:
-    """Scripted engines in place of the endpoint client, for every session this plugin is given to."""
+class ScriptedEngines:
+    """Scripted engines in place of one mode's real ones (the endpoint client by default), for every
+    session this plugin is given to."""
 
-    def __init__(self) -> None:
+    def __init__(self, mode: str = "endpoint") -> None:
+        self.mode = mode
         self.factory = FakeFactory()
 
     @pytest.fixture(autouse=True, scope="session")
-    def _scripted_endpoints(self):
+    def _scripted_engines(self):
         with pytest.MonkeyPatch.context() as patch:
-            patch.setitem(DEFAULT_FACTORIES, "endpoint", self.factory)
+            patch.setitem(DEFAULT_FACTORIES, self.mode, self.factory)
             yield
 
 
-class SharedMeasurer(ScriptedEndpoints):
+class SharedMeasurer(ScriptedEngines):
     def __init__(self) -> None:
         super().__init__()
         self.measurer = Measurer(EnginePool({"endpoint": self.factory}))
@@ -45,7 +47,7 @@ def session_files(pytester):
 
 
 def test_without_the_hook_a_session_stops_the_engines_it_started(pytester, session_files):
-    scripted = ScriptedEndpoints()
+    scripted = ScriptedEngines()
     pytester.runpytest(*ARGS, plugins=[scripted]).assert_outcomes(passed=1)
     [engine] = scripted.factory.engines
     assert engine.closed
@@ -82,7 +84,7 @@ def test_marker_added_while_running(request, spec_run):
 """
 
 
-class ScriptedWithoutVllm(ScriptedEndpoints):
+class ScriptedWithoutVllm(ScriptedEngines):
     """Also the environment a measured result records, read without importing vLLM: a second
     in-process import of vLLM (pytester restores sys.modules between runs) re-registers its torch
     types and fails."""
@@ -153,19 +155,6 @@ def test_more_workers_than_gpu_blocks_is_a_usage_error(pytester, monkeypatch):
     result.stdout.fnmatch_lines(["*4 workers x 2 GPUs each need 8 GPUs; this runner shows 4: run with -n 2*"])
 
 
-class ScriptedOffline:
-    """Scripted engines in place of `vllm.LLM`, in the session's own pool."""
-
-    def __init__(self) -> None:
-        self.factory = FakeFactory()
-
-    @pytest.fixture(autouse=True, scope="session")
-    def _scripted_offline(self):
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setitem(DEFAULT_FACTORIES, "offline", self.factory)
-            yield
-
-
 @pytest.mark.parametrize(("utilization", "order"), [(0.2, "abba"), (None, "blocks")])
 def test_two_engines_run_at_once_by_default_where_the_config_leaves_room(pytester, utilization, order):
     """Was one engine at a time whatever the config asked: `make demo` ran every spec window before
@@ -173,7 +162,7 @@ def test_two_engines_run_at_once_by_default_where_the_config_leaves_room(pyteste
     share = "" if utilization is None else f"\ngpu_memory_utilization = {utilization}"
     pytester.makefile(".toml", c=CONFIG.replace('name = "org/m"', f'name = "org/m"{share}'))
     pytester.makepyfile("def test_a(spec_run):\n    pass\n")
-    scripted = ScriptedOffline()
+    scripted = ScriptedEngines("offline")
     pytester.runpytest("-p", "no:cacheprovider", "--spec-config=c.toml", "--spec-report=r.json",
                        plugins=[scripted]).assert_outcomes(passed=1)
     runs = json.loads((pytester.path / "r.json").read_text())["runs"]

@@ -4,7 +4,8 @@
 #   bash benchmarks/gpu_session.sh offline|server [ngram draft self-draft]   (default: all three)
 #   bash benchmarks/gpu_session.sh overhead|baseline|bench-serve|engine-start|false-alarm
 #   bash benchmarks/gpu_session.sh gates|server-gates [ngram draft self-draft eagle3]   (lossless at every temperature)
-#   bash benchmarks/gpu_session.sh shape|shape-server|jitter   (8B-shaped target, 1B-shaped draft, random weights)
+#   bash benchmarks/gpu_session.sh shape|shape-server|jitter|floor [8b-draft|8b-ngram]   (8B-shaped target, random
+#     weights; floor: a gate session vs a bare vllm.LLM script doing the same starts, warmups and windows)
 #   bash benchmarks/gpu_session.sh eagle3-data|eagle3-train   (speculators wheels in /tmp/stage/spec; see benchmarks/gpu/eagle3)
 # SESSION_LIMIT_S stops a pytest session with SIGTERM after that many seconds: its report keeps what was measured.
 #   bash benchmarks/gpu_session.sh bench-serve|overhead [ngram|eagle3]   (plugin vs `vllm bench serve` at concurrency
@@ -25,7 +26,7 @@ names=(${names[*]})
 configs=()
 for name in "${names[@]}"; do configs+=("--spec-config=examples/gpu-$name.toml"); done
 tag=$(IFS=-; echo "${names[*]}")
-shape=8b-draft; [ $# -gt 0 ] && shape=$1   # shape, shape-server and jitter: one examples/gpu-<name>.toml
+shape=8b-draft; [ $# -gt 0 ] && shape=$1   # shape, shape-server, jitter and floor: one examples/gpu-<name>.toml
 gate_session() {
   # the plugin is not pip-installed there, so it is loaded by name; the bound CPU test is skipped
   timeout -s TERM -k 30 "${SESSION_LIMIT_S:-3000}" python3 -m pytest -p pytest_specdecode.plugin -p no:cacheprovider examples/test_gates.py -k "not TestBadDraft" \
@@ -50,8 +51,11 @@ case $step in
       --spec-max-engines=2 -rA --spec-report="$out/$gpu-$shape.json" 2>&1 | tee "$out/$gpu-$shape.log" ;;
   shape-server)
     timeout -s TERM -k 30 "${SESSION_LIMIT_S:-540}" python3 -m pytest -p pytest_specdecode.plugin -p no:cacheprovider \
-      examples/gpu/test_production_shape.py --spec-config=examples/gpu-8b-draft-server.toml --spec-mode=server \
-      --spec-max-engines=2 -rA --spec-report="$out/$gpu-8b-draft-server.json" 2>&1 | tee "$out/$gpu-8b-draft-server.log" ;;
+      examples/gpu/test_production_shape.py --spec-config="examples/gpu-$shape-server.toml" --spec-mode=server \
+      --spec-max-engines=2 -rA --spec-report="$out/$gpu-$shape-server.json" 2>&1 | tee "$out/$gpu-$shape-server.log" ;;
+  floor)
+    python3 benchmarks/session_floor.py "examples/gpu-$shape.toml" --test examples/gpu/test_production_shape.py \
+      --pairs "${PAIRS:-1}" --report-dir "$out" --out "$out/$gpu-session-floor-$shape.json" 2>&1 | tail -40 ;;
   jitter)
     [ "$shape" = 8b-draft ] && file=$gpu-window-jitter.json || file=$gpu-window-jitter-$shape.json
     python3 benchmarks/window_jitter.py "examples/gpu-$shape.toml" --rounds "${ROUNDS:-6}" --ballast 2000000 \
@@ -72,7 +76,7 @@ case $step in
   bench-serve)
     # the first result file kept its old name; later configs are named after their config
     name=${names[0]}; [ "$name" = ngram ] && file=$gpu-vs-bench-serve.json || file=$gpu-vs-bench-serve-$name.json
-    python3 benchmarks/vs_bench_serve.py "examples/gpu-$name.toml" --concurrency 1 16 --rounds "${ROUNDS:-2}" \
+    python3 benchmarks/vs_bench_serve.py "examples/gpu-$name.toml" --concurrency ${CONCURRENCY:-1 16} --rounds "${ROUNDS:-2}" \
       --out "$out/$file" 2>&1 | tail -20 ;;
   eagle3-data)
     python3 benchmarks/gpu/eagle3/generate.py --target /tmp/models/smollm2-135m --out /tmp/eagle3/data.pt \

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 #: Where saved runs (and, with --spec-baseline-dir, baselines) live by default, under the rootdir.
 DEFAULT_BASELINE_DIR = ".specdecode"
+#: under DEFAULT_BASELINE_DIR: where our servers' logs are kept by default, so a slow or odd start can be read afterwards
+SERVER_LOGS = "logs"
 #: What an inconclusive verdict does to its test (--spec-inconclusive), the default first.
 INCONCLUSIVE_POLICIES = ("fail", "warn")
 #: The names `history.HistoryStore` accepts for a saved run (a test keeps the two equal).
@@ -108,7 +110,7 @@ class Options:
     configs: tuple[Path, ...] = ()
     report: Path | None = None
     mode: str | None = None
-    log_dir: str | None = None  # --spec-log-dir: where our `vllm serve` logs are kept
+    log_dir: str | None = None  # --spec-log-dir (default <rootdir>/.specdecode/logs): where our `vllm serve` logs are kept
     max_engines: int | None = None  # None: as many as the configs' memory settings allow (`engines_that_fit`)
     endpoint: str | None = None
     baseline_endpoint: str | None = None
@@ -156,8 +158,8 @@ def add_options(parser: pytest.Parser) -> None:
                     help="engines kept running at once (default: 2 when every config sets gpu_memory_utilization "
                          "<= 0.45, so spec and vanilla both stay up and their windows interleave ABBA; else 1)")
     group.addoption("--spec-log-dir", metavar="DIR", default=None,
-                    help="keep the log of every `vllm serve` the plugin starts here (default: removed after a clean "
-                         "stop; a server that fails keeps its log and names it)")
+                    help="keep the log of every `vllm serve` the plugin starts here (default: <rootdir>/.specdecode/"
+                         "logs, one file per engine, replaced by the next session's start of that engine)")
     group.addoption("--spec-endpoint", metavar="URL", type=endpoint_url, default=None,
                     help="measure this running OpenAI-compatible vLLM server as the speculative side; starts nothing")
     group.addoption("--spec-baseline-endpoint", metavar="URL", type=endpoint_url, default=None,
@@ -195,7 +197,7 @@ def options_from(config: pytest.Config) -> Options:
         report=config.getoption("--spec-report"),
         mode=config.getoption("--spec-mode"),
         max_engines=config.getoption("--spec-max-engines"),
-        log_dir=config.getoption("--spec-log-dir"),
+        log_dir=config.getoption("--spec-log-dir") or str(config.rootpath / DEFAULT_BASELINE_DIR / SERVER_LOGS),
         endpoint=config.getoption("--spec-endpoint"),
         baseline_endpoint=config.getoption("--spec-baseline-endpoint"),
         metrics_urls=tuple(config.getoption("--spec-metrics-url")),

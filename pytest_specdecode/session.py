@@ -54,6 +54,7 @@ class SpecSession:
         self._measurer: Measurer | None = None
         self._owns_measurer = False
         self._seconds_before: dict[str, float] = {}
+        self._closing_s = 0.0  # stopping this session's engines at its end
         #: every gate marker collected, per config path: what sequential sampling measures until resolved
         self.gates_by_config: dict[Path, list[Gate]] = {}
 
@@ -70,12 +71,13 @@ class SpecSession:
             reporter.flush()  # a CI log is a pipe, block-buffered: without this the line shows at the end
 
     def timing(self) -> dict[str, float]:
-        """The session's wall time split into engine starts, warmup, measurement and the rest
-        (pytest, imports, model conversion, the plugin itself), as seen by this process."""
+        """The session's wall time split into engine starts and stops, warmup, measurement, scoring
+        and the rest (pytest, imports, model conversion, the plugin itself), as seen by this process."""
         total = time.perf_counter() - self.started
         phases = {}
         if self._measurer is not None:  # a hook's measurer counts every session it served: this one's share
             phases = {phase: s - self._seconds_before.get(phase, 0.0) for phase, s in self._measurer.seconds.items()}
+            phases["engine_stop"] = phases.get("engine_stop", 0.0) + self._closing_s
         return {"session": total, **phases, "other": total - sum(phases.values())}
 
     def config_for(self, path: Path) -> SpecConfig:
@@ -220,7 +222,9 @@ class SpecSession:
     def close(self) -> None:
         """Stop the engines this session started; a hook's measurer is its owner's to stop."""
         if self._measurer is not None and self._owns_measurer:
+            started = time.perf_counter()
             self._measurer.pool.close_all()
+            self._closing_s += time.perf_counter() - started
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """What a test report carried (from this process or an xdist worker)."""

@@ -20,6 +20,9 @@ import psutil
 
 T = TypeVar("T")
 
+#: what `python -c` runs in multiprocessing's resource tracker process
+RESOURCE_TRACKER = "multiprocessing.resource_tracker"
+
 
 class Children:
     """A set of our child processes, and what they start until they are stopped."""
@@ -84,8 +87,19 @@ def _session_members(session_id: int) -> list[psutil.Process]:
 
 
 def descendants() -> set[psutil.Process]:
-    """Every process this one has started and that still runs, as psutil objects."""
-    return set(psutil.Process().children(recursive=True))
+    """Every process this one has started and that still runs, as psutil objects, but this process's
+    own multiprocessing resource tracker: vLLM's first engine start starts it, every later start
+    shares it, it ignores SIGTERM (so stopping it as an engine's waited out the whole grace period,
+    5 s an engine stop) and it exits by itself with this process."""
+    return {process for process in psutil.Process().children(recursive=True) if not _is_our_resource_tracker(process)}
+
+
+def _is_our_resource_tracker(process: psutil.Process) -> bool:
+    try:
+        return process.ppid() == os.getpid() and any(RESOURCE_TRACKER in part for part in process.cmdline())
+    except psutil.Error:
+        return False
+
 
 
 def start_in_thread(construct: Callable[[], T]) -> tuple[T, Children]:

@@ -161,9 +161,9 @@ def start_phases(log_path: Path, total_s: float) -> dict[str, float]:
 class ServeProcess:
     """One `vllm serve` and every process it starts, with its log.
 
-    The log lives in `log_dir` (`--spec-log-dir`, kept), or in a temporary folder of its own,
-    removed when the server stops after a clean run and kept (its path in the error) when the
-    server failed to start or to answer.
+    The log lives in `log_dir` (a session's: `--spec-log-dir`, by default <rootdir>/.specdecode/logs,
+    kept), or, for a caller that gives none, in a temporary folder of its own, removed when the
+    server stops after a clean run and kept (its path in the error) when the server failed.
     """
 
     def __init__(
@@ -178,7 +178,9 @@ class ServeProcess:
         self.failed = False
         directory = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix="specdecode-server-"))
         directory.mkdir(parents=True, exist_ok=True)
-        self.log_path = directory / f"vllm-serve-{spec.role}-{spec.key}.log"
+        # an xdist worker's own name: two workers may start the same engine, each with its own log
+        worker = f"-{os.environ['PYTEST_XDIST_WORKER']}" if os.environ.get("PYTEST_XDIST_WORKER") else ""
+        self.log_path = directory / f"vllm-serve-{spec.role}-{spec.key}{worker}.log"
         try:
             args = serve_args(spec, HOST, port)
         except ImportError as exc:

@@ -118,7 +118,8 @@ class Measurer:
         self._warmed: weakref.WeakSet = weakref.WeakSet()
         self._measured: dict[str, ConfigResult] = {}
         #: where this process's time went, for the report's session breakdown
-        self.seconds: dict[str, float] = {"engine_start": 0.0, "warmup": 0.0, "measurement": 0.0, "scoring": 0.0}
+        self.seconds: dict[str, float] = {"engine_start": 0.0, "engine_stop": 0.0, "warmup": 0.0, "measurement": 0.0,
+                                          "scoring": 0.0}
 
     def measure(self, config: SpecConfig, gates: Sequence[Undecided] = ()) -> ConfigResult:
         """The comparison for `config`, measured on first request (per content and endpoints).
@@ -338,6 +339,8 @@ class Measurer:
         starting = not self.pool.is_live(side)
         if starting:
             self.progress(f"{config.name}: starting {side.role} engine ({side.model})")
+        with self._timed("engine_stop"):
+            self.pool.make_room(side)
         started = time.perf_counter()
         with self._timed("engine_start"):
             engine = self.pool.get(side)

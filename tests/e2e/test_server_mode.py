@@ -65,6 +65,9 @@ def test_server_mode_gates_per_load_level_and_reports_break_even(pytester, serve
     assert set(explained) == set(started)
     for role, phases in explained.items():
         assert 0 < phases["engine_init_s"] < started[role] and phases["other_s"] >= 0
+    # and the logs are still there after the clean stop, in the session's own folder
+    kept = {log.name.split("-")[2] for log in (pytester.path / ".specdecode" / "logs").glob("vllm-serve-*.log")}
+    assert kept >= set(started)
     assert {g["outcome"] for g in data["gates"]} <= {"pass", "inconclusive"}
     assert all(g["passed"] == (g["outcome"] == "pass") for g in data["gates"])  # never exported as a pass
 

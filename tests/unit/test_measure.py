@@ -1,5 +1,7 @@
 """The measurement pipeline on scripted engines: warmup excluded, counters as deltas, twins shared."""
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,7 @@ from pytest_specdecode.engines.base import EngineStartError
 from pytest_specdecode.engines.pool import EnginePool
 from pytest_specdecode.measure.measurer import MeasurementInterrupted, Measurer
 
-from .fakes import FakeFactory
+from .fakes import FakeEngine, FakeFactory
 
 
 def make_config(name="ngram", run=None, **workload):
@@ -216,3 +218,27 @@ def test_two_engines_by_default_only_where_every_config_leaves_room_for_them():
     assert engines_that_fit([0.2, 0.45]) == 2
     assert engines_that_fit([0.2, None]) == 1  # vLLM's default, 0.9, leaves room for one
     assert engines_that_fit([0.5]) == 1 and engines_that_fit([]) == 1
+
+
+def test_the_sessions_engines_stop_at_once():
+    """Was: one after the other, each waiting ~5 s for its processes to exit. Each fake's close
+    waits for the other's to start: stopped in turn, the first one's wait breaks."""
+    both = threading.Barrier(2, timeout=10)
+    factory = FakeFactory()
+    pool = EnginePool({"offline": factory}, max_live=2)
+    Measurer(pool).measure(make_config())
+    for engine in factory.engines:
+        engine.close = both.wait
+    pool.close_all()
+    assert both.n_waiting == 0 and not both.broken
+    assert pool.live() == []
+
+
+def test_engine_stops_are_timed_apart_from_starts(monkeypatch):
+    """Was: stopping an engine to make room was billed as the next one's start (and the session's
+    last stops as `other`). Each fake stop here takes 0.5 s; starts take none."""
+    monkeypatch.setattr(FakeEngine, "close", lambda self: time.sleep(0.5))
+    factory = FakeFactory()
+    measurer = Measurer(EnginePool({"offline": factory}, max_live=1))
+    measurer.measure(make_config())
+    assert measurer.seconds["engine_stop"] >= 0.5 > measurer.seconds["engine_start"]

@@ -97,3 +97,11 @@ def test_metrics_targets_need_the_endpoint_they_describe(pytester):
     outcome = pytester.runpytest("--spec-metrics-url=http://replica-1:8000/metrics")
     assert outcome.ret == pytest.ExitCode.USAGE_ERROR
     assert "--spec-metrics-url needs --spec-endpoint" in outcome.stderr.str()
+
+
+def test_server_logs_are_kept_under_the_rootdir_unless_told_where(pytester):
+    """Was: removed after a clean stop, so a slow start could not be read afterwards."""
+    from pytest_specdecode.options import options_from
+
+    assert options_from(pytester.parseconfig()).log_dir == str(pytester.path / ".specdecode" / "logs")
+    assert options_from(pytester.parseconfig("--spec-log-dir=ci-logs")).log_dir == "ci-logs"

@@ -111,3 +111,28 @@ def test_an_engine_that_fails_validation_says_why_in_one_line():
     assert "\n" not in line
     assert line.startswith("ValidationError: 1 validation error for SpeculativeConfig")
     assert "unknown speculative method 'eagle9'" in line and "For further information" not in line
+
+
+TRACKER_AND_ENGINE = """
+import subprocess, sys
+from multiprocessing import resource_tracker
+from pytest_specdecode.engines.processes import start_in_thread
+
+def start():
+    resource_tracker.ensure_running()  # as vLLM's first engine start does, in this process
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+engine, children = start_in_thread(start)
+held = {process.pid for process in children.alive()}
+tracker = resource_tracker._resource_tracker._pid
+children.stop(grace_s=30)
+print(sorted(held) == [engine.pid], tracker not in held, engine.poll() is not None)
+"""
+
+
+def test_an_engine_start_does_not_hold_this_process_s_resource_tracker():
+    """Was: the tracker, started by the first engine start, was held as that engine's process; it
+    ignores SIGTERM, so every engine stop waited out its whole grace period (5 s) and then killed
+    the tracker every later start still used. A fresh interpreter: this one's tracker may be older."""
+    done = subprocess.run([sys.executable, "-c", TRACKER_AND_ENGINE], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["True", "True", "True"], done.stderr

@@ -3,9 +3,12 @@ the result files (never typed) and linked to the section that holds its evidence
 
 from __future__ import annotations
 
+import statistics
+
 from _error_rate_section import TITLE as ERROR_RATES_TITLE
 from _error_rate_section import headline
 from _markdown import anchor, load, table
+from _shape_section import FLOOR_FILES, NGRAM_TITLE
 from _script_sections import (
     BASELINE_TITLE,
     COVERAGE_TITLE,
@@ -41,6 +44,10 @@ def _acceptance_and_tpot() -> tuple[str, str]:
         acceptance.append(", ".join(f"{level['acceptance_difference_points']:.2f} points at c={level['concurrency']}"
                                     for level in levels) + f" ({where})")
         tpot.append(", ".join(f"{level['tpot_ratio']:.3f} at c={level['concurrency']}" for level in levels) + f" ({where})")
+    shaped = load("h200-vs-bench-serve-8b-ngram-server.json")
+    if shaped:
+        tpot.append(", ".join(f"{level['tpot_ratio']:.3f} at c={level['concurrency']}" for level in shaped["levels"])
+                    + f" on an 8B-shaped n-gram target ({link('H200', NGRAM_TITLE)})")
     return "; ".join(acceptance), "; ".join(tpot)
 
 
@@ -67,6 +74,13 @@ def _costs() -> str:
     if start:
         parts.append(f"an engine start {start['plugin_over_bare']['ready_s']:.2f}x vLLM's own "
                      f"({link('H100', ENGINE_START_TITLE)}, 2 rounds: not yet attributed)")
+    floors = [load(name) for name in FLOOR_FILES]
+    if None not in floors:
+        warm = [run for floor in floors for run in floor["runs"][1:]]
+        medians = {kind: sorted(run["wall_s"] for run in warm if run["kind"] == kind) for kind in ("plugin", "bare")}
+        ratio = statistics.median(medians["plugin"]) / statistics.median(medians["bare"])
+        parts.append(f"an 8B-shaped gate session {ratio:.2f}x a bare `vllm.LLM` script doing the same starts, warmups "
+                     f"and windows ({link('H200', NGRAM_TITLE)}, two sets)")
     demo = load("cpu-demo.json")
     if demo and demo.get("timing_s"):
         timing = demo["timing_s"]

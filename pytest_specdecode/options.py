@@ -110,7 +110,7 @@ class Options:
     configs: tuple[Path, ...] = ()
     report: Path | None = None
     mode: str | None = None
-    log_dir: str | None = None  # --spec-log-dir (default <rootdir>/.specdecode/logs): where our `vllm serve` logs are kept
+    log_dir: str | None = None  # --spec-log-dir (default <rootdir>/.specdecode/logs): where our engines' logs are kept
     max_engines: int | None = None  # None: as many as the configs' memory settings allow (`engines_that_fit`)
     endpoint: str | None = None
     baseline_endpoint: str | None = None
@@ -158,8 +158,8 @@ def add_options(parser: pytest.Parser) -> None:
                     help="engines kept running at once (default: 2 when every config sets gpu_memory_utilization "
                          "<= 0.45, so spec and vanilla both stay up and their windows interleave ABBA; else 1)")
     group.addoption("--spec-log-dir", metavar="DIR", default=None,
-                    help="keep the log of every `vllm serve` the plugin starts here (default: <rootdir>/.specdecode/"
-                         "logs, one file per engine, replaced by the next session's start of that engine)")
+                    help="keep the log of every engine the plugin starts here (default: <rootdir>/.specdecode/logs, "
+                         "one file per engine, replaced by the next session's start of that engine)")
     group.addoption("--spec-endpoint", metavar="URL", type=endpoint_url, default=None,
                     help="measure this running OpenAI-compatible vLLM server as the speculative side; starts nothing")
     group.addoption("--spec-baseline-endpoint", metavar="URL", type=endpoint_url, default=None,

@@ -54,7 +54,9 @@ class SpecSession:
         self._measurer: Measurer | None = None
         self._owns_measurer = False
         self._seconds_before: dict[str, float] = {}
-        self._closing_s = 0.0  # stopping this session's engines at its end
+        #: what this session spends outside its measurer: checking configs against vLLM (the first check
+        #: imports vLLM: 5-25 s, which a bare script pays inside `vllm.LLM`) and stopping engines at the end
+        self._own_seconds = {"config_check": 0.0, "engine_stop": 0.0}
         #: every gate marker collected, per config path: what sequential sampling measures until resolved
         self.gates_by_config: dict[Path, list[Gate]] = {}
 
@@ -71,13 +73,15 @@ class SpecSession:
             reporter.flush()  # a CI log is a pipe, block-buffered: without this the line shows at the end
 
     def timing(self) -> dict[str, float]:
-        """The session's wall time split into engine starts and stops, warmup, measurement, scoring
-        and the rest (pytest, imports, model conversion, the plugin itself), as seen by this process."""
+        """The session's wall time split into checking configs against vLLM (importing it), engine starts
+        and stops, warmup, measurement, scoring and the rest (pytest, model conversion, the plugin
+        itself), as seen by this process."""
         total = time.perf_counter() - self.started
         phases = {}
         if self._measurer is not None:  # a hook's measurer counts every session it served: this one's share
             phases = {phase: s - self._seconds_before.get(phase, 0.0) for phase, s in self._measurer.seconds.items()}
-            phases["engine_stop"] = phases.get("engine_stop", 0.0) + self._closing_s
+        for phase, seconds in self._own_seconds.items():
+            phases[phase] = phases.get(phase, 0.0) + seconds
         return {"session": total, **phases, "other": total - sum(phases.values())}
 
     def config_for(self, path: Path) -> SpecConfig:
@@ -215,16 +219,20 @@ class SpecSession:
     def _validate(self, config: SpecConfig) -> None:
         """Engine arguments are checked against the local vLLM, unless it is a remote server's."""
         if self.options.endpoints is None:
-            from .engines import vllm_info
+            started = time.perf_counter()
+            try:
+                from .engines import vllm_info
 
-            vllm_info.validate_against_vllm(config)
+                vllm_info.validate_against_vllm(config)
+            finally:
+                self._own_seconds["config_check"] += time.perf_counter() - started
 
     def close(self) -> None:
         """Stop the engines this session started; a hook's measurer is its owner's to stop."""
         if self._measurer is not None and self._owns_measurer:
             started = time.perf_counter()
             self._measurer.pool.close_all()
-            self._closing_s += time.perf_counter() - started
+            self._own_seconds["engine_stop"] += time.perf_counter() - started
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """What a test report carried (from this process or an xdist worker)."""

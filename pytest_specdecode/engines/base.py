@@ -65,7 +65,7 @@ class EngineSpec:
     api_key_env: str | None = field(default=None, compare=False)
     #: An endpoint's /metrics pages when it is several replicas behind a gateway (empty: its own).
     metrics_urls: tuple[str, ...] = ()
-    #: Where a `vllm serve` of ours keeps its log (`--spec-log-dir`); None: a temporary folder,
+    #: Where an engine of ours keeps its log (`--spec-log-dir`); None: a temporary folder,
     #: removed after a clean stop.
     log_dir: str | None = field(default=None, compare=False)
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import gc
 import itertools
+import shutil
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from ..config.load import LoadLevel
@@ -18,6 +21,7 @@ from ..results.figures import RequestSpecDecode
 from .base import EngineSpec, EngineStartError, Generated, Sampling, mean_logprob
 from .metrics import EngineCounters, collectors_text, parse_counters, vllm_collectors
 from .processes import start_in_thread
+from .start_log import engine_log_path, engine_output_to, start_phases
 
 
 class OfflineEngine:
@@ -35,17 +39,25 @@ class OfflineEngine:
             args["speculative_config"] = dict(spec.speculative_config)
             args.update(per_request_spec_metrics_args(args))
         imported = time.perf_counter()
+        # the engine's log: the session's folder (kept), else a folder of its own, removed at close
+        self._own_log_dir = spec.log_dir is None
+        directory = Path(spec.log_dir) if spec.log_dir else Path(tempfile.mkdtemp(prefix="specdecode-offline-"))
+        directory.mkdir(parents=True, exist_ok=True)
+        self.log_path = engine_log_path(directory, "offline", spec.role, spec.key)
         try:
-            self._llm, self._processes = start_in_thread(lambda: LLM(model=spec.model, disable_log_stats=False, **args))
+            with engine_output_to(self.log_path):
+                self._llm, self._processes = start_in_thread(
+                    lambda: LLM(model=spec.model, disable_log_stats=False, **args))
         except Exception as exc:  # vLLM raises many types; all mean "this engine did not start"
             gc.collect()
-            raise EngineStartError(start_failure(exc)) from exc
+            raise EngineStartError(f"{start_failure(exc)} (engine log: {self.log_path})") from exc
         self._collectors = vllm_collectors()  # this engine's own: a later engine replaces the global ones
         self.start_s = time.perf_counter() - started
-        # vLLM prints its own phases (weights, compile, graphs) to this process's output, which the
-        # plugin does not hold: what it can time is importing vLLM (the first engine pays it) and
-        # `vllm.LLM(...)` as a whole
-        self.start_phases = {"import_s": imported - started, "engine_init_s": self.start_s - (imported - started)}
+        # importing vLLM (the first engine of a process pays it), then `vllm.LLM(...)` as its log tells
+        # it (weights, vLLM init with torch.compile and graphs); as a whole where the log cannot
+        init_s = self.start_s - (imported - started)
+        self.start_phases = {"import_s": imported - started,
+                             **(start_phases(self.log_path, init_s) or {"engine_init_s": init_s})}
         self._request_ids = itertools.count()
 
     def generate(self, prompts: list[str], sampling: Sampling, load: LoadLevel | None = None) -> Generated:
@@ -170,6 +182,8 @@ class OfflineEngine:
             del llm
             gc.collect()
             self._processes.stop()
+            if self._own_log_dir:
+                shutil.rmtree(self.log_path.parent, ignore_errors=True)
 
 
 def start_failure(exc: BaseException) -> str:

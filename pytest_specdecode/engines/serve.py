@@ -24,6 +24,7 @@ from typing import Any
 
 from .base import EngineSpec, EngineStartError
 from .processes import spawn
+from .start_log import engine_log_path
 
 HOST = "127.0.0.1"
 #: An exception line, possibly behind a log prefix such as "(EngineCore_DP0 pid=12) ERROR ...".
@@ -128,36 +129,6 @@ def last_meaningful_line(log_path: Path) -> str:
     return lines[-1][:400] if lines else "the server log is empty"
 
 
-#: vLLM's own log lines on where a start went (offline engines print them to the pytest process's
-#: own output; a server's go to its log), as phase name -> its wordings, the seconds in group 1: the
-#: first wording found counts (GPU runners log a load both ways).
-START_PHASES = {
-    "weights_s": (re.compile(r"Model loading took [\d.]+ GiB (?:memory )?and ([\d.]+) seconds"),
-                  re.compile(r"Loading weights took ([\d.]+) seconds")),
-    "engine_init_s": (re.compile(r"init engine \(profile, create kv cache, warmup model\) took ([\d.]+) s"),),
-    "compile_s": (re.compile(r"torch\.compile took ([\d.]+) s in total"),),
-    "graph_capture_s": (re.compile(r"Graph capturing finished in ([\d.]+) secs?"),),
-}
-
-
-def start_phases(log_path: Path, total_s: float) -> dict[str, float]:
-    """A server start taken apart from its log: loading weights, then vLLM's engine init (profiling,
-    KV cache, torch.compile and CUDA graph capture within it), and the rest (the process, imports,
-    the API server, the health wait). A slow start is explained by its phases, not guessed at."""
-    try:
-        text = log_path.read_text(errors="replace")
-    except OSError:
-        return {}
-    found = {}
-    for phase, wordings in START_PHASES.items():
-        matches = next((hits for hits in (w.findall(text) for w in wordings) if hits), [])
-        if matches:
-            found[phase] = sum(float(m) for m in matches)  # a draft model logs its own loading too
-    if found:
-        found["other_s"] = max(0.0, total_s - found.get("weights_s", 0.0) - found.get("engine_init_s", 0.0))
-    return found
-
-
 class ServeProcess:
     """One `vllm serve` and every process it starts, with its log.
 
@@ -178,9 +149,7 @@ class ServeProcess:
         self.failed = False
         directory = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix="specdecode-server-"))
         directory.mkdir(parents=True, exist_ok=True)
-        # an xdist worker's own name: two workers may start the same engine, each with its own log
-        worker = f"-{os.environ['PYTEST_XDIST_WORKER']}" if os.environ.get("PYTEST_XDIST_WORKER") else ""
-        self.log_path = directory / f"vllm-serve-{spec.role}-{spec.key}{worker}.log"
+        self.log_path = engine_log_path(directory, "serve", spec.role, spec.key)
         try:
             args = serve_args(spec, HOST, port)
         except ImportError as exc:

@@ -15,7 +15,8 @@ from ..config.load import LoadLevel
 from .base import EngineSpec, Generated, Sampling
 from .endpoint import EndpointEngine
 from .metrics import EngineCounters
-from .serve import HOST, ServeProcess, free_port, start_phases
+from .serve import HOST, ServeProcess, free_port
+from .start_log import start_phases
 
 
 class ServerEngine:

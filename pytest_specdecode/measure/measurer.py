@@ -113,7 +113,8 @@ class Measurer:
         self.progress = progress
         self.vanilla = VanillaSource(baselines)
         self.endpoints: Endpoints | None = None
-        #: where servers of ours keep their logs (`--spec-log-dir`); None: removed after a clean stop
+        #: where engines of ours keep their logs (the session's `--spec-log-dir`, by default <rootdir>/.specdecode/logs);
+        #: None (a measurer used on its own): a temporary folder, removed after a clean stop
         self.log_dir: str | None = None
         self._warmed: weakref.WeakSet = weakref.WeakSet()
         self._measured: dict[str, ConfigResult] = {}

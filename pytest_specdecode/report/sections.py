@@ -190,7 +190,7 @@ def engine_lines(results: Iterable[ConfigResult]) -> list[str]:
 
 #: How a start's phases read, in the order vLLM runs them.
 PHASE_NAMES = {"import_s": "importing vLLM", "weights_s": "weights", "engine_init_s": "vLLM init", "compile_s": "of which torch.compile",
-               "graph_capture_s": "and CUDA graphs", "other_s": "the rest (process, imports, API server)"}
+               "graph_capture_s": "and CUDA graphs", "other_s": "the rest (processes, imports, a server's API)"}
 
 
 def start_lines(results: Iterable[ConfigResult]) -> list[str]:

@@ -37,9 +37,9 @@ class ConfigResult(Model):
     environment: Environment = Environment()
     engine_start_s: dict[str, float] = Field(default_factory=dict)
     engine_start_phases: dict[str, dict[str, float]] = Field(
-        default_factory=dict, description="per role, where a start went: from a server's log weights_s, engine_init_s "
-        "(compile_s and graph_capture_s inside it) and other_s; offline import_s (importing vLLM) and engine_init_s "
-        "(`vllm.LLM(...)`)"
+        default_factory=dict, description="per role, where a start went, from the engine's log: weights_s, engine_init_s "
+        "(compile_s and graph_capture_s inside it) and other_s; offline also import_s (importing vLLM), and only "
+        "engine_init_s (`vllm.LLM(...)` whole) where the log says nothing"
     )
     p99_regression_tolerance: float = Field(
         default=0.05, ge=0, description="the config's [gates] p99_regression_tolerance (same default), for break_even"

@@ -44,6 +44,10 @@ def test_a_fresh_baseline_skips_the_vanilla_engine_and_a_changed_one_does_not(py
     shared_engines.stop()  # so that the engines this session needs are the ones it starts
     second = session("second")
     assert set(second["engine_start_s"]["tiny"]) == {"spec"}  # no vanilla engine was started
+    # the start taken apart from the engine's own log, which stays in the session's folder
+    phases = second["engine_start_phases"]["tiny"]["spec"]
+    assert phases["weights_s"] > 0 and 0 < phases["engine_init_s"] < second["engine_start_s"]["tiny"]["spec"]
+    assert list((pytester.path / ".specdecode" / "logs").glob("vllm-offline-spec-*.log"))
     cached = second["runs"][0]["baseline"]
     assert cached["source"] == "cached" and cached["fingerprint"] == first["runs"][0]["baseline"]["fingerprint"]
     assert cached["age_s"] > 0

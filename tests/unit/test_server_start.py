@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_specdecode.engines.serve import start_phases
+from pytest_specdecode.engines.start_log import start_phases
 from pytest_specdecode.report.sections import start_lines
 from pytest_specdecode.results import ConfigResult
 
@@ -30,7 +30,7 @@ def test_a_server_start_is_taken_apart_from_vllms_own_log_lines(tmp_path):
                           engine_start_phases={"spec": phases})
     [line] = start_lines([result])
     assert line == ("c: spec engine started in 53.0 s: weights 1.1 s, vLLM init 26.6 s, of which torch.compile 2.1 s, "
-                    "and CUDA graphs 7.0 s, the rest (process, imports, API server) 25.3 s")
+                    "and CUDA graphs 7.0 s, the rest (processes, imports, a server's API) 25.3 s")
 
 
 def test_spec_log_dir_reaches_every_server_the_session_starts(tmp_path):

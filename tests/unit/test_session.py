@@ -2,6 +2,7 @@
 measurer a `pytest_specdecode_measurer` hook returns, which outlives the session."""
 
 import json
+import time
 
 import pytest
 
@@ -167,3 +168,16 @@ def test_two_engines_run_at_once_by_default_where_the_config_leaves_room(pyteste
                        plugins=[scripted]).assert_outcomes(passed=1)
     runs = json.loads((pytester.path / "r.json").read_text())["runs"]
     assert {run["window_order"] for run in runs} == {order}
+
+
+def test_checking_configs_against_vllm_is_its_own_phase(pytester, session_files, monkeypatch):
+    """Was part of `other`: the first check imports vLLM (5-25 s), which a bare script pays inside
+    `vllm.LLM`; a session that looked slow for it said nothing of why."""
+    from pytest_specdecode.engines import vllm_info
+
+    monkeypatch.setattr(vllm_info, "validate_against_vllm", lambda config: time.sleep(1.5))
+    monkeypatch.setattr(vllm_info, "engine_defaults", dict)
+    pytester.runpytest("-p", "no:cacheprovider", "--spec-config=c.toml", "--spec-report=r.json",
+                       plugins=[ScriptedEngines("offline")]).assert_outcomes(passed=1)
+    timing = json.loads((pytester.path / "r.json").read_text())["timing_s"]
+    assert timing["config_check"] >= 1.5 > timing["other"] >= 0

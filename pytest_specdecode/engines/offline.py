@@ -8,6 +8,7 @@ drafts) at no extra cost. vLLM is imported here and only here (for this mode).
 from __future__ import annotations
 
 import gc
+import inspect
 import itertools
 import shutil
 import tempfile
@@ -22,6 +23,9 @@ from .base import EngineSpec, EngineStartError, Generated, Sampling, mean_logpro
 from .metrics import EngineCounters, collectors_text, parse_counters, vllm_collectors
 from .processes import start_in_thread
 from .start_log import engine_log_path, engine_output_to, start_phases
+
+#: How long an engine core may take to exit after it is asked to stop, before vLLM kills it.
+STOP_GRACE_S = 60.0
 
 
 class OfflineEngine:
@@ -177,7 +181,11 @@ class OfflineEngine:
         try:
             shutdown = getattr(llm, "shutdown", None) or getattr(llm.llm_engine.engine_core, "shutdown", None)
             if shutdown is not None:
-                shutdown()
+                # vLLM force-kills an engine core still tearing down after 5 s (two stopping at once on
+                # a small machine, a GPU freeing its memory: "force killing remaining process" at the
+                # end of a session): it gets a longer grace, and returns as soon as the core has exited
+                grace = {"timeout": STOP_GRACE_S} if "timeout" in inspect.signature(shutdown).parameters else {}
+                shutdown(**grace)
         finally:
             del llm
             gc.collect()

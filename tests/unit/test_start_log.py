@@ -1,5 +1,6 @@
 """An in-process engine's log: what its spawned and forked processes write lands in its file, for
-as long as they live, and this process's own output, logging and environment are left as they were."""
+as long as they live, and this process's own output, logging and environment are left as they were;
+and its stop, which gives those processes time to exit."""
 
 import logging
 import multiprocessing
@@ -7,6 +8,8 @@ import os
 import subprocess
 import sys
 import time
+
+import pytest
 
 from pytest_specdecode.engines.start_log import engine_output_to, start_phases
 
@@ -46,3 +49,29 @@ def test_a_line_written_twice_counts_once_and_a_draft_s_own_load_adds(tmp_path):
                    "2026 Worker INFO vllm: Loading weights took 2.00 seconds\n"  # the same line via our handler
                    "(Worker pid=1) Loading weights took 0.50 seconds\n")  # the draft's
     assert start_phases(log, 10.0)["weights_s"] == 2.5
+
+
+class _Core:
+    def __init__(self, takes_timeout: bool) -> None:
+        self.calls: list[dict] = []
+        if takes_timeout:
+            self.shutdown = lambda timeout=None: self.calls.append({"timeout": timeout})
+        else:  # vLLM 0.26's MPClient.shutdown
+            self.shutdown = lambda: self.calls.append({})
+
+
+@pytest.mark.parametrize("takes_timeout", [True, False])
+def test_an_offline_engine_stop_gives_its_core_time_to_exit(tmp_path, takes_timeout):
+    """Was vLLM's default 5 s, after which it SIGKILLs a core still tearing down (two engines stopped
+    at once on two cores were: "force killing remaining process" ended the session's output)."""
+    from types import SimpleNamespace
+
+    from pytest_specdecode.engines.offline import STOP_GRACE_S, OfflineEngine
+    from pytest_specdecode.engines.processes import Children
+
+    core = _Core(takes_timeout)
+    engine = object.__new__(OfflineEngine)
+    engine._llm = SimpleNamespace(llm_engine=SimpleNamespace(engine_core=core))
+    engine._processes, engine._own_log_dir, engine.log_path = Children(), False, tmp_path / "engine.log"
+    engine.close()
+    assert core.calls == [{"timeout": STOP_GRACE_S} if takes_timeout else {}]

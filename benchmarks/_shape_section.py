@@ -58,7 +58,7 @@ filled vLLM's compile cache: twice the start time). Warm plugin sessions took {p
 script's own spread ({bare_spread}) is two engine starts' noise, as large as the plugin's whole
 overhead. Stopping both engines took {stop}, now a phase of its own: at once, and without waiting
 out a grace period on the pytest process's multiprocessing resource tracker, which ignores SIGTERM
-and had been stopped as if it were an engine's (on CPU that was 5 s of every stop's 10). `other` still
+and had been stopped as if it were an engine's. `other` still
 holds {other} (the earlier 8B session: 20 s, stops included): pytest, collection, the config check
 against vLLM, the model folders and the results; not taken apart further yet."""
 
@@ -97,18 +97,16 @@ def production_shape_section() -> list[str]:
     jitter = load("h200-window-jitter.json")
     if None in reports or jitter is None:
         return []
-    rows, memory = [], _memory()
-    for name, report in zip(SHAPE_FILES, reports):
-        for raw in report["runs"]:
-            run = RunResult.model_validate(raw).model_copy(update={"draft_memory": memory})
-            needed = break_even_acceptance(run.step_cost_ratio, run.num_speculative_tokens)
-            split = run.kv_capacity_split
-            rows.append([
-                f"`{name}`", run.condition.label, fmt(run.acceptance_rate), f"{run.speedup:.2f}x ({_interval(run.speedup_ci)})",
-                f"{run.step_cost_ratio:.2f}x ({_interval(run.step_cost_ratio_ci)})", fmt(needed, ".2f"),
-                f"{run.spec.tpot_ms.p50:.1f} vs {run.vanilla.tpot_ms.p50:.1f}",
-                f"{1 - run.kv_cache_ratio:.1%} = {split.draft_kv_per_token:.1%} + {split.draft_weights:.1%} + {split.other:.1%}",
-            ])
+    rows = []
+    for name, run in _runs(dict(zip(SHAPE_FILES, reports)), _memory()):
+        needed = break_even_acceptance(run.step_cost_ratio, run.num_speculative_tokens)
+        split = run.kv_capacity_split
+        rows.append([
+            f"`{name}`", run.condition.label, fmt(run.acceptance_rate), f"{run.speedup:.2f}x ({_interval(run.speedup_ci)})",
+            f"{run.step_cost_ratio:.2f}x ({_interval(run.step_cost_ratio_ci)})", fmt(needed, ".2f"),
+            f"{run.spec.tpot_ms.p50:.1f} vs {run.vanilla.tpot_ms.p50:.1f}",
+            f"{1 - run.kv_cache_ratio:.1%} = {split.draft_kv_per_token:.1%} + {split.draft_weights:.1%} + {split.other:.1%}",
+        ])
     offline = reports[0]["runs"][0]
     spec_windows = [w["duration_s"] for w in offline["spec"]["windows"]]
     vanilla_windows = [w["duration_s"] for w in offline["vanilla"]["windows"]]
@@ -137,13 +135,10 @@ def production_shape_section() -> list[str]:
     ]
 
 
-def _runs(names: tuple[str, ...], memory: DraftMemory | None = None) -> list[tuple[str, RunResult]]:
-    runs = []
-    for name in names:
-        report = load(name)
-        for raw in (report or {}).get("runs", []):
-            runs.append((name, RunResult.model_validate(raw).model_copy(update={"draft_memory": memory})))
-    return runs
+def _runs(reports: dict[str, dict], memory: DraftMemory | None = None) -> list[tuple[str, RunResult]]:
+    """Each report's runs as the result model, by report file name."""
+    return [(name, RunResult.model_validate(raw).model_copy(update={"draft_memory": memory}))
+            for name, report in reports.items() for raw in report["runs"]]
 
 
 def _wall(values: list[float]) -> str:
@@ -151,12 +146,13 @@ def _wall(values: list[float]) -> str:
 
 
 def ngram_shape_section() -> list[str]:
-    runs = _runs(NGRAM_FILES)
+    reports = {name: load(name) for name in NGRAM_FILES}
     floors = [load(name) for name in FLOOR_FILES]
     jitter = load("h200-window-jitter-8b-ngram.json")
     bench = load("h200-vs-bench-serve-8b-ngram-server.json")
-    if not runs or None in floors or jitter is None or bench is None:
+    if None in reports.values() or None in floors or jitter is None or bench is None:
         return []
+    runs = _runs(reports)
     rows = []
     for name, run in runs:
         spec_w = [w.duration_s for w in run.spec.windows]

@@ -9,7 +9,7 @@
 #   bash benchmarks/gpu_session.sh eagle3-data|eagle3-train   (speculators wheels in /tmp/stage/spec; see benchmarks/gpu/eagle3)
 # SESSION_LIMIT_S stops a pytest session with SIGTERM after that many seconds: its report keeps what was measured.
 #   bash benchmarks/gpu_session.sh bench-serve|overhead [ngram|eagle3]   (plugin vs `vllm bench serve` at concurrency
-#     1 and 16, ROUNDS turns each; plugin vs a bare `vllm.LLM`, ROUNDS alternating rounds)
+#     1 and 16, or CONCURRENCY="1 16 64", ROUNDS turns each; plugin vs a bare `vllm.LLM`, ROUNDS alternating rounds)
 # Results go to $OUT (the device tool's folder) or benchmarks/results. Each step fits one
 # 10-minute device call; server steps share vanilla through the baseline folder on the machine.
 set -uo pipefail

@@ -65,8 +65,9 @@ def parent(args: argparse.Namespace) -> None:
                                   f"--spec-report={report}"], Path(folder) / f"{index}.log", check=False)
                 if not report.is_file():
                     failed(f"plugin run {index} wrote no report", Path(folder) / f"{index}.log")
-                plan = bare_plan(args.config, json.loads(report.read_text()))
-                runs.append({"kind": "plugin", "wall_s": wall, "timing_s": json.loads(report.read_text())["timing_s"]})
+                measured = json.loads(report.read_text())
+                plan = bare_plan(args.config, measured)
+                runs.append({"kind": "plugin", "wall_s": wall, "timing_s": measured["timing_s"]})
                 if args.report_dir:
                     args.report_dir.mkdir(parents=True, exist_ok=True)
                     shutil.copy(report, args.report_dir / f"session-floor-{args.config.stem}-plugin-{index}.json")

@@ -10,10 +10,7 @@ from __future__ import annotations
 import gc
 import inspect
 import itertools
-import shutil
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from ..config.load import LoadLevel
@@ -22,7 +19,7 @@ from ..results.figures import RequestSpecDecode
 from .base import EngineSpec, EngineStartError, Generated, Sampling, mean_logprob
 from .metrics import EngineCounters, collectors_text, parse_counters, vllm_collectors
 from .processes import start_in_thread
-from .start_log import engine_log_path, engine_output_to, start_phases
+from .start_log import EngineLog, engine_output_to, start_phases
 
 #: How long an engine core may take to exit after it is asked to stop, before vLLM kills it.
 STOP_GRACE_S = 60.0
@@ -43,11 +40,8 @@ class OfflineEngine:
             args["speculative_config"] = dict(spec.speculative_config)
             args.update(per_request_spec_metrics_args(args))
         imported = time.perf_counter()
-        # the engine's log: the session's folder (kept), else a folder of its own, removed at close
-        self._own_log_dir = spec.log_dir is None
-        directory = Path(spec.log_dir) if spec.log_dir else Path(tempfile.mkdtemp(prefix="specdecode-offline-"))
-        directory.mkdir(parents=True, exist_ok=True)
-        self.log_path = engine_log_path(directory, "offline", spec.role, spec.key)
+        self.log = EngineLog(spec.log_dir, "offline", spec.role, spec.key)
+        self.log_path = self.log.path
         try:
             with engine_output_to(self.log_path):
                 self._llm, self._processes = start_in_thread(
@@ -190,8 +184,7 @@ class OfflineEngine:
             del llm
             gc.collect()
             self._processes.stop()
-            if self._own_log_dir:
-                shutil.rmtree(self.log_path.parent, ignore_errors=True)
+            self.log.discard()
 
 
 def start_failure(exc: BaseException) -> str:

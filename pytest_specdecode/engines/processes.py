@@ -101,7 +101,6 @@ def _is_our_resource_tracker(process: psutil.Process) -> bool:
         return False
 
 
-
 def start_in_thread(construct: Callable[[], T]) -> tuple[T, Children]:
     """`construct()` (an in-process `vllm.LLM`) and the processes it started (engine core, workers).
 

@@ -11,11 +11,9 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 import time
 import weakref
 from collections.abc import Mapping, Sequence
@@ -24,7 +22,7 @@ from typing import Any
 
 from .base import EngineSpec, EngineStartError
 from .processes import spawn
-from .start_log import engine_log_path
+from .start_log import LOGGING_ENV, EngineLog
 
 HOST = "127.0.0.1"
 #: An exception line, possibly behind a log prefix such as "(EngineCore_DP0 pid=12) ERROR ...".
@@ -145,11 +143,9 @@ class ServeProcess:
         log_dir: str | Path | None = None,
         stop_grace_s: float = 20.0,
     ) -> None:
-        self._own_log_dir = log_dir is None
         self.failed = False
-        directory = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix="specdecode-server-"))
-        directory.mkdir(parents=True, exist_ok=True)
-        self.log_path = engine_log_path(directory, "serve", spec.role, spec.key)
+        self.log = EngineLog(log_dir, "serve", spec.role, spec.key)
+        self.log_path = self.log.path
         try:
             args = serve_args(spec, HOST, port)
         except ImportError as exc:
@@ -159,10 +155,7 @@ class ServeProcess:
         # unbuffered: the log must hold the last line even if killed; no VLLM_API_KEY: a key meant
         # for other servers would make ours refuse the client that never sends it
         env = {key: value for key, value in os.environ.items() if key != "VLLM_API_KEY"}
-        # vLLM's own logging at INFO in the log, whatever the pytest process asked of vLLM for itself:
-        # its lines on where a start went are INFO (`start_phases`)
-        env.update(PYTHONUNBUFFERED="1", VLLM_SERVER_DEV_MODE="1", VLLM_LOGGING_LEVEL="INFO",
-                   VLLM_CONFIGURE_LOGGING="1")
+        env.update(PYTHONUNBUFFERED="1", VLLM_SERVER_DEV_MODE="1", **LOGGING_ENV)
         try:
             self.process, children = spawn(self.command, self.log_path, env)
         except OSError as exc:
@@ -219,8 +212,8 @@ class ServeProcess:
         if pending is not None:
             _, stop_children, (default_grace_s,), _ = pending
             stop_children(default_grace_s if grace_s is None else grace_s)
-        if self._own_log_dir and not self.failed:
-            shutil.rmtree(self.log_path.parent, ignore_errors=True)
+        if not self.failed:
+            self.log.discard()
 
 
 def _healthy(url: str) -> bool:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +28,9 @@ START_PHASES = {
     "compile_s": (re.compile(r"torch\.compile took ([\d.]+) s in total"),),
     "graph_capture_s": (re.compile(r"Graph capturing finished in ([\d.]+) secs?"),),
 }
+#: vLLM's logging as an engine process of ours configures it from the environment (a server, a spawned
+#: engine core): INFO, whatever this process asked of vLLM for itself, as the start phases are INFO lines
+LOGGING_ENV = {"VLLM_CONFIGURE_LOGGING": "1", "VLLM_LOGGING_LEVEL": "INFO"}
 
 
 def start_phases(log_path: Path, total_s: float) -> dict[str, float]:
@@ -39,21 +44,35 @@ def start_phases(log_path: Path, total_s: float) -> dict[str, float]:
         return {}
     found = {}
     for phase, wordings in START_PHASES.items():
-        # a draft model logs its own loading too: summed; a line written twice (a forked process's own
-        # handler and ours, both into the file) counts once
-        matches = next((hits for hits in ({m.group(0): m.group(1) for m in w.finditer(text)} for w in wordings) if hits), {})
-        if matches:
-            found[phase] = sum(float(m) for m in matches.values())
+        for wording in wordings:
+            # a draft model logs its own loading too: summed; a line written twice (a forked process's
+            # own handler and ours, both into the file) counts once
+            hits = {match.group(0): float(match.group(1)) for match in wording.finditer(text)}
+            if hits:
+                found[phase] = sum(hits.values())
+                break
     if found:
         found["other_s"] = max(0.0, total_s - found.get("weights_s", 0.0) - found.get("engine_init_s", 0.0))
     return found
 
 
-def engine_log_path(directory: Path, kind: str, role: str, key: str) -> Path:
-    """One log per engine, named so the next session's start of the same engine replaces it; an xdist
-    worker's own name in it, as two workers may start the same engine."""
-    worker = f"-{os.environ['PYTEST_XDIST_WORKER']}" if os.environ.get("PYTEST_XDIST_WORKER") else ""
-    return directory / f"vllm-{kind}-{role}-{key}{worker}.log"
+class EngineLog:
+    """Where an engine of ours logs: in the session's folder (`log_dir`, kept), or in a temporary
+    folder of its own, which `discard` removes. One file per engine, named so the next session's
+    start of the same engine replaces it, with an xdist worker's own name, as two workers may start
+    the same engine."""
+
+    def __init__(self, log_dir: str | Path | None, kind: str, role: str, key: str) -> None:
+        self.temporary = log_dir is None
+        directory = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix=f"specdecode-{kind}-"))
+        directory.mkdir(parents=True, exist_ok=True)
+        worker = f"-{os.environ['PYTEST_XDIST_WORKER']}" if os.environ.get("PYTEST_XDIST_WORKER") else ""
+        self.path = directory / f"vllm-{kind}-{role}-{key}{worker}.log"
+
+    def discard(self) -> None:
+        """The temporary folder removed (an engine that stopped cleanly); a session's log stays."""
+        if self.temporary:
+            shutil.rmtree(self.path.parent, ignore_errors=True)
 
 
 @contextmanager
@@ -96,6 +115,3 @@ def engine_output_to(log_path: Path) -> Iterator[None]:
                 os.dup2(kept, fd)
                 os.close(kept)
 
-
-#: vLLM's logging as a spawned engine process configures it when it imports vLLM: its start phases are INFO lines
-LOGGING_ENV = {"VLLM_CONFIGURE_LOGGING": "1", "VLLM_LOGGING_LEVEL": "INFO"}

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from pytest_specdecode.engines.start_log import engine_output_to, start_phases
+from pytest_specdecode.engines.start_log import EngineLog, engine_output_to, start_phases
 
 SPAWNED = ("import os, sys, time\n"
            "print('spawned child, logging at', os.environ['VLLM_LOGGING_LEVEL'], flush=True)\n"
@@ -72,6 +72,6 @@ def test_an_offline_engine_stop_gives_its_core_time_to_exit(tmp_path, takes_time
     core = _Core(takes_timeout)
     engine = object.__new__(OfflineEngine)
     engine._llm = SimpleNamespace(llm_engine=SimpleNamespace(engine_core=core))
-    engine._processes, engine._own_log_dir, engine.log_path = Children(), False, tmp_path / "engine.log"
+    engine._processes, engine.log = Children(), EngineLog(tmp_path, "offline", "spec", "key")
     engine.close()
     assert core.calls == [{"timeout": STOP_GRACE_S} if takes_timeout else {}]

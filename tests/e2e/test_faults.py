@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.e2e.leftovers import TAG, describe, tagged_processes
+from tests.e2e.leftovers import TAG, describe, left_after_exit
 
 #: The goal: every row ends within ~30 s of its signal.
 EXIT_WITHIN_S = 30
@@ -81,23 +81,8 @@ class Session:
             self.process.kill()
         return self.process.returncode, time.monotonic() - self.signalled, "".join(self.lines) + (rest or "")
 
-    def leftovers(self, grace_s: float = 15.0) -> tuple[int, list[psutil.Process]]:
-        """How many tagged processes ran when pytest exited, and those still running `grace_s` later.
-
-        A multiprocessing resource tracker exits by itself once every process holding its pipe has
-        gone, after releasing what they leaked; on a loaded 2-core runner that once took over 5 s
-        after a `timeout`-killed server session (a CI run listed it, then found it a zombie). One
-        that outlives 15 s is left behind."""
-        at_exit = len(tagged_processes(self.tag))
-        deadline = time.monotonic() + grace_s
-        while (left := tagged_processes(self.tag)) and time.monotonic() < deadline:
-            time.sleep(0.25)
-        for process in left:  # never leave them to the next test, whatever this one asserts
-            try:
-                process.kill()
-            except psutil.Error:
-                continue
-        return at_exit, left
+    def leftovers(self) -> tuple[int, list[psutil.Process]]:
+        return left_after_exit(self.tag)
 
     def kept(self) -> dict:
         return json.loads(self.report.read_text()) if self.report.exists() else {}

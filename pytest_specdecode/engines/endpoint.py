@@ -1,7 +1,11 @@
 """A running OpenAI-compatible vLLM server, measured over HTTP the way a user's client sees it.
 
-Each request is one streaming `/v1/completions` call (`completions.completion_body`). httpx and
-transformers are imported only when used.
+Each request is one streaming `/v1/completions` call (`completions.completion_body`), sent and read
+with aiohttp, the client `vllm bench serve` uses: against a server whose chunk times are known
+(`benchmarks/client_timing.py`, docs/benchmarks.md), httpx's client added 2-3x aiohttp's delay to
+every first token (+12 ms vs +4 ms at 16 in flight on the 2-core runner) and fell far enough behind
+at 64 to read TPOT 2-9 % short; aiohttp's read it within 1 %. The one-off calls (models, metrics,
+scoring) stay on httpx. Both, and transformers, are imported only when used.
 """
 
 from __future__ import annotations
@@ -46,13 +50,15 @@ class EndpointError(EngineStartError):
 
 def _cause(exc: BaseException) -> str:
     """What went wrong, in words a CI log reader acts on, without the client library's traceback."""
+    import aiohttp
     import httpx
 
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):  # aiohttp's timeouts are TimeoutErrors
         return f"no answer within the request timeout ({type(exc).__name__})"
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, (httpx.ConnectError, aiohttp.ClientConnectorError)):
         return f"cannot connect ({exc or 'connection refused'})"
-    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, aiohttp.ClientPayloadError,
+                        aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
         return f"the connection broke mid-answer ({exc or type(exc).__name__})"
     if isinstance(exc, (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError)):
         return f"the answer is not what a vLLM server sends ({type(exc).__name__}: {str(exc)[:200]})"
@@ -89,13 +95,15 @@ class EndpointEngine:
     @contextmanager
     def _calling(self, what: str) -> Iterator[None]:
         """Every way a request can fail, as one `EndpointError` line naming side, URL and cause."""
+        import aiohttp
         import httpx
 
         try:
             yield
         except EngineStartError:
             raise
-        except (httpx.HTTPError, OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as exc:
+        except (httpx.HTTPError, aiohttp.ClientError, OSError, ValueError, KeyError, TypeError, AttributeError,
+                RuntimeError) as exc:
             raise EndpointError(
                 f"{self.spec.role} endpoint {self.base_url}: {what}: {_cause(exc)}{self._why_gone()}"
             ) from None
@@ -116,22 +124,22 @@ class EndpointEngine:
     async def _stream_all(
         self, model: str, prompts: list[str], sampling: Sampling, load: LoadLevel
     ) -> tuple[list[Stream], float]:
-        import httpx
+        import aiohttp
 
-        # No pool limit: a cap here would be a hidden concurrency limit on top of the load level's.
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+        # No connection limit (0): a cap here would be a hidden concurrency limit on top of the load
+        # level's. The request timeout bounds connecting and each wait for the next chunk, not a stream.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.request_timeout_s, sock_read=self.request_timeout_s)
         offsets = arrival_offsets(len(prompts), load, sampling.seed)
         monitor = asyncio.ensure_future(_loop_lag())
-        async with httpx.AsyncClient(
-            base_url=self.base_url, timeout=self.request_timeout_s, limits=limits, trust_env=self._trust_env,
-            headers=self._headers,
-        ) as client:
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0), timeout=timeout, trust_env=self._trust_env, headers=self._headers,
+        ) as session:
             started = time.perf_counter()
 
             async def send(index: int) -> Stream:
                 body = completion_body(model, prompts[index], sampling, index)
                 scheduled = started + offsets[index] if load.paced else None
-                return await self._stream_one(client, body, scheduled)
+                return await self._stream_one(session, body, scheduled)
 
             try:
                 streams = await run_requests(send, len(prompts), load, sampling.seed)
@@ -141,25 +149,37 @@ class EndpointEngine:
         worst = lag[0] if isinstance(lag[0], float) else 0.0
         return streams, worst
 
-    async def _stream_one(self, client: Any, body: dict[str, Any], scheduled: float | None = None) -> Stream:
+    async def _stream_one(self, session: Any, body: dict[str, Any], scheduled: float | None = None) -> Stream:
+        """One request, each SSE line timed when the bytes carrying it arrived. Lines are split here,
+        not by aiohttp's line reader, whose 64 KiB line limit a first chunk with a long prompt's token
+        ids can pass."""
+        url = f"{self.base_url}/v1/completions"
         stream = Stream(sent=time.perf_counter(), scheduled=scheduled, seed=body.get("seed"), temperature=body.get("temperature"))
-        async with client.stream("POST", "/v1/completions", json=body) as response:
-            if response.status_code != 200:
-                text = (await response.aread()).decode(errors="replace")
-                raise _http_error("POST", f"{self.base_url}/v1/completions", response.status_code, text)
-            async for line in response.aiter_lines():
+        async with session.post(url, json=body) as response:
+            if response.status != 200:
+                raise _http_error("POST", url, response.status, (await response.read()).decode(errors="replace"))
+            pending = b""
+            async for data in response.content.iter_any():
                 now = time.perf_counter()
-                if not line.startswith("data:"):
-                    continue
-                data = line[len("data:") :].strip()
-                if data == "[DONE]":
+                *lines, pending = (pending + data).split(b"\n")
+                if not self._take(stream, lines, now):
                     break
-                payload = json.loads(data)
-                if "error" in payload:
-                    raise RuntimeError(f"{self.base_url}/v1/completions streamed an error: {payload['error']}")
-                stream.add(payload, now)
             stream.done = time.perf_counter()
         return stream
+
+    def _take(self, stream: Stream, lines: list[bytes], now: float) -> bool:
+        """Add a read's `data:` events to the stream; False once `[DONE]` came."""
+        for line in lines:
+            if not line.startswith(b"data:"):
+                continue
+            data = line[len(b"data:") :].strip()
+            if data == b"[DONE]":
+                return False
+            payload = json.loads(data)
+            if "error" in payload:
+                raise RuntimeError(f"{self.base_url}/v1/completions streamed an error: {payload['error']}")
+            stream.add(payload, now)
+        return True
 
     def _get(self, path: str) -> Any:
         """GET a path of the endpoint, or an absolute URL (a replica's /metrics)."""

@@ -39,7 +39,7 @@ def test_a_threshold_out_of_range_is_a_usage_error_naming_the_test(pytester, tmp
     result.stderr.fnmatch_lines(["*test_too_strict[[]c[]]: min_acceptance: threshold must be within [[]0, 1[]], got 1.5"])
 
 
-HEAVY = ("vllm", "torch", "numpy", "scipy", "pydantic", "httpx", "transformers")
+HEAVY = ("vllm", "torch", "numpy", "scipy", "pydantic", "aiohttp", "httpx", "transformers")
 
 
 def test_unused_plugin_imports_nothing_heavy():

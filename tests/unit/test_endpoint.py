@@ -142,3 +142,63 @@ def test_an_endpoint_key_comes_from_the_named_variable_and_goes_with_every_reque
     engine.counters()
     assert fake_server.authorizations and set(fake_server.authorizations) == {"Bearer s3cret"}
     assert "s3cret" not in repr(spec)
+
+
+def _raw_server(pieces: list[tuple[bytes, float]]):
+    """A server answering `GET /v1/models` and then one streamed completion written in the given
+    pieces, each after its pause: what TCP may hand a client, an event cut anywhere."""
+    import json
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+
+    def serve() -> None:
+        for _ in range(2):
+            connection, _ = listener.accept()
+            with connection:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += connection.recv(65536)
+                head, _, body = request.partition(b"\r\n\r\n")
+                length = int(next((line.split(b":")[1] for line in head.split(b"\r\n")
+                                   if line.lower().startswith(b"content-length")), b"0"))
+                while len(body) < length:
+                    body += connection.recv(65536)
+                if head.startswith(b"GET"):
+                    models = json.dumps({"data": [{"id": "org/fake-model"}]}).encode()
+                    connection.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                                       + str(len(models)).encode() + b"\r\n\r\n" + models)
+                    continue
+                connection.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n\r\n")
+                for piece, pause in pieces:
+                    time.sleep(pause)
+                    connection.sendall(piece)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_events_cut_across_reads_and_longer_than_a_read_buffer_are_read_whole():
+    """The stream is split into lines here (aiohttp's line reader stops at 64 KiB, which a first chunk
+    carrying a long prompt's token ids can pass): an event cut mid-JSON is timed when its end came."""
+    import json
+
+    def event(tokens: int, done: int, text: str = "x") -> bytes:
+        choice = {"index": 0, "text": text, "token_ids": list(range(tokens)), "finish_reason": None}
+        usage = {"prompt_tokens": 7, "completion_tokens": done, "total_tokens": 7 + done}
+        return f"data: {json.dumps({'choices': [choice], 'usage': usage})}\n\n".encode()
+
+    first, second = event(1, 1, "y" * 100_000), event(3, 4)
+    usage = b'data: {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 4}}\n\ndata: [DONE]\n\n'
+    listener, url = _raw_server([(first, 0.0), (second[:20], 0.1), (second[20:] + usage, 0.2)])
+    try:
+        samples, _, _ = EndpointEngine(SPEC, url).generate(["p1"], GREEDY)
+    finally:
+        listener.close()
+    (sample,) = samples
+    assert sample.chunk_tokens == [1, 3] and sample.output_tokens == 4
+    assert len(sample.output_text) == 100_001
+    assert sample.itl_s[0] >= 0.29  # the second event counts from its end, not from its first bytes

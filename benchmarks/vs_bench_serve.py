@@ -8,6 +8,11 @@ each client's own stream timestamps. Each level keeps every round and the median
 rounds also keep how far its event loop fell behind (`lag_ms`) and its CPU time, so a client that
 cannot keep up with the stream shows as such instead of as a slow server.
 
+A third turn each round runs `vllm bench serve` with the options the plugin's requests carry and
+its own do not (`PLUGIN_OPTIONS`: continuous usage stats, token ids): where the plugin reads a
+slower TPOT than bench serve, this turn says whether the server serves those requests slower
+(it reads like the plugin) or the plugin's client reads them slower (it reads like bench serve).
+
     python benchmarks/vs_bench_serve.py examples/cpu-ngram.toml --rounds 2 --out benchmarks/results/vs-bench-serve-cpu.json
 """
 
@@ -24,6 +29,7 @@ from _common import emit
 from pytest_specdecode.config.spec import load_config
 from pytest_specdecode.engines import vllm_info
 from pytest_specdecode.engines.base import Sampling
+from pytest_specdecode.engines.completions import completion_body
 from pytest_specdecode.engines.server import ServerEngine
 from pytest_specdecode.config.load import LoadLevel
 from pytest_specdecode.measure.measurer import engine_specs
@@ -47,8 +53,16 @@ def plugin_figures(engine: ServerEngine, prompts: list[str], sampling: Sampling,
     }
 
 
+def plugin_options(sampling: Sampling) -> dict:
+    """What the plugin's request asks for beyond what `vllm bench serve`'s does (per-request seeds
+    left out: bench serve sends one `--seed` for all, and at T=0 a seed changes nothing)."""
+    body = completion_body("model", "prompt", sampling)
+    return {"return_token_ids": body["return_token_ids"], "stream_options": body["stream_options"]}
+
+
 def bench_serve_figures(
-    engine: ServerEngine, prompts: list[str], sampling: Sampling, folder: Path, concurrency: int
+    engine: ServerEngine, prompts: list[str], sampling: Sampling, folder: Path, concurrency: int,
+    extra_body: dict | None = None,
 ) -> dict:
     from vllm.benchmarks.serve import add_cli_args, main
     from vllm.utils.argparse_utils import FlexibleArgumentParser
@@ -62,7 +76,7 @@ def bench_serve_figures(
         "--tokenizer", engine.spec.model, "--dataset-name", "custom", "--dataset-path", str(dataset),
         "--skip-chat-template", "--custom-output-len", str(sampling.max_tokens), "--num-prompts", str(len(prompts)),
         "--max-concurrency", str(concurrency), "--temperature", str(sampling.temperature), "--seed", str(sampling.seed),
-        "--num-warmups", "0",
+        "--num-warmups", "0", *(["--extra-body", json.dumps(extra_body)] if extra_body else []),
     ])
     result = main(args)
     return {
@@ -103,20 +117,26 @@ def main() -> None:
         for concurrency in args.concurrency:
             # one untimed pass at this level: batch shapes first seen here are no client's cost
             engine.generate(prompts, sampling, LoadLevel(concurrency=concurrency))
-            plugin_rounds, bench_rounds = [], []
+            plugin_rounds, bench_rounds, options_rounds = [], [], []
             with tempfile.TemporaryDirectory() as folder:
                 for _ in range(args.rounds):
                     plugin_rounds.append(plugin_figures(engine, prompts, sampling, concurrency))
                     bench_rounds.append(bench_serve_figures(engine, prompts, sampling, Path(folder), concurrency))
-            plugin, bench = medians(plugin_rounds), medians(bench_rounds)
+                    options_rounds.append(bench_serve_figures(engine, prompts, sampling, Path(folder), concurrency,
+                                                              plugin_options(sampling)))
+            plugin, bench, options = medians(plugin_rounds), medians(bench_rounds), medians(options_rounds)
             levels.append({
                 "concurrency": concurrency,
                 "plugin": plugin,
                 "vllm_bench_serve": bench,
                 "plugin_rounds": plugin_rounds,
                 "vllm_bench_serve_rounds": bench_rounds,
+                "vllm_bench_serve_plugin_options": options,
+                "vllm_bench_serve_plugin_options_rounds": options_rounds,
                 "acceptance_difference_points": abs(plugin["acceptance_rate"] - bench["acceptance_rate"]) * 100,
                 "tpot_ratio": plugin["mean_tpot_ms"] / bench["mean_tpot_ms"],
+                # bench serve sending the plugin's options over bench serve as it is: the server's share
+                "options_tpot_ratio": options["mean_tpot_ms"] / bench["mean_tpot_ms"],
             })
     finally:
         engine.close()

@@ -15,6 +15,7 @@ whatever the GPU's speed. `--log` gets loss and per-position accuracy on held-ou
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import math
 import random
@@ -24,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+#: how long saving and the held-out pass may go without an end before every thread's stack is printed
+WATCHDOG_S = 60
 
 
 def _import_speculators_without_datasets() -> None:
@@ -224,21 +228,30 @@ def main() -> None:
                 print(f"step {step} epoch {epoch} {elapsed:.0f}s loss {loss:.3f} acc {[round(a, 3) for a in acc]}",
                       flush=True)
 
+    # A second-session H200 call learned its minutes and then printed nothing for 220 s, saving no head
+    # (benchmarks/gpu/eagle3/README.md). So the head is saved first, and every minute of what follows
+    # without an end prints where each thread is: the next hang names its line.
+    log["train_steps"], log["epochs"] = step, epoch
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    print(f"saving: {step} steps, {epoch} epochs, to {args.out}", flush=True)
+    draft.to(torch.bfloat16).save_pretrained(args.out)  # the held-out pass below reads the saved (bf16) head
+    print(f"saved in {time.perf_counter() - train_start - budget:.0f}s after the budget", flush=True)
+    faulthandler.dump_traceback_later(WATCHDOG_S, repeat=True)
     draft.eval()
+    held_out = pack(val, args.tokens, args.max_doc, random.Random(1))
+    print(f"held-out: {len(held_out)} batches", flush=True)
     totals = [0.0] * args.ttt_steps
     losses = []
     with torch.no_grad():
-        for docs in pack(val, args.tokens, args.max_doc, random.Random(1)):
+        for docs in held_out:
             loss, acc = run(docs, train_mode=False)
             losses.append(loss)
             totals = [t + a for t, a in zip(totals, acc)]
-    batches = max(1, len(pack(val, args.tokens, args.max_doc, random.Random(1))))
-    log["held_out"] = {"loss": sum(losses) / max(1, len(losses)), "acc": [t / batches for t in totals]}
-    log["train_steps"], log["epochs"], log["seconds"] = step, epoch, round(time.perf_counter() - started, 1)
+    faulthandler.cancel_dump_traceback_later()
+    log["held_out"] = {"loss": sum(losses) / max(1, len(losses)), "acc": [t / max(1, len(held_out)) for t in totals]}
+    log["seconds"] = round(time.perf_counter() - started, 1)
     print(f"held-out: loss {log['held_out']['loss']:.3f} per-position accuracy "
           f"{[round(a, 3) for a in log['held_out']['acc']]} after {step} steps, {epoch} epochs", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    draft.to(torch.bfloat16).save_pretrained(args.out)
     if args.log:
         args.log.parent.mkdir(parents=True, exist_ok=True)
         args.log.write_text(json.dumps(log, indent=1))

@@ -202,3 +202,16 @@ def test_events_cut_across_reads_and_longer_than_a_read_buffer_are_read_whole():
     assert sample.chunk_tokens == [1, 3] and sample.output_tokens == 4
     assert len(sample.output_text) == 100_001
     assert sample.itl_s[0] >= 0.29  # the second event counts from its end, not from its first bytes
+
+
+def test_a_stream_that_stalls_costs_the_request_timeout_once_in_one_line():
+    """The stream's own client (aiohttp) names a stall as the one-off calls' client (httpx) does."""
+    listener, url = _raw_server([(b"", 5.0)])
+    try:
+        started = time.monotonic()
+        with pytest.raises(EndpointError) as excinfo:
+            EndpointEngine(SPEC, url, request_timeout_s=0.5).generate(["p1"], GREEDY)
+        assert time.monotonic() - started < 4
+        assert "streaming completions: no answer within the request timeout" in _one_line(excinfo)
+    finally:
+        listener.close()

@@ -164,6 +164,8 @@ class EndpointEngine:
                 *lines, pending = (pending + data).split(b"\n")
                 if not self._take(stream, lines, now):
                     break
+            else:  # the body ended without [DONE]: its last line may lack its newline
+                self._take(stream, [pending], time.perf_counter())
             stream.done = time.perf_counter()
         return stream
 

@@ -215,3 +215,14 @@ def test_a_stream_that_stalls_costs_the_request_timeout_once_in_one_line():
         assert "streaming completions: no answer within the request timeout" in _one_line(excinfo)
     finally:
         listener.close()
+
+
+def test_a_body_that_ends_without_its_last_newline_keeps_its_last_event():
+    usage = b'data: {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3}}'
+    first = b'data: {"choices": [{"index": 0, "text": "abc", "token_ids": [1, 2, 3]}], "usage": {"completion_tokens": 3}}\n\n'
+    listener, url = _raw_server([(first + usage, 0.0)])
+    try:
+        samples, _, _ = EndpointEngine(SPEC, url).generate(["p1"], GREEDY)
+    finally:
+        listener.close()
+    assert samples[0].output_tokens == 3 and samples[0].prompt_tokens == 7

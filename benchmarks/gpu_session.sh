@@ -85,6 +85,6 @@ case $step in
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site /tmp/stage/spec/*.whl
     python3 benchmarks/gpu/eagle3/train.py --target /tmp/models/smollm2-135m --data /tmp/eagle3/data.pt \
       --out /tmp/models/smollm2-135m-eagle3 --minutes "${EAGLE3_MINUTES:-3}" --log "$out/eagle3-train.json" 2>&1 \
-      | tee "$out/eagle3-train-full.log" | grep --line-buffered -E "^(step|held|sav|datasets|Thread|  File)|Error|error" \
+      | tee "$out/eagle3-train-full.log" | grep --line-buffered -E "^(step|held|sav|datasets|Timeout|Thread|  File)|Error|error" \
       | tee "$out/eagle3-train.log" ;;
 esac

@@ -53,12 +53,13 @@ def _cause(exc: BaseException) -> str:
     import aiohttp
     import httpx
 
-    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):  # aiohttp's timeouts are TimeoutErrors
+    # aiohttp's timeouts are asyncio.TimeoutErrors (the built-in TimeoutError from Python 3.11 on)
+    if isinstance(exc, (httpx.TimeoutException, asyncio.TimeoutError, TimeoutError)):
         return f"no answer within the request timeout ({type(exc).__name__})"
     if isinstance(exc, (httpx.ConnectError, aiohttp.ClientConnectorError)):
         return f"cannot connect ({exc or 'connection refused'})"
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, aiohttp.ClientPayloadError,
-                        aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
+                        aiohttp.ClientConnectionError)):
         return f"the connection broke mid-answer ({exc or type(exc).__name__})"
     if isinstance(exc, (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError)):
         return f"the answer is not what a vLLM server sends ({type(exc).__name__}: {str(exc)[:200]})"
@@ -131,8 +132,10 @@ class EndpointEngine:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.request_timeout_s, sock_read=self.request_timeout_s)
         offsets = arrival_offsets(len(prompts), load, sampling.seed)
         monitor = asyncio.ensure_future(_loop_lag())
+        # trust_env stays off: aiohttp's would also read ~/.netrc, adding a Basic login beside (or in
+        # conflict with) the endpoint's key; proxies are read from the environment as httpx reads them
         async with aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0), timeout=timeout, trust_env=self._trust_env, headers=self._headers,
+            connector=aiohttp.TCPConnector(limit=0), timeout=timeout, headers=self._headers,
         ) as session:
             started = time.perf_counter()
 
@@ -155,7 +158,7 @@ class EndpointEngine:
         ids can pass."""
         url = f"{self.base_url}/v1/completions"
         stream = Stream(sent=time.perf_counter(), scheduled=scheduled, seed=body.get("seed"), temperature=body.get("temperature"))
-        async with session.post(url, json=body) as response:
+        async with session.post(url, json=body, proxy=self._proxy(url)) as response:
             if response.status != 200:
                 raise _http_error("POST", url, response.status, (await response.read()).decode(errors="replace"))
             pending = b""
@@ -168,6 +171,20 @@ class EndpointEngine:
                 self._take(stream, [pending], time.perf_counter())
             stream.done = time.perf_counter()
         return stream
+
+    def _proxy(self, url: str) -> str | None:
+        """The proxy the environment names for this URL (`*_proxy`, `all_proxy`, `no_proxy`), where
+        the environment is trusted; None: straight there."""
+        import urllib.request
+        from urllib.parse import urlsplit
+
+        if not self._trust_env:
+            return None
+        parts = urlsplit(url)
+        if urllib.request.proxy_bypass(parts.hostname or ""):
+            return None
+        proxies = urllib.request.getproxies()
+        return proxies.get(parts.scheme) or proxies.get("all")
 
     def _take(self, stream: Stream, lines: list[bytes], now: float) -> bool:
         """Add a read's `data:` events to the stream; False once `[DONE]` came."""

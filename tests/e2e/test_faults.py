@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.e2e.leftovers import TAG, describe, left_after_exit
+from tests.e2e.leftovers import TAG, left_after_exit
 
 #: The goal: every row ends within ~30 s of its signal.
 EXIT_WITHIN_S = 30
@@ -81,7 +81,7 @@ class Session:
             self.process.kill()
         return self.process.returncode, time.monotonic() - self.signalled, "".join(self.lines) + (rest or "")
 
-    def leftovers(self) -> tuple[int, list[psutil.Process]]:
+    def leftovers(self) -> tuple[int, list[str]]:
         return left_after_exit(self.tag)
 
     def kept(self) -> dict:
@@ -100,7 +100,7 @@ def _assert_clean(session: Session, fault: str, code: int, seconds: float, outpu
     _row(fault, code, seconds, at_exit, report)
     assert code in expected_codes, output
     assert seconds < EXIT_WITHIN_S, output
-    assert left == [], describe(left)
+    assert left == []
     assert [reason.startswith(INTERRUPTED) for reason in report["failed_configs"].values()] == [True], output
     assert INTERRUPTED in session.summary.read_text()  # the job page says which config was cut short
     assert session.junit.exists()

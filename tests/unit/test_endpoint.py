@@ -226,3 +226,29 @@ def test_a_body_that_ends_without_its_last_newline_keeps_its_last_event():
     finally:
         listener.close()
     assert samples[0].output_tokens == 3 and samples[0].prompt_tokens == 7
+
+
+def test_a_netrc_entry_does_not_add_a_login_to_the_stream(fake_server, tmp_path, monkeypatch):
+    """aiohttp's trust_env reads ~/.netrc: with an endpoint key every stream failed ("Cannot combine
+    AUTHORIZATION header with AUTH argument"), without one it sent a Basic login unasked."""
+    from dataclasses import replace
+
+    netrc = tmp_path / "netrc"
+    netrc.write_text("default login someone password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.setenv("CANARY_KEY", "s3cret")
+    spec = replace(SPEC, mode="endpoint", url=fake_server.url, api_key_env="CANARY_KEY")
+    EndpointEngine(spec, fake_server.url).generate(["p1"], GREEDY)
+    EndpointEngine(SPEC, fake_server.url).generate(["p2"], GREEDY)
+    # each engine: GET /v1/models, then the streamed POST
+    assert fake_server.authorizations == ["Bearer s3cret", "Bearer s3cret", None, None]
+
+
+def test_a_proxy_comes_from_the_environment_unless_the_host_is_exempt(monkeypatch):
+    monkeypatch.setenv("http_proxy", "http://proxy.example:3128")
+    monkeypatch.setenv("no_proxy", "exempt.example")
+    engine = EndpointEngine(SPEC, "http://far.example:8000")
+    assert engine._proxy("http://far.example:8000/v1/completions") == "http://proxy.example:3128"
+    assert engine._proxy("http://exempt.example:8000/v1/completions") is None
+    assert EndpointEngine(SPEC, "http://far.example:8000", trust_env=False)._proxy("http://far.example/") is None

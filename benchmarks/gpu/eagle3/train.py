@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-#: how long saving and the held-out pass may go without an end before every thread's stack is printed
+#: how long saving and the held-out pass may go on before every thread's stack is printed (each time)
 WATCHDOG_S = 60
 
 
@@ -232,11 +232,13 @@ def main() -> None:
     # (benchmarks/gpu/eagle3/README.md). So the head is saved first, and every minute of what follows
     # without an end prints where each thread is: the next hang names its line.
     log["train_steps"], log["epochs"] = step, epoch
+    write_log(args.log, log)
+    faulthandler.dump_traceback_later(WATCHDOG_S, repeat=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     print(f"saving: {step} steps, {epoch} epochs, to {args.out}", flush=True)
-    draft.to(torch.bfloat16).save_pretrained(args.out)  # the held-out pass below reads the saved (bf16) head
+    # held out below: the head as saved, in bf16 (earlier logs held out the fp32 head before saving)
+    draft.to(torch.bfloat16).save_pretrained(args.out)
     print(f"saved in {time.perf_counter() - train_start - budget:.0f}s after the budget", flush=True)
-    faulthandler.dump_traceback_later(WATCHDOG_S, repeat=True)
     draft.eval()
     held_out = pack(val, args.tokens, args.max_doc, random.Random(1))
     print(f"held-out: {len(held_out)} batches", flush=True)
@@ -252,9 +254,13 @@ def main() -> None:
     log["seconds"] = round(time.perf_counter() - started, 1)
     print(f"held-out: loss {log['held_out']['loss']:.3f} per-position accuracy "
           f"{[round(a, 3) for a in log['held_out']['acc']]} after {step} steps, {epoch} epochs", flush=True)
-    if args.log:
-        args.log.parent.mkdir(parents=True, exist_ok=True)
-        args.log.write_text(json.dumps(log, indent=1))
+    write_log(args.log, log)
+
+
+def write_log(path: Path | None, log: dict[str, Any]) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(log, indent=1))
 
 
 if __name__ == "__main__":

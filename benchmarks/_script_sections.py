@@ -227,16 +227,33 @@ def client_timing_section(name: str, before: str, command: str, before_command: 
         f"`benchmarks/_paced_server.py` streams like `vllm serve` (FastAPI on uvicorn) and notes when each chunk "
         f"left: one chunk of {data['tokens_per_step']} tokens every {data['step_ms']:g} ms after a first token at "
         f"{data['ttft_ms']:g} ms, {data['max_tokens']} tokens, {data['prompts']} requests a round; the clients take "
-        "turns on the same 2 cores as the server. The H200's plugin-vs-bench-serve TPOT gap (+12-15 % at that "
-        "chunk rate) pointed at the plugin's client. The httpx client added about twice aiohttp's delay to "
-        "every first token, and at 64 in flight fell far enough behind to read TPOT short; the plugin now "
-        "streams with aiohttp, as `vllm bench serve` does, and reads as close to the server as it. At one "
-        "request in flight both clients read TPOT within 1 % here, so this does not explain a 12 % gap at c=1 "
-        "on the H200. The plugin's requests also ask for continuous usage stats and token ids, which bench "
-        "serve's do not; `vs_bench_serve.py` now runs bench serve a third time each round with those options, so "
-        "the next GPU run says whether the server serves them slower (on this CPU, above, all three read within "
-        "3 %).", "",
+        "turns (which goes first alternates by round) on the same 2 cores as the server, and each TPOT is set "
+        "against the server's by that client's own definition (the plugin's ends at `[DONE]`, bench serve's at "
+        f"the last token chunk). TTFT excess is the client's side of a first token. {_client_timing_findings(data, old)}"
+        " The H200's plugin-vs-bench-serve gap at c=1 (TTFT +2.6 ms, TPOT +12 % at this chunk rate) pointed at the "
+        "client: the TTFT part is the size of httpx's per-request cost here, the TPOT part is not (both clients "
+        "read TPOT at c=1 within 1 %). The plugin's requests also ask for continuous usage stats and token ids, "
+        "which bench serve's do not; `vs_bench_serve.py` now runs bench serve a third time each round with those "
+        "options, so the next GPU run says whether the server serves them slower.", "",
     ]
+
+
+def _client_timing_findings(after: dict, before: dict) -> str:
+    """What the rows show, computed from them: each client's TTFT excess over bench serve's in the same
+    run, and the plugin's TPOT rounds at the highest concurrency, before and after."""
+    def excess_ratios(data: dict) -> list[float]:
+        return [level["ttft_excess_ms"]["plugin"] / level["ttft_excess_ms"]["vllm_bench_serve"] for level in data["levels"]]
+
+    def tpot_rounds(data: dict) -> list[float]:
+        return [r["tpot_ratio"] for r in data["levels"][-1]["rounds"]["plugin"]]
+
+    top = after["levels"][-1]["concurrency"]
+    old_excess, new_excess = excess_ratios(before), excess_ratios(after)
+    old_tpot, new_tpot = tpot_rounds(before), tpot_rounds(after)
+    return (f"The httpx client's TTFT excess was {min(old_excess):.1f}-{max(old_excess):.1f}x bench serve's in the "
+            f"same run, aiohttp's {min(new_excess):.1f}-{max(new_excess):.1f}x; at c={top} httpx read TPOT at "
+            f"{min(old_tpot):.3f}-{max(old_tpot):.3f} of the truth, aiohttp at {min(new_tpot):.3f}-{max(new_tpot):.3f}. "
+            "The plugin now streams with aiohttp, as `vllm bench serve` does.")
 
 
 def eagle3_section() -> list[str]:

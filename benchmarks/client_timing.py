@@ -4,10 +4,13 @@ against a server whose chunk times are known (`_paced_server.py`).
 On the H200 the plugin's TPOT read 12-15 % above `vllm bench serve`'s on one 8B n-gram server at
 ~2 ms TPOT (one chunk of 4 tokens every ~8 ms), its TTFT 2-7 ms above. A real server cannot say
 which client is right; this one records when each chunk left (the same monotonic clock as the
-clients'), so each client's TPOT and TTFT are set against the truth. Both clients get the same
-prompts at the same concurrency, taking turns; each sends its own request body (the plugin asks for
-continuous usage stats and token ids, bench serve for neither), and the server answers each as vLLM
-would. The server and the clients share this machine's cores, as on a GPU host.
+clients'), so each client's TPOT and TTFT are set against the truth, each by its own definition:
+bench serve's TPOT ends at the last token chunk, the plugin's at `[DONE]`. Both clients get the same
+prompts at the same concurrency, taking turns (which goes first alternates by round); each sends its
+own request body (the plugin asks for continuous usage stats and token ids, bench serve for
+neither), and the server answers each as vLLM would. The server and the clients share this
+machine's cores, as on a GPU host. "TTFT excess" is the client's TTFT over the server's (request
+arrived to first chunk sent): sending, connecting and reading, the client's side of a first token.
 
     python client_timing.py --concurrency 1 16 --rounds 3 --out results/cpu-client-timing.json
 """
@@ -92,19 +95,23 @@ def bench_serve_client(base_url: str, prompts: list[str], max_tokens: int, concu
 
 
 CLIENTS = {"plugin": plugin_client, "vllm_bench_serve": bench_serve_client}
+#: which server figure each client's TPOT is compared with: its own definition of where a request ends
+TRUTH = {"plugin": "tpot_to_done_ms", "vllm_bench_serve": "tpot_ms"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--rounds", type=int, default=3, help="turns of each client per level, alternating")
-    parser.add_argument("--prompts", type=int, default=48)
+    parser.add_argument("--prompts", type=int, default=64, help="requests a round: at least the highest concurrency")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--step-ms", type=float, default=8.0, help="the server's step: one chunk per request")
     parser.add_argument("--tokens-per-step", type=int, default=4)
     parser.add_argument("--ttft-ms", type=float, default=12.0)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.prompts < max(args.concurrency):
+        parser.error(f"--prompts {args.prompts} cannot keep {max(args.concurrency)} requests in flight")
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([sys.executable, str(HERE / "_paced_server.py"), "--port", str(port), "--step-ms",
@@ -123,16 +130,17 @@ def main() -> None:
         prompts = [f"prompt {i}" for i in range(args.prompts)]
         levels = []
         for concurrency in args.concurrency:
-            for measure in CLIENTS.values():  # one untimed turn each: connections, imports
+            for measure in CLIENTS.values():  # one untimed turn each: imports, first-call costs
                 measure(base_url, prompts, args.max_tokens, concurrency)
             httpx.get(f"{base_url}/timings", trust_env=False)
             rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in CLIENTS}
-            for _ in range(args.rounds):
-                for name, measure in CLIENTS.items():
-                    measured = measure(base_url, prompts, args.max_tokens, concurrency)
+            for round_index in range(args.rounds):
+                order = list(CLIENTS) if round_index % 2 == 0 else list(reversed(CLIENTS))
+                for name in order:
+                    measured = CLIENTS[name](base_url, prompts, args.max_tokens, concurrency)
                     truth = server_truth(httpx.get(f"{base_url}/timings", trust_env=False).json())
                     rounds[name].append({"client": measured, "server": truth,
-                                         "tpot_ratio": measured["tpot_ms"] / truth["tpot_ms"],
+                                         "tpot_ratio": measured["tpot_ms"] / truth[TRUTH[name]],
                                          "ttft_excess_ms": measured["ttft_ms"] - truth["ttft_ms"]})
             levels.append({
                 "concurrency": concurrency,

@@ -2,10 +2,11 @@
 
 Each request is one streaming `/v1/completions` call (`completions.completion_body`), sent and read
 with aiohttp, the client `vllm bench serve` uses: against a server whose chunk times are known
-(`benchmarks/client_timing.py`, docs/benchmarks.md), httpx's client added 2-3x aiohttp's delay to
-every first token (+12 ms vs +4 ms at 16 in flight on the 2-core runner) and fell far enough behind
-at 64 to read TPOT 2-9 % short; aiohttp's read it within 1 %. The one-off calls (models, metrics,
-scoring) stay on httpx. Both, and transformers, are imported only when used.
+(`benchmarks/client_timing.py`, docs/benchmarks.md), httpx's client added 1.7-3.3x bench serve's
+delay to every first token (+24 ms against +7 ms at 16 in flight on the 2-core runner) and read TPOT
+up to 9 % short at 64; aiohttp's reads both as bench serve's does (within 1 % of each other). The
+one-off calls (models, metrics, scoring) stay on httpx. Both, and transformers, are imported only
+when used.
 """
 
 from __future__ import annotations

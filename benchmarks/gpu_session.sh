@@ -7,6 +7,7 @@
 #   bash benchmarks/gpu_session.sh shape|shape-server|jitter|floor [8b-draft|8b-ngram]   (8B-shaped target, random
 #     weights; floor: a gate session vs a bare vllm.LLM script doing the same starts, warmups and windows)
 #   bash benchmarks/gpu_session.sh eagle3-data|eagle3-train   (speculators wheels in /tmp/stage/spec; see benchmarks/gpu/eagle3)
+#   bash benchmarks/gpu_session.sh client-timing   (the plugin's stream client against a server with known chunk times)
 # SESSION_LIMIT_S stops a pytest session with SIGTERM after that many seconds: its report keeps what was measured.
 #   bash benchmarks/gpu_session.sh bench-serve|overhead [ngram|eagle3]   (plugin vs `vllm bench serve` at concurrency
 #     1 and 16, or CONCURRENCY="1 16 64", ROUNDS turns each; plugin vs a bare `vllm.LLM`, ROUNDS alternating rounds)
@@ -78,6 +79,11 @@ case $step in
     name=${names[0]}; [ "$name" = ngram ] && file=$gpu-vs-bench-serve.json || file=$gpu-vs-bench-serve-$name.json
     python3 benchmarks/vs_bench_serve.py "examples/gpu-$name.toml" --concurrency ${CONCURRENCY:-1 16} --rounds "${ROUNDS:-2}" \
       --out "$out/$file" 2>&1 | tail -20 ;;
+  client-timing)
+    # no GPU work: the plugin's client and bench serve's against a server with known chunk times, on
+    # the GPU host's cores (the 2-core runner's figures are in docs/benchmarks.md)
+    python3 benchmarks/client_timing.py --concurrency 1 16 64 --rounds "${ROUNDS:-3}" --out "$out/$gpu-client-timing.json" \
+      2>&1 | tail -5 ;;
   eagle3-data)
     python3 benchmarks/gpu/eagle3/generate.py --target /tmp/models/smollm2-135m --out /tmp/eagle3/data.pt \
       --prompts "${EAGLE3_PROMPTS:-2000}" 2>&1 | grep -v -i warn | tail -5 | tee "$out/eagle3-generate.log" ;;

@@ -230,12 +230,26 @@ def client_timing_section(name: str, before: str, command: str, before_command: 
         "turns (which goes first alternates by round) on the same 2 cores as the server, and each TPOT is set "
         "against the server's by that client's own definition (the plugin's ends at `[DONE]`, bench serve's at "
         f"the last token chunk). TTFT excess is the client's side of a first token. {_client_timing_findings(data, old)}"
-        " The H200's plugin-vs-bench-serve gap at c=1 (TTFT +2.6 ms, TPOT +12 % at this chunk rate) pointed at the "
-        "client: the TTFT part is the size of httpx's per-request cost here, the TPOT part is not (both clients "
-        "read TPOT at c=1 within 1 %). The plugin's requests also ask for continuous usage stats and token ids, "
+        f"{_h200_gap(old)} The plugin's requests also ask for continuous usage stats and token ids, "
         "which bench serve's do not; `vs_bench_serve.py` now runs bench serve a third time each round with those "
         "options, so the next GPU run says whether the server serves them slower.", "",
     ]
+
+
+def _h200_gap(before: dict) -> str:
+    """The H200's plugin-vs-bench-serve gap at one request in flight, against what the httpx client
+    cost here: its first-token delay over bench serve's, and both clients' TPOT against the truth."""
+    h200 = load("h200-vs-bench-serve-8b-ngram-server.json")
+    if h200 is None:
+        return ""
+    gpu, cpu = h200["levels"][0], before["levels"][0]
+    ttft_gap = gpu["plugin"]["mean_ttft_ms"] - gpu["vllm_bench_serve"]["mean_ttft_ms"]
+    httpx_cost = cpu["ttft_excess_ms"]["plugin"] - cpu["ttft_excess_ms"]["vllm_bench_serve"]
+    worst = max(abs(ratio - 1) for ratio in cpu["tpot_ratio"].values())
+    return (f" The H200's plugin-vs-bench-serve gap at c={gpu['concurrency']} (TTFT {ttft_gap:+.1f} ms, TPOT "
+            f"{gpu['tpot_ratio'] - 1:+.0%}) pointed at the client: the httpx client's first-token cost over bench "
+            f"serve's here, {httpx_cost:+.1f} ms at c={cpu['concurrency']}, is of the TTFT gap's size; the TPOT gap "
+            f"is not the client's, as both read TPOT at c={cpu['concurrency']} within {worst:.1%} of the truth.")
 
 
 def _client_timing_findings(after: dict, before: dict) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,14 +33,9 @@ from _common import emit
 from pytest_specdecode.config.load import LoadLevel
 from pytest_specdecode.engines.base import EngineSpec, Sampling
 from pytest_specdecode.engines.endpoint import EndpointEngine
+from pytest_specdecode.engines.serve import free_port
 
 HERE = Path(__file__).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def server_truth(timings: list[dict[str, Any]]) -> dict[str, float]:

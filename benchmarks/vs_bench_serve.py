@@ -9,11 +9,11 @@ rounds also keep how far its event loop fell behind (`lag_ms`) and its CPU time,
 cannot keep up with the stream shows as such instead of as a slow server.
 
 A third turn each round runs `vllm bench serve` with the options the plugin's requests carry and
-its own do not (`PLUGIN_OPTIONS`: continuous usage stats, token ids): where the plugin reads a
+its own do not (`plugin_options`: continuous usage stats, token ids): where the plugin reads a
 slower TPOT than bench serve, this turn says whether the server serves those requests slower
 (it reads like the plugin) or the plugin's client reads them slower (it reads like bench serve).
 
-    python benchmarks/vs_bench_serve.py examples/cpu-ngram.toml --rounds 2 --out benchmarks/results/vs-bench-serve-cpu.json
+    python benchmarks/vs_bench_serve.py examples/cpu-ngram.toml --concurrency 1 4 --rounds 3 --out benchmarks/results/cpu-vs-bench-serve.json
 """
 
 from __future__ import annotations
@@ -118,25 +118,26 @@ def main() -> None:
             # one untimed pass at this level: batch shapes first seen here are no client's cost
             engine.generate(prompts, sampling, LoadLevel(concurrency=concurrency))
             plugin_rounds, bench_rounds, options_rounds = [], [], []
+            options = plugin_options(sampling)
             with tempfile.TemporaryDirectory() as folder:
                 for _ in range(args.rounds):
                     plugin_rounds.append(plugin_figures(engine, prompts, sampling, concurrency))
                     bench_rounds.append(bench_serve_figures(engine, prompts, sampling, Path(folder), concurrency))
                     options_rounds.append(bench_serve_figures(engine, prompts, sampling, Path(folder), concurrency,
-                                                              plugin_options(sampling)))
-            plugin, bench, options = medians(plugin_rounds), medians(bench_rounds), medians(options_rounds)
+                                                              options))
+            plugin, bench, with_options = medians(plugin_rounds), medians(bench_rounds), medians(options_rounds)
             levels.append({
                 "concurrency": concurrency,
                 "plugin": plugin,
                 "vllm_bench_serve": bench,
                 "plugin_rounds": plugin_rounds,
                 "vllm_bench_serve_rounds": bench_rounds,
-                "vllm_bench_serve_plugin_options": options,
+                "vllm_bench_serve_plugin_options": with_options,
                 "vllm_bench_serve_plugin_options_rounds": options_rounds,
                 "acceptance_difference_points": abs(plugin["acceptance_rate"] - bench["acceptance_rate"]) * 100,
                 "tpot_ratio": plugin["mean_tpot_ms"] / bench["mean_tpot_ms"],
                 # bench serve sending the plugin's options over bench serve as it is: the server's share
-                "options_tpot_ratio": options["mean_tpot_ms"] / bench["mean_tpot_ms"],
+                "options_tpot_ratio": with_options["mean_tpot_ms"] / bench["mean_tpot_ms"],
             })
     finally:
         engine.close()

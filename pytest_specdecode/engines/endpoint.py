@@ -138,12 +138,14 @@ class EndpointEngine:
         async with aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0), timeout=timeout, headers=self._headers,
         ) as session:
+            url = f"{self.base_url}/v1/completions"
+            proxy = self._proxy(url)  # once a window: reading the environment is no request's time
             started = time.perf_counter()
 
             async def send(index: int) -> Stream:
                 body = completion_body(model, prompts[index], sampling, index)
                 scheduled = started + offsets[index] if load.paced else None
-                return await self._stream_one(session, body, scheduled)
+                return await self._stream_one(session, url, proxy, body, scheduled)
 
             try:
                 streams = await run_requests(send, len(prompts), load, sampling.seed)
@@ -153,13 +155,13 @@ class EndpointEngine:
         worst = lag[0] if isinstance(lag[0], float) else 0.0
         return streams, worst
 
-    async def _stream_one(self, session: Any, body: dict[str, Any], scheduled: float | None = None) -> Stream:
+    async def _stream_one(self, session: Any, url: str, proxy: str | None, body: dict[str, Any],
+                          scheduled: float | None = None) -> Stream:
         """One request, each SSE line timed when the bytes carrying it arrived. Lines are split here,
         not by aiohttp's line reader, whose 64 KiB line limit a first chunk with a long prompt's token
         ids can pass."""
-        url = f"{self.base_url}/v1/completions"
         stream = Stream(sent=time.perf_counter(), scheduled=scheduled, seed=body.get("seed"), temperature=body.get("temperature"))
-        async with session.post(url, json=body, proxy=self._proxy(url)) as response:
+        async with session.post(url, json=body, proxy=proxy) as response:
             if response.status != 200:
                 raise _http_error("POST", url, response.status, (await response.read()).decode(errors="replace"))
             pending = b""
